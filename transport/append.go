@@ -1,0 +1,272 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// WriteOption adds to an event being written.
+type WriteOption func(*nats.Msg)
+
+// WithContentType sets the payload's content type header ("" leaves it
+// unset, which readers take as JSON).
+func WithContentType(ct string) WriteOption {
+	return func(m *nats.Msg) {
+		if ct != "" {
+			m.Header.Set(HeaderContentType, ct)
+		}
+	}
+}
+
+// WithHeader sets a header on the event.
+func WithHeader(key, value string) WriteOption {
+	return func(m *nats.Msg) { m.Header.Set(key, value) }
+}
+
+// Outcome is how a conditional append ended.
+type Outcome uint8
+
+const (
+	// Written: this call stored the event at the index.
+	Written Outcome = iota + 1
+	// Present: the index already held an event, stored by another call;
+	// [AppendResult.Equal] says whether it equals this one.
+	Present
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Written:
+		return "written"
+	case Present:
+		return "present"
+	}
+	return "Outcome(" + strconv.Itoa(int(o)) + ")"
+}
+
+// AppendResult is the answer of [Log.ExistsOrWrite].
+type AppendResult struct {
+	Position
+	Outcome Outcome
+	// Equal reports whether the event at the index has the same payload
+	// and content type as the one asked for (always true when Written).
+	Equal bool
+}
+
+// conflict codes: wrong last sequence (10071), its replicated variant with
+// no number (10164), and the same message id in process (10158). None of
+// them proves the append did not happen.
+func isConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case 10071, 10164, 10158:
+			return true
+		}
+	}
+	return false
+}
+
+// isDefinite reports a reply from JetStream that says the message was not
+// stored (bad message, limits), as opposed to no reply at all.
+func isDefinite(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && !isConflict(err)
+}
+
+func (l *Log) newMsg(ctx context.Context, esk string, payload []byte, opts []WriteOption) (*nats.Msg, error) {
+	if err := ValidateESK(esk); err != nil {
+		return nil, err
+	}
+	if len(payload) > l.cfg.MaxPayload {
+		return nil, fmt.Errorf("%w: event for ESK %q is %d bytes, the limit is %d", ErrPayloadTooLarge, esk, len(payload), l.cfg.MaxPayload)
+	}
+	m := &nats.Msg{Subject: l.Subject(esk), Data: payload, Header: nats.Header{}}
+	m.Header.Set(HeaderHLC, l.cfg.Clock.Now().String())
+	for _, o := range opts {
+		o(m)
+	}
+	l.cfg.Propagator.Inject(ctx, propagation.HeaderCarrier(m.Header))
+	if max := l.nc.MaxPayload(); max > 0 && int64(len(payload)+headerSize(m.Header)) > max {
+		return nil, fmt.Errorf("%w: event for ESK %q with headers exceeds the server's max_payload of %d bytes", ErrPayloadTooLarge, esk, max)
+	}
+	return m, nil
+}
+
+func headerSize(h nats.Header) int {
+	n := 12
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
+}
+
+func (l *Log) startSpan(ctx context.Context, name, esk string) (context.Context, trace.Span) {
+	return l.cfg.Tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("messaging.system", "nats"),
+			attribute.String("messaging.destination.name", l.Subject(esk)),
+			attribute.String("detbus.esk", esk)))
+}
+
+func endSpan(span trace.Span, err error, attrs ...attribute.KeyValue) {
+	span.SetAttributes(attrs...)
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+}
+
+// Write appends an event to esk unconditionally and returns where it
+// landed. It is one JetStream publish plus, to learn the index, a read of
+// the subject's messages since the last one this Log knows.
+//
+// Errors: [ErrInvalidESK], [ErrPayloadTooLarge] (nothing written);
+// [ErrUnavailable] when no acknowledgement came, in which case the event may
+// have been stored.
+func (l *Log) Write(ctx context.Context, esk string, payload []byte, opts ...WriteOption) (pos Position, err error) {
+	ctx, cancel := l.withTimeout(ctx)
+	defer cancel()
+	ctx, span := l.startSpan(ctx, "detbus.write", esk)
+	defer func() { endSpan(span, err, attribute.Int64("detbus.index", int64(pos.Index)), attribute.Int64("detbus.seq", int64(pos.Seq))) }()
+	m, err := l.newMsg(ctx, esk, payload, opts)
+	if err != nil {
+		return Position{}, err
+	}
+	ack, err := l.js.PublishMsg(ctx, m)
+	if err != nil {
+		return Position{}, l.publishErr(esk, err)
+	}
+	idx, err := l.dir(esk).indexOf(ctx, l.gets, ack.Sequence)
+	if err != nil {
+		return Position{ESK: esk, Seq: ack.Sequence}, fmt.Errorf("transport: event stored at sequence %d but its index is unknown: %w", ack.Sequence, err)
+	}
+	return Position{ESK: esk, Index: idx, Seq: ack.Sequence}, nil
+}
+
+func (l *Log) publishErr(esk string, err error) error {
+	if isDefinite(err) {
+		return fmt.Errorf("transport: JetStream refused the event for ESK %q (nothing written): %w", esk, err)
+	}
+	return fmt.Errorf("%w: no acknowledgement for ESK %q, the event may have been stored: %v", ErrUnavailable, esk, err)
+}
+
+// ExistsOrWrite appends the event at index of esk only if index equals the
+// ESK's count. It returns Written when this call stored it, Present when
+// the index already held an event (with Equal telling whether that event
+// has the same content), or an error: [*IndexAheadError] when index is
+// past the count, [ErrInvalidESK] or [ErrPayloadTooLarge] for bad input,
+// [ErrUnavailable] when NATS did not answer in time.
+//
+// A conflict reply from NATS is not taken as proof that the append did not
+// happen: every conflict, timeout or lost reply is resolved by reading the
+// index back, and the call's own identity (a header) tells "written by this
+// call" from "written by another". Retrying the same conditional publish is
+// safe, since at most one publish can match the expected last sequence.
+// Concurrent calls for the same ESK and index, in this process or others,
+// see exactly one Written.
+func (l *Log) ExistsOrWrite(ctx context.Context, esk string, index uint64, payload []byte, opts ...WriteOption) (res AppendResult, err error) {
+	ctx, cancel := l.withTimeout(ctx)
+	defer cancel()
+	ctx, span := l.startSpan(ctx, "detbus.exists_or_write", esk)
+	defer func() {
+		endSpan(span, err, attribute.Int64("detbus.index", int64(index)), attribute.String("detbus.outcome", res.Outcome.String()))
+	}()
+	m, err := l.newMsg(ctx, esk, payload, opts)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	writeID := nuid.Next()
+	m.Header.Set(HeaderIndex, strconv.FormatUint(index, 10))
+	m.Header.Set(HeaderWriteID, writeID)
+	want := Event{Header: m.Header, Data: payload}
+	d := l.dir(esk)
+	var lastErr error
+	for backoff := time.Millisecond; ; backoff = min(2*backoff, 100*time.Millisecond) {
+		if err := ctx.Err(); err != nil {
+			return AppendResult{}, fmt.Errorf("%w: conditional append to %q at %d, outcome unknown after %v: %v", ErrUnavailable, esk, index, err, lastErr)
+		}
+		count, last := d.snapshot()
+		switch {
+		case index < count:
+			return l.readBack(ctx, d, esk, index, writeID, want)
+		case index > count:
+			ok, err := d.walk(ctx, l.gets, func() bool { return uint64(len(d.seqs)) >= index })
+			if err != nil {
+				lastErr = err
+				continue
+			}
+			if !ok {
+				n, err := l.Count(ctx, esk)
+				if err != nil {
+					lastErr = err
+					continue
+				}
+				if n < index {
+					return AppendResult{}, &IndexAheadError{ESK: esk, Index: index, Count: n}
+				}
+				lastErr = fmt.Errorf("replica behind count %d", n)
+				_ = sleepCtx(ctx, backoff)
+			}
+			continue
+		}
+		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(last, 10))
+		actx, acancel := context.WithTimeout(ctx, attemptTimeout(ctx))
+		ack, err := l.js.PublishMsg(actx, m)
+		acancel()
+		if err == nil {
+			d.appended(last, ack.Sequence)
+			return AppendResult{Position: Position{ESK: esk, Index: index, Seq: ack.Sequence}, Outcome: Written, Equal: true}, nil
+		}
+		if isDefinite(err) {
+			return AppendResult{}, fmt.Errorf("transport: JetStream refused the event for %q at %d (nothing written): %w", esk, index, err)
+		}
+		// A conflict, a timeout or no reply: learn what is there now.
+		lastErr = err
+		if _, werr := d.walk(ctx, l.gets, func() bool { return uint64(len(d.seqs)) > index }); werr != nil {
+			lastErr = werr
+		}
+		if !isConflict(err) {
+			_ = sleepCtx(ctx, backoff)
+		}
+	}
+}
+
+// attemptTimeout bounds one publish attempt so that a lost reply leaves
+// time to read back and retry within the call's deadline.
+func attemptTimeout(ctx context.Context) time.Duration {
+	d := 2 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		if rem := time.Until(dl) / 2; rem < d {
+			d = max(rem, time.Millisecond)
+		}
+	}
+	return d
+}
+
+func (l *Log) readBack(ctx context.Context, d *eskDir, esk string, index uint64, writeID string, want Event) (AppendResult, error) {
+	seq, _ := d.seqOf(index)
+	sm, err := l.gets.bySeq(ctx, seq)
+	if err != nil {
+		return AppendResult{}, fmt.Errorf("transport: read back %q at %d: %w", esk, index, err)
+	}
+	got := Event{Header: sm.Header, Data: sm.Data}
+	res := AppendResult{Position: Position{ESK: esk, Index: index, Seq: seq}, Outcome: Present, Equal: sameContent(got, want)}
+	if sm.Header.Get(HeaderWriteID) == writeID {
+		res.Outcome, res.Equal = Written, true
+	}
+	return res, nil
+}

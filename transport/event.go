@@ -1,0 +1,99 @@
+package transport
+
+import (
+	"context"
+	"time"
+
+	"github.com/detbus/detbus/hlc"
+	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Header names the SDK sets on the events it writes. Every one is optional:
+// events published by other tools carry none of them and are read the same
+// way, with the stream's timestamp for time and JSON for content.
+const (
+	HeaderHLC         = hlc.Header        // HLC time of the write
+	HeaderContentType = "Content-Type"    // codec of the payload; absent means JSON
+	HeaderIndex       = "Detbus-Index"    // index claimed by a conditional append
+	HeaderWriteID     = "Detbus-Write-Id" // identity of one conditional append call
+	HeaderTraceParent = "traceparent"     // W3C trace context
+	HeaderTraceState  = "tracestate"      // W3C trace context
+)
+
+// Event is one event read from the log.
+type Event struct {
+	ESK    string        // event source key
+	Index  uint64        // 0-based position among the events of ESK
+	Seq    uint64        // stream sequence: the log's total order
+	Time   hlc.Timestamp // HLC time from the header, else the stored time
+	Stored time.Time     // when the stream stored it
+	Header nats.Header   // headers as published (nil when none)
+	Data   []byte        // payload
+}
+
+// Position names where an event landed.
+type Position struct {
+	ESK   string
+	Index uint64
+	Seq   uint64
+}
+
+// ContentType is the payload's content type; "" when the event has no
+// header, which means JSON.
+func (e Event) ContentType() string { return e.Header.Get(HeaderContentType) }
+
+// Decode decodes the payload into v with the codec of its content type.
+// Errors wrap [ErrUnknownContentType], [ErrDecodeTarget],
+// [ErrPayloadTooLarge] or [ErrMalformed].
+func (e Event) Decode(v any) error {
+	c, err := CodecFor(e.ContentType())
+	if err != nil {
+		return err
+	}
+	return c.Unmarshal(e.Data, v)
+}
+
+// Position returns the event's position.
+func (e Event) Position() Position { return Position{ESK: e.ESK, Index: e.Index, Seq: e.Seq} }
+
+// ContextWithTrace returns ctx carrying the W3C trace context the event was
+// published with, if any, so that work caused by the event joins the
+// writer's trace.
+func (e Event) ContextWithTrace(ctx context.Context) context.Context {
+	if e.Header == nil {
+		return ctx
+	}
+	return propagation.TraceContext{}.Extract(ctx, propagation.HeaderCarrier(e.Header))
+}
+
+// SpanContext is the remote span context the event carries (invalid when
+// none).
+func (e Event) SpanContext() trace.SpanContext {
+	return trace.SpanContextFromContext(e.ContextWithTrace(context.Background()))
+}
+
+func sameContent(a, b Event) bool {
+	return normType(a.ContentType()) == normType(b.ContentType()) && string(a.Data) == string(b.Data)
+}
+
+func normType(ct string) string {
+	if ct == "" {
+		return "application/json"
+	}
+	return ct
+}
+
+// toEvent builds an Event from a stored message; index is supplied by the
+// caller.
+func toEvent(esk string, index uint64, seq uint64, stored time.Time, h nats.Header, data []byte) Event {
+	ev := Event{ESK: esk, Index: index, Seq: seq, Stored: stored, Header: h, Data: data}
+	ev.Time = hlc.FromTime(stored)
+	if v := h.Get(HeaderHLC); v != "" {
+		if ts, err := hlc.Parse(v); err == nil {
+			ev.Time = ts
+		}
+	}
+	return ev
+}

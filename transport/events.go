@@ -1,0 +1,138 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// ReadOptions says where a stream of events starts and whether it ends.
+type ReadOptions struct {
+	// From is the stream sequence to start at; 0 and 1 both mean the
+	// beginning of the log.
+	From uint64
+	// Follow keeps the stream open for events written later. Without it
+	// the stream ends at the log's head as of the call.
+	Follow bool
+}
+
+// Events streams the events of the ESKs matching patterns (literal ESKs or
+// wildcards; none means all) in the log's total order, each with its ESK,
+// index, stream sequence, HLC time (the stored time for events without the
+// header), headers and payload. It is backed by an ordered JetStream
+// consumer that recovers from gaps and reconnects by itself.
+//
+// The sequence yields a non-nil error once and stops: [ErrInvalidESK] for a
+// bad pattern, [ErrUnavailable] when NATS does not answer. It ends without
+// error when ctx is done or, without Follow, at the head. Breaking out of
+// the loop releases the consumer.
+func (l *Log) Events(ctx context.Context, patterns []string, opts ReadOptions) iter.Seq2[Event, error] {
+	return func(yield func(Event, error) bool) {
+		if err := l.events(ctx, patterns, opts, yield); err != nil {
+			yield(Event{}, err)
+		}
+	}
+}
+
+func (l *Log) events(ctx context.Context, patterns []string, opts ReadOptions, yield func(Event, error) bool) error {
+	if len(patterns) == 0 {
+		patterns = []string{">"}
+	}
+	filters := make([]string, len(patterns))
+	for i, p := range patterns {
+		if err := ValidateESKPattern(p); err != nil {
+			return err
+		}
+		filters[i] = l.Subject(p)
+	}
+	cc := jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if opts.From > 1 {
+		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, opts.From
+	}
+	octx, cancel := l.withTimeout(ctx)
+	cons, err := l.js.OrderedConsumer(octx, l.cfg.Stream, cc)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("%w: consumer on %q: %v", ErrUnavailable, l.cfg.Stream, err)
+	}
+	var head uint64
+	if !opts.Follow {
+		info, err := cons.Info(octx)
+		if err != nil {
+			cancel()
+			return fmt.Errorf("%w: consumer info: %v", ErrUnavailable, err)
+		}
+		if info.NumPending == 0 {
+			cancel()
+			return nil
+		}
+		st, err := l.info(octx, "")
+		if err != nil {
+			cancel()
+			return err
+		}
+		head = st.State.LastSeq
+	}
+	cancel()
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("%w: consume %q: %v", ErrUnavailable, l.cfg.Stream, err)
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+
+	last := map[string]lastSeen{} // per ESK: last index and sequence delivered
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			return fmt.Errorf("%w: consume %q: %v", ErrUnavailable, l.cfg.Stream, err)
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("transport: consumed message without metadata: %w", err)
+		}
+		esk, ok := l.ESKOf(msg.Subject())
+		if !ok {
+			continue
+		}
+		seq := md.Sequence.Stream
+		var index uint64
+		if prev, ok := last[esk]; ok {
+			index = prev.index + 1
+			l.dir(esk).appended(prev.seq, seq)
+		} else if index, err = l.dir(esk).indexOf(ctx, l.gets, seq); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		last[esk] = lastSeen{index: index, seq: seq}
+		ev := toEvent(esk, index, seq, md.Timestamp, msg.Headers(), msg.Data())
+		if len(ev.Header) == 0 {
+			ev.Header = nil
+		}
+		_, span := l.cfg.Tracer.Start(l.cfg.Propagator.Extract(ctx, propagation.HeaderCarrier(msg.Headers())),
+			"detbus.receive", trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(attribute.String("messaging.system", "nats"),
+				attribute.String("messaging.destination.name", msg.Subject()),
+				attribute.String("detbus.esk", esk),
+				attribute.Int64("detbus.index", int64(index)), attribute.Int64("detbus.seq", int64(seq))))
+		cont := yield(ev, nil)
+		span.End()
+		if !cont || (!opts.Follow && (seq >= head || md.NumPending == 0)) {
+			return nil
+		}
+	}
+}
+
+type lastSeen struct{ index, seq uint64 }

@@ -1,0 +1,152 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Count returns the number of events of esk, as the stream leader counts
+// them (JetStream's per-subject state).
+//
+// Errors: [ErrInvalidESK], [ErrUnavailable].
+func (l *Log) Count(ctx context.Context, esk string) (uint64, error) {
+	if err := ValidateESK(esk); err != nil {
+		return 0, err
+	}
+	counts, err := l.Counts(ctx, esk)
+	if err != nil {
+		return 0, err
+	}
+	return counts[esk], nil
+}
+
+// Counts returns the count of every ESK matching pattern (wildcards
+// allowed; ">" for all), as the stream leader counts them.
+//
+// Errors: [ErrInvalidESK], [ErrUnavailable].
+func (l *Log) Counts(ctx context.Context, pattern string) (map[string]uint64, error) {
+	if err := ValidateESKPattern(pattern); err != nil {
+		return nil, err
+	}
+	info, err := l.info(ctx, l.Subject(pattern))
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]uint64, len(info.State.Subjects))
+	for subj, n := range info.State.Subjects {
+		if esk, ok := l.ESKOf(subj); ok {
+			out[esk] = n
+		}
+	}
+	return out, nil
+}
+
+func (l *Log) info(ctx context.Context, filter string) (*jetstream.StreamInfo, error) {
+	ctx, cancel := l.withTimeout(ctx)
+	defer cancel()
+	var opts []jetstream.StreamInfoOpt
+	if filter != "" {
+		opts = append(opts, jetstream.WithSubjectFilter(filter))
+	}
+	info, err := l.stream.Info(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: stream info %q: %v", ErrUnavailable, l.cfg.Stream, err)
+	}
+	return info, nil
+}
+
+// State summarises the log.
+type State struct {
+	Stream   string
+	Messages uint64 // events in the log
+	Bytes    uint64
+	FirstSeq uint64
+	LastSeq  uint64
+	LastTime time.Time
+	Replicas int
+	Leader   string            // cluster leader of the stream, if clustered
+	ESKs     map[string]uint64 // count per ESK matching the filter
+}
+
+// SortedESKs lists the ESKs of s in lexical order.
+func (s State) SortedESKs() []string {
+	out := make([]string, 0, len(s.ESKs))
+	for k := range s.ESKs {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// State returns the stream's state and the counts of the ESKs matching
+// pattern ("" for none, ">" for all).
+func (l *Log) State(ctx context.Context, pattern string) (State, error) {
+	filter := ""
+	if pattern != "" {
+		if err := ValidateESKPattern(pattern); err != nil {
+			return State{}, err
+		}
+		filter = l.Subject(pattern)
+	}
+	info, err := l.info(ctx, filter)
+	if err != nil {
+		return State{}, err
+	}
+	st := State{
+		Stream: info.Config.Name, Messages: info.State.Msgs, Bytes: info.State.Bytes,
+		FirstSeq: info.State.FirstSeq, LastSeq: info.State.LastSeq, LastTime: info.State.LastTime,
+		Replicas: info.Config.Replicas, ESKs: map[string]uint64{},
+	}
+	if info.Cluster != nil {
+		st.Leader = info.Cluster.Leader
+	}
+	for subj, n := range info.State.Subjects {
+		if esk, ok := l.ESKOf(subj); ok {
+			st.ESKs[esk] = n
+		}
+	}
+	return st, nil
+}
+
+// Get returns the event at index of esk.
+//
+// Errors: [ErrInvalidESK]; [ErrNotFound] when index is not below the
+// ESK's count; [ErrUnavailable].
+func (l *Log) Get(ctx context.Context, esk string, index uint64) (Event, error) {
+	if err := ValidateESK(esk); err != nil {
+		return Event{}, err
+	}
+	ctx, cancel := l.withTimeout(ctx)
+	defer cancel()
+	d := l.dir(esk)
+	for backoff := time.Millisecond; ; backoff = min(2*backoff, 50*time.Millisecond) {
+		if seq, ok := d.seqOf(index); ok {
+			sm, err := l.gets.bySeq(ctx, seq)
+			if err != nil {
+				return Event{}, err
+			}
+			return toEvent(esk, index, sm.Seq, sm.Time, sm.Header, sm.Data), nil
+		}
+		ok, err := d.walk(ctx, l.gets, func() bool { return uint64(len(d.seqs)) > index })
+		if err != nil {
+			return Event{}, err
+		}
+		if ok {
+			continue
+		}
+		n, err := l.Count(ctx, esk)
+		if err != nil {
+			return Event{}, err
+		}
+		if index >= n {
+			return Event{}, fmt.Errorf("%w: ESK %q has %d events, no index %d", ErrNotFound, esk, n, index)
+		}
+		if err := sleepCtx(ctx, backoff); err != nil { // a lagging replica answered
+			return Event{}, fmt.Errorf("%w: get %q at %d: %v", ErrUnavailable, esk, index, err)
+		}
+	}
+}

@@ -1,0 +1,177 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Sync modes for [ServerConfig.Sync].
+const (
+	// SyncDefault keeps NATS's own default: the file store is flushed to
+	// disk every two minutes. An acknowledged write survives a process
+	// crash (the OS has it) but can be lost on power failure or kernel
+	// crash within that interval.
+	SyncDefault = ""
+	// SyncAlways flushes to disk before every acknowledgement: nothing
+	// acknowledged is lost on power failure, at a large cost in write
+	// throughput.
+	SyncAlways = "always"
+)
+
+// ServerConfig configures an embedded NATS server. The zero value is not
+// valid; start from [DefaultServerConfig].
+type ServerConfig struct {
+	// Name is the server name; in a cluster each node needs its own.
+	Name string
+	// Host and Port are the client listener. Port -1 picks a free port.
+	Host string
+	Port int
+	// DontListen serves in-process connections only (single node only).
+	DontListen bool
+	// HTTPPort is the monitoring port (0 disables it, -1 picks a free one).
+	HTTPPort int
+	// StoreDir holds the JetStream file store.
+	StoreDir string
+	// Sync is SyncDefault, SyncAlways, or a Go duration such as "1s":
+	// how often the file store is flushed to disk.
+	Sync string
+	// Cluster, when Name is set, joins this server to a NATS cluster.
+	Cluster ClusterConfig
+	// Logs enables the server's own log lines on stderr.
+	Logs bool
+}
+
+// ClusterConfig places an embedded server in a NATS cluster.
+type ClusterConfig struct {
+	Name   string   // cluster name, the same on every node
+	Host   string   // route listener host
+	Port   int      // route listener port
+	Routes []string // nats-route://host:port of every node, this one included
+}
+
+// DefaultServerConfig is a single node on 127.0.0.1:4222 with monitoring
+// on 8222, storing under dir, with NATS's default sync interval.
+func DefaultServerConfig(dir string) ServerConfig {
+	return ServerConfig{Name: "detbus", Host: "127.0.0.1", Port: 4222, HTTPPort: 8222, StoreDir: dir}
+}
+
+// Validate reports every problem with the config, joined.
+func (c ServerConfig) Validate() error {
+	var errs []error
+	if c.StoreDir == "" {
+		errs = append(errs, fmt.Errorf("%w: StoreDir is required", ErrInvalidOption))
+	}
+	if _, _, err := parseSync(c.Sync); err != nil {
+		errs = append(errs, err)
+	}
+	if c.DontListen && c.Cluster.Name != "" {
+		errs = append(errs, fmt.Errorf("%w: DontListen works only for a single node, not in cluster %q", ErrInvalidOption, c.Cluster.Name))
+	}
+	if c.Cluster.Name != "" && len(c.Cluster.Routes) == 0 {
+		errs = append(errs, fmt.Errorf("%w: cluster %q needs routes", ErrInvalidOption, c.Cluster.Name))
+	}
+	return errors.Join(errs...)
+}
+
+func parseSync(s string) (interval time.Duration, always bool, err error) {
+	switch s {
+	case SyncDefault:
+		return 0, false, nil
+	case SyncAlways:
+		return 0, true, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, false, fmt.Errorf("%w: sync %q is neither %q nor a positive duration", ErrInvalidOption, s, SyncAlways)
+	}
+	return d, false, nil
+}
+
+// Server is an embedded NATS server with JetStream.
+type Server struct {
+	ns  *server.Server
+	cfg ServerConfig
+}
+
+// StartServer starts an embedded NATS server with JetStream and waits until
+// it accepts connections. Stop it with [Server.Shutdown].
+func StartServer(cfg ServerConfig) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	interval, always, _ := parseSync(cfg.Sync)
+	opts := &server.Options{
+		ServerName: cfg.Name,
+		Host:       cfg.Host,
+		Port:       cfg.Port,
+		DontListen: cfg.DontListen,
+		JetStream:  true,
+		StoreDir:   cfg.StoreDir,
+		SyncAlways: always,
+		NoSigs:     true,
+		NoLog:      !cfg.Logs,
+	}
+	if interval > 0 {
+		opts.SyncInterval = interval
+	}
+	if cfg.HTTPPort != 0 {
+		opts.HTTPHost = cfg.Host
+		opts.HTTPPort = cfg.HTTPPort
+	}
+	if cfg.Cluster.Name != "" {
+		opts.Cluster.Name = cfg.Cluster.Name
+		opts.Cluster.Host = cfg.Cluster.Host
+		opts.Cluster.Port = cfg.Cluster.Port
+		for _, r := range cfg.Cluster.Routes {
+			u, err := url.Parse(r)
+			if err != nil {
+				return nil, fmt.Errorf("%w: route %q: %v", ErrInvalidOption, r, err)
+			}
+			opts.Routes = append(opts.Routes, u)
+		}
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("transport: start NATS server: %w", err)
+	}
+	if cfg.Logs {
+		ns.ConfigureLogger()
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("transport: NATS server %q not ready for connections after 30s", cfg.Name)
+	}
+	return &Server{ns: ns, cfg: cfg}, nil
+}
+
+// ClientURL is the nats:// URL clients connect to.
+func (s *Server) ClientURL() string { return s.ns.ClientURL() }
+
+// MonitorURL is the monitoring endpoint, or "" when monitoring is off.
+func (s *Server) MonitorURL() string {
+	addr := s.ns.MonitorAddr()
+	if addr == nil {
+		return ""
+	}
+	return "http://" + net.JoinHostPort(addr.IP.String(), strconv.Itoa(addr.Port))
+}
+
+// NATS returns the underlying server, for options this package does not
+// wrap.
+func (s *Server) NATS() *server.Server { return s.ns }
+
+// Config returns the config the server was started with.
+func (s *Server) Config() ServerConfig { return s.cfg }
+
+// Shutdown stops the server gracefully and waits until it has stopped.
+func (s *Server) Shutdown() {
+	s.ns.Shutdown()
+	s.ns.WaitForShutdown()
+}
