@@ -131,8 +131,10 @@ func endSpan(span trace.Span, err error, attrs ...attribute.KeyValue) {
 }
 
 // Write appends an event to esk unconditionally and returns where it
-// landed. It is one JetStream publish plus, to learn the index, a read of
-// the subject's messages since the last one this Log knows.
+// landed. It is one JetStream publish; the index comes from the link the
+// stream republishes for the stored message (the previous sequence of the
+// same subject), or, if that link is missed, from reading the subject's
+// messages since the last one this Log knows.
 //
 // Errors: [ErrInvalidESK], [ErrPayloadTooLarge] (nothing written);
 // [ErrUnavailable] when no acknowledgement came, in which case the event may
@@ -141,8 +143,14 @@ func (l *Log) Write(ctx context.Context, esk string, payload []byte, opts ...Wri
 	ctx, cancel := l.withTimeout(ctx)
 	defer cancel()
 	ctx, span := l.startSpan(ctx, "detbus.write", esk)
-	defer func() { endSpan(span, err, attribute.Int64("detbus.index", int64(pos.Index)), attribute.Int64("detbus.seq", int64(pos.Seq))) }()
+	defer func() {
+		endSpan(span, err, attribute.Int64("detbus.index", int64(pos.Index)), attribute.Int64("detbus.seq", int64(pos.Seq)))
+	}()
 	m, err := l.newMsg(ctx, esk, payload, opts)
+	if err != nil {
+		return Position{}, err
+	}
+	d, err := l.followLinks(esk)
 	if err != nil {
 		return Position{}, err
 	}
@@ -150,7 +158,7 @@ func (l *Log) Write(ctx context.Context, esk string, payload []byte, opts ...Wri
 	if err != nil {
 		return Position{}, l.publishErr(esk, err)
 	}
-	idx, err := l.dir(esk).indexOf(ctx, l.gets, ack.Sequence)
+	idx, err := d.indexOf(ctx, l.gets, ack.Sequence)
 	if err != nil {
 		return Position{ESK: esk, Seq: ack.Sequence}, fmt.Errorf("transport: event stored at sequence %d but its index is unknown: %w", ack.Sequence, err)
 	}
@@ -228,7 +236,7 @@ func (l *Log) ExistsOrWrite(ctx context.Context, esk string, index uint64, paylo
 		ack, err := l.js.PublishMsg(actx, m)
 		acancel()
 		if err == nil {
-			d.appended(last, ack.Sequence)
+			d.link(last, ack.Sequence)
 			return AppendResult{Position: Position{ESK: esk, Index: index, Seq: ack.Sequence}, Outcome: Written, Equal: true}, nil
 		}
 		if isDefinite(err) {

@@ -140,14 +140,20 @@ func parseStored(m *nats.Msg) (storedMsg, error) {
 	return sm, nil
 }
 
-// bySeq fetches the message at stream sequence seq.
+// bySeq fetches the message at stream sequence seq, which the caller knows
+// to be stored: a replica that answers "not found" is behind, and is asked
+// again until ctx ends.
 func (g *directGetter) bySeq(ctx context.Context, seq uint64) (storedMsg, error) {
-	msgs, _, notFound, err := g.do(ctx, directGetRequest{Seq: seq})
-	if err != nil {
-		return storedMsg{}, err
+	for backoff := time.Millisecond; ; backoff = min(2*backoff, 50*time.Millisecond) {
+		msgs, _, notFound, err := g.do(ctx, directGetRequest{Seq: seq})
+		if err != nil {
+			return storedMsg{}, err
+		}
+		if !notFound && len(msgs) > 0 {
+			return msgs[0], nil
+		}
+		if err := sleepCtx(ctx, backoff); err != nil {
+			return storedMsg{}, fmt.Errorf("%w: stream sequence %d not served: %v", ErrUnavailable, seq, err)
+		}
 	}
-	if notFound || len(msgs) == 0 {
-		return storedMsg{}, fmt.Errorf("%w: stream sequence %d", ErrNotFound, seq)
-	}
-	return msgs[0], nil
 }

@@ -109,7 +109,7 @@ func (l *Log) events(ctx context.Context, patterns []string, opts ReadOptions, y
 		var index uint64
 		if prev, ok := last[esk]; ok {
 			index = prev.index + 1
-			l.dir(esk).appended(prev.seq, seq)
+			l.dir(esk).link(prev.seq, seq)
 		} else if index, err = l.dir(esk).indexOf(ctx, l.gets, seq); err != nil {
 			if ctx.Err() != nil {
 				return nil

@@ -117,6 +117,7 @@ type Log struct {
 	gets   *directGetter
 	dirsMu sync.Mutex
 	dirs   map[string]*eskDir
+	async  asyncWriter
 
 	closeOnce sync.Once
 	ownConn   bool
@@ -194,8 +195,18 @@ func (l *Log) streamConfig() jetstream.StreamConfig {
 		AllowRollup:        false,
 		AllowDirect:        true,
 		AllowAtomicPublish: true,
+		RePublish: &jetstream.RePublish{
+			Source:      l.cfg.Prefix + ".>",
+			Destination: l.linksPrefix() + ">",
+			HeadersOnly: true,
+		},
 	}
 }
+
+// linksPrefix is where the stream republishes a header-only notice of each
+// stored event, carrying its sequence and the previous sequence of its
+// subject (Nats-Sequence, Nats-Last-Sequence).
+func (l *Log) linksPrefix() string { return "detbus.links." + l.cfg.Stream + "." }
 
 func (l *Log) provision(ctx context.Context) error {
 	want := l.streamConfig()
@@ -212,6 +223,7 @@ func (l *Log) provision(ctx context.Context) error {
 	}
 	have := s.CachedInfo().Config
 	if have.DenyDelete && have.DenyPurge && !have.AllowRollup && have.AllowDirect &&
+		have.RePublish != nil && *have.RePublish == *want.RePublish &&
 		have.MaxMsgSize == want.MaxMsgSize && have.Replicas == want.Replicas &&
 		len(have.Subjects) == 1 && have.Subjects[0] == want.Subjects[0] {
 		return nil
@@ -248,6 +260,8 @@ func (l *Log) ESKOf(subject string) (string, bool) {
 func (l *Log) Close() error {
 	l.closeOnce.Do(func() {
 		l.gets.close()
+		l.async.once.Do(func() { l.async.stop = make(chan struct{}) })
+		close(l.async.stop)
 		if l.ownConn {
 			l.nc.Close()
 		}
@@ -260,6 +274,28 @@ func (l *Log) withTimeout(ctx context.Context) (context.Context, context.CancelF
 		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, l.cfg.Timeout)
+}
+
+// followLinks makes the ESK's directory learn indices from the stream's
+// republished links; the subscription is in place before it returns, so
+// the link of any later write arrives.
+func (l *Log) followLinks(esk string) (*eskDir, error) {
+	d := l.dir(esk)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.links != nil {
+		return d, nil
+	}
+	sub, err := l.nc.Subscribe(l.linksPrefix()+esk, d.onLink)
+	if err != nil {
+		return nil, fmt.Errorf("%w: follow %q: %v", ErrUnavailable, esk, err)
+	}
+	if err := l.nc.Flush(); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("%w: follow %q: %v", ErrUnavailable, esk, err)
+	}
+	d.links = sub
+	return d, nil
 }
 
 func (l *Log) dir(esk string) *eskDir {

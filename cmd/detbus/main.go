@@ -1,0 +1,93 @@
+// Command detbus runs a detbus node and talks to one.
+//
+//	detbus serve                      start a node: embedded NATS + JetStream
+//	detbus write <esk> <json>         append an event (--index N: conditionally)
+//	detbus tail <esk> [--from N]      print an ESK's events (--follow to wait for more)
+//	detbus status                     stream state and every ESK with its count
+//
+// Client commands take --nats URL (default $DETBUS_NATS or
+// nats://127.0.0.1:4222). Usage errors exit with status 2, other failures
+// with status 1.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(stderr, "detbus:", err)
+	var ue *usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintln(stderr, "run 'detbus help' for usage")
+		return 2
+	}
+	return 1
+}
+
+type command struct {
+	name, args, help string
+	run              func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "[flags]", "start a node: embedded NATS with JetStream, the EVENTS stream and the request service", runServe},
+		{"write", "<esk> <json> [--index N]", "append an event; with --index, only if N is the ESK's next index", runWrite},
+		{"tail", "<esk|pattern> [--from N] [--follow]", "print events in log order", runTail},
+		{"status", "[--esk pattern]", "show the stream and every ESK with its count", runStatus},
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		usage(stderr)
+		return usagef("no command given")
+	}
+	name := args[0]
+	if name == "help" || name == "-h" || name == "--help" {
+		usage(stdout)
+		return nil
+	}
+	for _, c := range commands() {
+		if c.name == name {
+			return c.run(ctx, args[1:], stdout, stderr)
+		}
+	}
+	return usagef("unknown command %q", name)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: detbus <command> [arguments]")
+	fmt.Fprintln(w)
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-7s %-38s %s\n", c.name, c.args, c.help)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Client commands take --nats URL (default $DETBUS_NATS or nats://127.0.0.1:4222).")
+	fmt.Fprintln(w, "Run 'detbus <command> -h' for a command's flags.")
+}
+
+// usageError marks a mistake in how the command was called (exit status 2).
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}

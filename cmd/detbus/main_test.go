@@ -1,0 +1,197 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/detbus/detbus/internal/testnats"
+)
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startServe runs `detbus serve` in-process on free loopback ports and
+// returns its NATS URL; the node stops at cleanup.
+func startServe(t *testing.T) string {
+	t.Helper()
+	port := testnats.FreePorts(t, 1)[0]
+	ctx, cancel := context.WithCancel(context.Background())
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--port", fmt.Sprint(port), "--http-port", "-1", "--data", t.TempDir()}, &out, &out)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	testnats.WaitFor(t, 30*time.Second, "detbus serve", func() error {
+		select {
+		case err := <-done:
+			t.Fatalf("serve exited: %v\n%s", err, out.String())
+		default:
+		}
+		if !strings.Contains(out.String(), "detbus node ready") {
+			return errors.New("not ready")
+		}
+		return nil
+	})
+	if !strings.Contains(out.String(), url) {
+		t.Fatalf("serve output does not name %s:\n%s", url, out.String())
+	}
+	return url
+}
+
+func runCLI(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := run(ctx, args, &out, &errOut)
+	return out.String() + errOut.String(), err
+}
+
+func TestServeWriteTailStatus(t *testing.T) {
+	url := startServe(t)
+	for i, args := range [][]string{
+		{"write", "orders.eu", `{"qty":1}`, "--nats", url},
+		{"write", "orders.eu", `{"qty":2}`, "--nats", url, "--index", "1"},
+		{"write", "--nats", url, "orders.us", `{"qty":3}`},
+	} {
+		out, err := runCLI(t, args...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		var res writeResult
+		if err := json.Unmarshal([]byte(out), &res); err != nil || res.Outcome != "written" {
+			t.Fatalf("write %d output %q: %v", i, out, err)
+		}
+	}
+	out, err := runCLI(t, "write", "orders.eu", `{"qty":9}`, "--nats", url, "--index", "0")
+	if err != nil || !strings.Contains(out, `"outcome":"present"`) || !strings.Contains(out, `"equal":false`) {
+		t.Fatalf("conditional write at a taken index: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, "write", "orders.eu", `{}`, "--nats", url, "--index", "7")
+	if err == nil || !strings.Contains(err.Error(), "ahead") {
+		t.Fatalf("write ahead: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, "tail", "orders.eu", "--nats", url, "--json")
+	if err != nil {
+		t.Fatal(err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `"index":0`) || !strings.Contains(lines[1], `"event":{"qty":2}`) {
+		t.Fatalf("tail output:\n%s", out)
+	}
+	out, err = runCLI(t, "tail", "orders.eu", "--nats", url, "--from", "1")
+	if err != nil || strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, "orders.eu #1 ") {
+		t.Fatalf("tail --from 1: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, "status", "--nats", url)
+	if err != nil || !strings.Contains(out, "3 events") || !regexpLine(out, "orders.eu", "2") || !regexpLine(out, "orders.us", "1") {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+}
+
+func regexpLine(out, esk, count string) bool {
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 2 && f[0] == esk && f[1] == count {
+			return true
+		}
+	}
+	return false
+}
+
+func TestTailFollow(t *testing.T) {
+	url := startServe(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"tail", "f.x", "--follow", "--nats", url}, &out, &out) }()
+	for i := range 3 {
+		if o, err := runCLI(t, "write", "f.x", fmt.Sprintf(`{"i":%d}`, i), "--nats", url); err != nil {
+			t.Fatal(err, o)
+		}
+	}
+	testnats.WaitFor(t, 10*time.Second, "followed events", func() error {
+		if n := strings.Count(out.String(), "\n"); n < 3 {
+			return fmt.Errorf("%d lines", n)
+		}
+		return nil
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), `f.x #2 `) {
+		t.Fatalf("follow output:\n%s", out.String())
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		nil,
+		{"nope"},
+		{"write"},
+		{"write", "a"},
+		{"write", "a..b", "{}"},
+		{"write", "a", "{not json"},
+		{"write", "a", "{}", "--index", "x"},
+		{"tail"},
+		{"tail", "a.*", "--from", "3"},
+		{"status", "extra"},
+		{"serve", "--sync", "sometimes"},
+	} {
+		_, err := runCLI(t, args...)
+		var ue *usageError
+		if !errors.As(err, &ue) {
+			t.Errorf("%q: %v, want a usage error", args, err)
+			continue
+		}
+		var buf bytes.Buffer
+		if code := exitCode(err, &buf); code != 2 || buf.Len() == 0 {
+			t.Errorf("%q: exit %d, message %q", args, code, buf.String())
+		}
+	}
+	if _, err := runCLI(t, "help"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestClientCommandsNeedAServer(t *testing.T) {
+	url := "nats://127.0.0.1:" + fmt.Sprint(testnats.FreePorts(t, 1)[0])
+	_, err := runCLI(t, "status", "--nats", url, "--timeout", "500ms")
+	if err == nil || !strings.Contains(err.Error(), url) {
+		t.Fatalf("status without a server: %v", err)
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		t.Fatal("an unreachable server is not a usage error")
+	}
+}
