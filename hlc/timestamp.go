@@ -98,7 +98,22 @@ func (t Timestamp) Time() time.Time {
 // [Timestamp.Compare], and [Parse] returns t unchanged. A negative wall time
 // is rendered with a leading minus sign, which [Parse] rejects.
 func (t Timestamp) String() string {
-	return fmt.Sprintf("%019d.%010d", t.WallTime, t.Logical)
+	if t.WallTime < 0 {
+		return fmt.Sprintf("%019d.%010d", t.WallTime, t.Logical)
+	}
+	var b [30]byte
+	appendPadded(b[:19], uint64(t.WallTime))
+	b[19] = '.'
+	appendPadded(b[20:], uint64(t.Logical))
+	return string(b[:])
+}
+
+// appendPadded writes v in decimal right-aligned into dst, zero-padded.
+func appendPadded(dst []byte, v uint64) {
+	for i := len(dst) - 1; i >= 0; i-- {
+		dst[i] = byte('0' + v%10)
+		v /= 10
+	}
 }
 
 // MarshalText implements [encoding.TextMarshaler] using the

@@ -115,13 +115,20 @@ func headerSize(h nats.Header) int {
 }
 
 func (l *Log) startSpan(ctx context.Context, name, esk string) (context.Context, trace.Span) {
-	return l.cfg.Tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(attribute.String("messaging.system", "nats"),
+	ctx, span := l.cfg.Tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindProducer))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("messaging.system", "nats"),
 			attribute.String("messaging.destination.name", l.Subject(esk)),
-			attribute.String("detbus.esk", esk)))
+			attribute.String("detbus.esk", esk))
+	}
+	return ctx, span
 }
 
 func endSpan(span trace.Span, err error, attrs ...attribute.KeyValue) {
+	if !span.IsRecording() {
+		span.End()
+		return
+	}
 	span.SetAttributes(attrs...)
 	if err != nil {
 		span.RecordError(err)

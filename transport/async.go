@@ -97,24 +97,38 @@ func (l *Log) resolveAcks() {
 		case <-l.async.stop:
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), l.cfg.Timeout)
-		select {
-		case ack := <-p.paf.Ok():
-			p.pw.pos = Position{ESK: p.esk, Seq: ack.Sequence}
-			idx, err := l.dir(p.esk).indexOf(ctx, l.gets, ack.Sequence)
-			if err != nil {
-				p.pw.err = fmt.Errorf("transport: event stored at sequence %d but its index is unknown: %w", ack.Sequence, err)
-			}
-			p.pw.pos.Index = idx
-		case err := <-p.paf.Err():
-			p.pw.err = l.publishErr(p.esk, err)
-		case <-ctx.Done():
-			p.pw.err = fmt.Errorf("%w: no acknowledgement for ESK %q within %v, the event may have been stored", ErrUnavailable, p.esk, l.cfg.Timeout)
-		case <-l.async.stop:
-			p.pw.err = ErrClosed
-		}
-		cancel()
+		p.pw.err = l.resolveAck(p)
 		endSpan(p.span, p.pw.err, attribute.Int64("detbus.index", int64(p.pw.pos.Index)), attribute.Int64("detbus.seq", int64(p.pw.pos.Seq)))
 		close(p.pw.done)
 	}
+}
+
+func (l *Log) resolveAck(p pendingAck) error {
+	var ack *jetstream.PubAck
+	select { // the common case: the ack is already here
+	case ack = <-p.paf.Ok():
+	case err := <-p.paf.Err():
+		return l.publishErr(p.esk, err)
+	default:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.Timeout)
+	defer cancel()
+	if ack == nil {
+		select {
+		case ack = <-p.paf.Ok():
+		case err := <-p.paf.Err():
+			return l.publishErr(p.esk, err)
+		case <-ctx.Done():
+			return fmt.Errorf("%w: no acknowledgement for ESK %q within %v, the event may have been stored", ErrUnavailable, p.esk, l.cfg.Timeout)
+		case <-l.async.stop:
+			return ErrClosed
+		}
+	}
+	p.pw.pos = Position{ESK: p.esk, Seq: ack.Sequence}
+	idx, err := l.dir(p.esk).indexOf(ctx, l.gets, ack.Sequence)
+	if err != nil {
+		return fmt.Errorf("transport: event stored at sequence %d but its index is unknown: %w", ack.Sequence, err)
+	}
+	p.pw.pos.Index = idx
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/detbus/detbus/transport"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Node starts a single embedded JetStream server on a free loopback port.
@@ -27,7 +28,7 @@ func Node(t testing.TB) *transport.Server {
 }
 
 // Cluster starts n embedded JetStream servers on loopback that form one
-// cluster, and waits until JetStream has a meta leader.
+// cluster, and waits until a stream with n replicas can be placed.
 func Cluster(t testing.TB, n int) []*transport.Server {
 	t.Helper()
 	ports := FreePorts(t, n)
@@ -56,6 +57,22 @@ func Cluster(t testing.TB, n int) []*transport.Server {
 		}
 		return fmt.Errorf("no meta leader yet")
 	})
+	// A meta leader may not know every peer yet; placing a replicated
+	// stream is the real test of readiness.
+	nc := Conn(t, URLs(servers))
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	WaitFor(t, 30*time.Second, fmt.Sprintf("an R%d stream to be placed", n), func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "READY_PROBE", Subjects: []string{"ready.probe"}, Replicas: n, Storage: jetstream.MemoryStorage}); err != nil {
+			return err
+		}
+		return js.DeleteStream(ctx, "READY_PROBE")
+	})
+	nc.Close()
 	return servers
 }
 

@@ -1,0 +1,247 @@
+package transport_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/detbus/detbus/internal/testnats"
+	"github.com/detbus/detbus/transport"
+)
+
+const natsCLIHint = "the nats CLI was not found: run scripts/install-tools.sh (it installs it into .tools/bin), or set DETBUS_NATS_CLI to its path"
+
+// natsCLI returns the path of the nats command-line client: $DETBUS_NATS_CLI,
+// else .tools/bin/nats at the module root, else nats on the PATH. Without
+// one the test is skipped, or fails when $CI is set.
+func natsCLI(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("DETBUS_NATS_CLI"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("DETBUS_NATS_CLI=%s: %v", p, err)
+		}
+		return p
+	}
+	if root, ok := moduleRoot(); ok {
+		p := filepath.Join(root, ".tools", "bin", "nats")
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("nats"); err == nil {
+		return p
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal(natsCLIHint)
+	}
+	t.Skip(natsCLIHint)
+	return ""
+}
+
+// moduleRoot walks up from the working directory to the directory holding
+// go.mod.
+func moduleRoot() (string, bool) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", false
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, true
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", false
+		}
+		dir = parent
+	}
+}
+
+// natsPub publishes body to subject with the nats CLI and waits for the
+// JetStream acknowledgement.
+func natsPub(t *testing.T, ctx context.Context, cli, url, subject, body string, headers ...string) {
+	t.Helper()
+	args := []string{"--server", url, "pub", "-J"}
+	for _, h := range headers {
+		args = append(args, "-H", h)
+	}
+	args = append(args, subject, body)
+	cmd := exec.CommandContext(ctx, cli, args...)
+	// Keep the user's saved nats contexts out of the way.
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+t.TempDir(), "NATS_CONTEXT=")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("nats %v: %v\n%s", args, err, out)
+	}
+}
+
+// TestNatsCLIInterleaved mixes events published by the nats CLI, which
+// carries none of the SDK's headers, with SDK writes on one ESK: the CLI
+// events take their places in the per-ESK order like any other.
+func TestNatsCLIInterleaved(t *testing.T) {
+	cli := natsCLI(t)
+	s := testnats.Node(t)
+	url := s.ClientURL()
+	l := testnats.Log(t, url, transport.Config{})
+	ctx := ctxT(t)
+	const esk = "mixed.k"
+	subject := "events." + esk
+
+	type want struct {
+		payload string
+		cli     bool
+		header  string // the X-Test header, if any
+	}
+	var wants []want
+	payload := func(src string) string { return fmt.Sprintf(`{"src":%q,"n":%d}`, src, len(wants)) }
+
+	sdkWrite := func() {
+		t.Helper()
+		p := payload("sdk")
+		pos, err := l.Write(ctx, esk, []byte(p))
+		if err != nil {
+			t.Fatalf("write %d: %v", len(wants), err)
+		}
+		if pos.Index != uint64(len(wants)) || pos.ESK != esk {
+			t.Fatalf("write %s landed at %+v, want index %d", p, pos, len(wants))
+		}
+		wants = append(wants, want{payload: p})
+	}
+	sdkAppend := func() {
+		t.Helper()
+		p := payload("sdk")
+		idx := uint64(len(wants))
+		r, err := l.ExistsOrWrite(ctx, esk, idx, []byte(p))
+		if err != nil {
+			t.Fatalf("append at %d: %v", idx, err)
+		}
+		if r.Outcome != transport.Written || !r.Equal || r.Index != idx || r.ESK != esk {
+			t.Fatalf("append %s at %d: %+v", p, idx, r)
+		}
+		wants = append(wants, want{payload: p})
+	}
+	cliPub := func(headers ...string) {
+		t.Helper()
+		p := payload("cli")
+		natsPub(t, ctx, cli, url, subject, p, headers...)
+		w := want{payload: p, cli: true}
+		if len(headers) > 0 {
+			w.header = "yes"
+		}
+		wants = append(wants, w)
+	}
+
+	sdkWrite()           // 0
+	cliPub()             // 1
+	sdkAppend()          // 2
+	cliPub()             // 3
+	cliPub("X-Test:yes") // 4
+	sdkWrite()           // 5
+	cliPub()             // 6
+	sdkAppend()          // 7: the Log has not seen 6 yet
+	cliPub("X-Test:yes") // 8
+	sdkWrite()           // 9
+	const total = 10
+
+	if n, err := l.Count(ctx, esk); err != nil || n != total {
+		t.Fatalf("count = %d, %v; want %d", n, err, total)
+	}
+
+	check := func(who string, ev transport.Event, i int) {
+		t.Helper()
+		w := wants[i]
+		if ev.ESK != esk || ev.Index != uint64(i) || string(ev.Data) != w.payload {
+			t.Fatalf("%s: event %d = {ESK:%q Index:%d Data:%s}, want %s", who, i, ev.ESK, ev.Index, ev.Data, w.payload)
+		}
+		if ev.Time.IsZero() || ev.Stored.IsZero() || ev.Seq == 0 {
+			t.Fatalf("%s: event %d has time %v, stored %v, seq %d", who, i, ev.Time, ev.Stored, ev.Seq)
+		}
+		if hlcHdr := ev.Header.Get(transport.HeaderHLC); w.cli != (hlcHdr == "") {
+			t.Fatalf("%s: event %d (cli=%v) has %s header %q", who, i, w.cli, transport.HeaderHLC, hlcHdr)
+		}
+		if w.cli {
+			if ev.Header.Get(transport.HeaderIndex) != "" || ev.Header.Get(transport.HeaderWriteID) != "" {
+				t.Fatalf("%s: CLI event %d has detbus headers %v", who, i, ev.Header)
+			}
+		}
+		if got := ev.Header.Get("X-Test"); got != w.header {
+			t.Fatalf("%s: event %d header X-Test = %q, want %q", who, i, got, w.header)
+		}
+		var v struct {
+			Src string `json:"src"`
+			N   int    `json:"n"`
+		}
+		if err := ev.Decode(&v); err != nil || v.N != i {
+			t.Fatalf("%s: decode event %d: %+v, %v", who, i, v, err)
+		}
+	}
+	for i := range total {
+		ev, err := l.Get(ctx, esk, uint64(i))
+		if err != nil {
+			t.Fatalf("get %d: %v", i, err)
+		}
+		check("get", ev, i)
+	}
+	if _, err := l.Get(ctx, esk, total); !errors.Is(err, transport.ErrNotFound) {
+		t.Fatalf("get %d: %v, want ErrNotFound", total, err)
+	}
+
+	i := 0
+	for ev, err := range l.Events(ctx, []string{esk}, transport.ReadOptions{}) {
+		if err != nil {
+			t.Fatalf("events: %v", err)
+		}
+		if i >= total {
+			t.Fatalf("events: extra event %+v", ev)
+		}
+		check("events", ev, i)
+		i++
+	}
+	if i != total {
+		t.Fatalf("events yielded %d events, want %d", i, total)
+	}
+
+	// A Log on a new connection learns the indices from scratch, backwards
+	// to make it walk the whole subject at once.
+	fresh := testnats.Log(t, url, transport.Config{})
+	for i := total - 1; i >= 0; i-- {
+		ev, err := fresh.Get(ctx, esk, uint64(i))
+		if err != nil {
+			t.Fatalf("fresh log get %d: %v", i, err)
+		}
+		check("fresh get", ev, i)
+	}
+
+	// Conditional appends at indices the CLI took: another payload is
+	// Present and not equal; the same JSON bytes are Present and equal
+	// (no content type header means JSON on both sides).
+	r, err := fresh.ExistsOrWrite(ctx, esk, 8, []byte(`{"src":"sdk","n":8}`))
+	if err != nil || r.Outcome != transport.Present || r.Equal || r.Index != 8 {
+		t.Fatalf("append over CLI event 8: %+v, %v; want Present, not equal", r, err)
+	}
+	r, err = l.ExistsOrWrite(ctx, esk, 6, []byte(wants[6].payload))
+	if err != nil || r.Outcome != transport.Present || !r.Equal || r.Index != 6 {
+		t.Fatalf("append of CLI event 6's payload at 6: %+v, %v; want Present, equal", r, err)
+	}
+
+	// Invalid JSON from the CLI is stored like any bytes; decoding it fails.
+	const bad = `{"src":"cli",`
+	natsPub(t, ctx, cli, url, subject, bad)
+	ev, err := fresh.Get(ctx, esk, total)
+	if err != nil {
+		t.Fatalf("get the invalid JSON event: %v", err)
+	}
+	if string(ev.Data) != bad || ev.Index != total {
+		t.Fatalf("invalid JSON event = {Index:%d Data:%s}, want %s at %d", ev.Index, ev.Data, bad, total)
+	}
+	if err := ev.Decode(&struct{}{}); !errors.Is(err, transport.ErrMalformed) {
+		t.Fatalf("decode invalid JSON: %v, want ErrMalformed", err)
+	}
+	if n, err := l.Count(ctx, esk); err != nil || n != total+1 {
+		t.Fatalf("count after invalid JSON = %d, %v; want %d", n, err, total+1)
+	}
+}
