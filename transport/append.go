@@ -11,27 +11,48 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
 
 // WriteOption adds to an event being written.
-type WriteOption func(*nats.Msg)
+type WriteOption func(*writeConfig)
+
+type writeConfig struct {
+	header nats.Header // allocated by the first option that sets one
+	hlc    bool
+}
+
+func (w *writeConfig) set(key, value string) {
+	if w.header == nil {
+		w.header = nats.Header{}
+	}
+	w.header.Set(key, value)
+}
 
 // WithContentType sets the payload's content type header ("" leaves it
 // unset, which readers take as JSON).
 func WithContentType(ct string) WriteOption {
-	return func(m *nats.Msg) {
+	return func(w *writeConfig) {
 		if ct != "" {
-			m.Header.Set(HeaderContentType, ct)
+			w.set(HeaderContentType, ct)
 		}
 	}
 }
 
 // WithHeader sets a header on the event.
 func WithHeader(key, value string) WriteOption {
-	return func(m *nats.Msg) { m.Header.Set(key, value) }
+	return func(w *writeConfig) { w.set(key, value) }
+}
+
+// WithHLC stamps the event with the log's hybrid logical clock
+// ([HeaderHLC]). Conditional appends are always stamped; plain writes only
+// with this option or [Config.StampHLC], since every header costs
+// throughput and readers fall back to the stream's timestamp.
+func WithHLC() WriteOption {
+	return func(w *writeConfig) { w.hlc = true }
 }
 
 // Outcome is how a conditional append ended.
@@ -85,19 +106,27 @@ func isDefinite(err error) bool {
 	return errors.As(err, &apiErr) && !isConflict(err)
 }
 
-func (l *Log) newMsg(ctx context.Context, esk string, payload []byte, opts []WriteOption) (*nats.Msg, error) {
+func (l *Log) newMsg(ctx context.Context, esk string, payload []byte, opts []WriteOption, stamp bool) (*nats.Msg, error) {
 	if err := ValidateESK(esk); err != nil {
 		return nil, err
 	}
 	if len(payload) > l.cfg.MaxPayload {
 		return nil, fmt.Errorf("%w: event for ESK %q is %d bytes, the limit is %d", ErrPayloadTooLarge, esk, len(payload), l.cfg.MaxPayload)
 	}
-	m := &nats.Msg{Subject: l.Subject(esk), Data: payload, Header: nats.Header{}}
-	m.Header.Set(HeaderHLC, l.cfg.Clock.Now().String())
+	w := writeConfig{hlc: stamp || l.cfg.StampHLC}
 	for _, o := range opts {
-		o(m)
+		o(&w)
 	}
-	l.cfg.Propagator.Inject(ctx, propagation.HeaderCarrier(m.Header))
+	if w.hlc {
+		w.set(HeaderHLC, l.cfg.Clock.Now().String())
+	}
+	if trace.SpanContextFromContext(ctx).IsValid() || baggage.FromContext(ctx).Len() > 0 {
+		if w.header == nil {
+			w.header = nats.Header{}
+		}
+		l.cfg.Propagator.Inject(ctx, propagation.HeaderCarrier(w.header))
+	}
+	m := &nats.Msg{Subject: l.Subject(esk), Data: payload, Header: w.header}
 	if max := l.nc.MaxPayload(); max > 0 && int64(len(payload)+headerSize(m.Header)) > max {
 		return nil, fmt.Errorf("%w: event for ESK %q with headers exceeds the server's max_payload of %d bytes", ErrPayloadTooLarge, esk, max)
 	}
@@ -138,10 +167,11 @@ func endSpan(span trace.Span, err error, attrs ...attribute.KeyValue) {
 }
 
 // Write appends an event to esk unconditionally and returns where it
-// landed. It is one JetStream publish; the index comes from the link the
-// stream republishes for the stored message (the previous sequence of the
-// same subject), or, if that link is missed, from reading the subject's
-// messages since the last one this Log knows.
+// landed. It is one JetStream publish and, to learn the index, one direct
+// get of the subject's next message after the last one this Log knows: for
+// a lone writer, its own event, returned without headers. When other
+// writes came in between, the subject is walked instead. Use
+// [Log.WriteAsync] to pipeline writes: one read then covers many of them.
 //
 // Errors: [ErrInvalidESK], [ErrPayloadTooLarge] (nothing written);
 // [ErrUnavailable] when no acknowledgement came, in which case the event may
@@ -153,11 +183,7 @@ func (l *Log) Write(ctx context.Context, esk string, payload []byte, opts ...Wri
 	defer func() {
 		endSpan(span, err, attribute.Int64("detbus.index", int64(pos.Index)), attribute.Int64("detbus.seq", int64(pos.Seq)))
 	}()
-	m, err := l.newMsg(ctx, esk, payload, opts)
-	if err != nil {
-		return Position{}, err
-	}
-	d, err := l.followLinks(esk)
+	m, err := l.newMsg(ctx, esk, payload, opts, false)
 	if err != nil {
 		return Position{}, err
 	}
@@ -165,7 +191,11 @@ func (l *Log) Write(ctx context.Context, esk string, payload []byte, opts ...Wri
 	if err != nil {
 		return Position{}, l.publishErr(esk, err)
 	}
-	idx, err := d.indexOf(ctx, l.gets, ack.Sequence)
+	d := l.dir(esk)
+	idx, ok, err := d.confirmRun(ctx, l.gets, []uint64{ack.Sequence}, len(payload)+len(m.Subject)+64)
+	if !ok && err == nil {
+		idx, err = d.indexOf(ctx, l.gets, ack.Sequence)
+	}
 	if err != nil {
 		return Position{ESK: esk, Seq: ack.Sequence}, fmt.Errorf("transport: event stored at sequence %d but its index is unknown: %w", ack.Sequence, err)
 	}
@@ -200,11 +230,12 @@ func (l *Log) ExistsOrWrite(ctx context.Context, esk string, index uint64, paylo
 	defer func() {
 		endSpan(span, err, attribute.Int64("detbus.index", int64(index)), attribute.String("detbus.outcome", res.Outcome.String()))
 	}()
-	m, err := l.newMsg(ctx, esk, payload, opts)
+	m, err := l.newMsg(ctx, esk, payload, opts, true)
 	if err != nil {
 		return AppendResult{}, err
 	}
 	writeID := nuid.Next()
+	// newMsg stamped the HLC header, so m.Header is allocated.
 	m.Header.Set(HeaderIndex, strconv.FormatUint(index, 10))
 	m.Header.Set(HeaderWriteID, writeID)
 	want := Event{Header: m.Header, Data: payload}

@@ -29,6 +29,7 @@ func (p *PendingWrite) Result() (Position, error) {
 
 type pendingAck struct {
 	esk  string
+	size int
 	paf  jetstream.PubAckFuture
 	pw   *PendingWrite
 	span trace.Span
@@ -54,7 +55,7 @@ type asyncWriter struct {
 // errors of the outcome from [PendingWrite.Result].
 func (l *Log) WriteAsync(ctx context.Context, esk string, payload []byte, opts ...WriteOption) (*PendingWrite, error) {
 	ctx, span := l.startSpan(ctx, "detbus.write", esk)
-	m, err := l.newMsg(ctx, esk, payload, opts)
+	m, err := l.newMsg(ctx, esk, payload, opts, false)
 	if err != nil {
 		endSpan(span, err)
 		return nil, err
@@ -70,10 +71,6 @@ func (l *Log) WriteAsync(ctx context.Context, esk string, payload []byte, opts .
 		return nil, ErrClosed
 	default:
 	}
-	if _, err := l.followLinks(esk); err != nil {
-		endSpan(span, err)
-		return nil, err
-	}
 	paf, err := l.js.PublishMsgAsync(m, jetstream.WithStallWait(l.cfg.Timeout))
 	if err != nil {
 		err = fmt.Errorf("%w: publish to %q: %v", ErrUnavailable, esk, err)
@@ -82,53 +79,106 @@ func (l *Log) WriteAsync(ctx context.Context, esk string, payload []byte, opts .
 	}
 	pw := &PendingWrite{done: make(chan struct{})}
 	select {
-	case l.async.queue <- pendingAck{esk: esk, paf: paf, pw: pw, span: span}:
+	case l.async.queue <- pendingAck{esk: esk, size: len(payload), paf: paf, pw: pw, span: span}:
 	case <-l.async.stop:
 		return nil, ErrClosed
 	}
 	return pw, nil
 }
 
+// resolveAcks completes pending writes in the order they were published.
+// It takes what is queued (up to a batch), waits for those
+// acknowledgements, and learns the indices of each ESK's run of writes
+// with one request ([eskDir.confirmRun]), walking only when other writes
+// are interleaved.
 func (l *Log) resolveAcks() {
+	const maxRun = 1000
+	batch := make([]pendingAck, 0, maxRun)
 	for {
-		var p pendingAck
+		batch = batch[:0]
 		select {
-		case p = <-l.async.queue:
+		case p := <-l.async.queue:
+			batch = append(batch, p)
 		case <-l.async.stop:
 			return
 		}
-		p.pw.err = l.resolveAck(p)
-		endSpan(p.span, p.pw.err, attribute.Int64("detbus.index", int64(p.pw.pos.Index)), attribute.Int64("detbus.seq", int64(p.pw.pos.Seq)))
-		close(p.pw.done)
+	gather:
+		for len(batch) < maxRun {
+			select {
+			case p := <-l.async.queue:
+				batch = append(batch, p)
+			default:
+				break gather
+			}
+		}
+		l.resolveBatch(batch)
 	}
 }
 
-func (l *Log) resolveAck(p pendingAck) error {
-	var ack *jetstream.PubAck
-	select { // the common case: the ack is already here
-	case ack = <-p.paf.Ok():
-	case err := <-p.paf.Err():
-		return l.publishErr(p.esk, err)
-	default:
-	}
+func (l *Log) resolveBatch(batch []pendingAck) {
 	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.Timeout)
 	defer cancel()
-	if ack == nil {
-		select {
-		case ack = <-p.paf.Ok():
-		case err := <-p.paf.Err():
-			return l.publishErr(p.esk, err)
-		case <-ctx.Done():
-			return fmt.Errorf("%w: no acknowledgement for ESK %q within %v, the event may have been stored", ErrUnavailable, p.esk, l.cfg.Timeout)
-		case <-l.async.stop:
-			return ErrClosed
+	type run struct {
+		seqs  []uint64
+		bytes int
+		items []*pendingAck
+	}
+	runs := map[string]*run{}
+	var order []string
+	for i := range batch {
+		p := &batch[i]
+		seq, err := l.awaitAck(ctx, p)
+		if err != nil {
+			l.finish(p, err)
+			continue
+		}
+		r := runs[p.esk]
+		if r == nil {
+			r = &run{}
+			runs[p.esk] = r
+			order = append(order, p.esk)
+		}
+		r.seqs = append(r.seqs, seq)
+		r.bytes += p.size
+		r.items = append(r.items, p)
+	}
+	for _, esk := range order {
+		r := runs[esk]
+		d := l.dir(esk)
+		if first, ok, _ := d.confirmRun(ctx, l.gets, r.seqs, r.bytes+len(r.seqs)*(len(d.subject)+64)); ok {
+			for i, p := range r.items {
+				p.pw.pos.Index = first + uint64(i)
+				l.finish(p, nil)
+			}
+			continue
+		}
+		for _, p := range r.items {
+			idx, err := d.indexOf(ctx, l.gets, p.pw.pos.Seq)
+			if err != nil {
+				err = fmt.Errorf("transport: event stored at sequence %d but its index is unknown: %w", p.pw.pos.Seq, err)
+			}
+			p.pw.pos.Index = idx
+			l.finish(p, err)
 		}
 	}
-	p.pw.pos = Position{ESK: p.esk, Seq: ack.Sequence}
-	idx, err := l.dir(p.esk).indexOf(ctx, l.gets, ack.Sequence)
-	if err != nil {
-		return fmt.Errorf("transport: event stored at sequence %d but its index is unknown: %w", ack.Sequence, err)
+}
+
+func (l *Log) awaitAck(ctx context.Context, p *pendingAck) (uint64, error) {
+	select {
+	case ack := <-p.paf.Ok():
+		p.pw.pos = Position{ESK: p.esk, Seq: ack.Sequence}
+		return ack.Sequence, nil
+	case err := <-p.paf.Err():
+		return 0, l.publishErr(p.esk, err)
+	case <-ctx.Done():
+		return 0, fmt.Errorf("%w: no acknowledgement for ESK %q within %v, the event may have been stored", ErrUnavailable, p.esk, l.cfg.Timeout)
+	case <-l.async.stop:
+		return 0, ErrClosed
 	}
-	p.pw.pos.Index = idx
-	return nil
+}
+
+func (l *Log) finish(p *pendingAck, err error) {
+	p.pw.err = err
+	endSpan(p.span, err, attribute.Int64("detbus.index", int64(p.pw.pos.Index)), attribute.Int64("detbus.seq", int64(p.pw.pos.Seq)))
+	close(p.pw.done)
 }

@@ -39,7 +39,7 @@ func benchSetup(b *testing.B) (*transport.Log, jetstream.JetStream) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "RAW", Subjects: []string{"raw.>"}, Storage: jetstream.FileStorage}); err != nil {
+	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "RAW", Subjects: []string{"raw.>"}, Storage: jetstream.FileStorage, AllowDirect: true}); err != nil {
 		b.Fatal(err)
 	}
 	return l, js

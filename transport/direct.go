@@ -39,11 +39,21 @@ type directGetter struct {
 }
 
 type directGetRequest struct {
-	Seq      uint64 `json:"seq,omitempty"`
-	NextFor  string `json:"next_by_subj,omitempty"`
-	LastFor  string `json:"last_by_subj,omitempty"`
-	Batch    int    `json:"batch,omitempty"`
-	MaxBytes int    `json:"max_bytes,omitempty"`
+	Seq       uint64 `json:"seq,omitempty"`
+	NextFor   string `json:"next_by_subj,omitempty"`
+	LastFor   string `json:"last_by_subj,omitempty"`
+	Batch     int    `json:"batch,omitempty"`
+	MaxBytes  int    `json:"max_bytes,omitempty"`
+	NoHeaders bool   `json:"no_hdr,omitempty"`
+}
+
+// directReply is the answer to one direct get request.
+type directReply struct {
+	msgs     []storedMsg // the messages (empty for NoHeaders requests)
+	count    int         // how many messages came
+	end      bool        // a batch ended with nothing more matching
+	notFound bool        // the server answered 404
+	lastSeq  uint64      // a batch's last sequence, from its end marker
 }
 
 func newDirectGetter(nc *nats.Conn, stream string) (*directGetter, error) {
@@ -75,10 +85,10 @@ func (g *directGetter) route(m *nats.Msg) {
 
 func (g *directGetter) close() { _ = g.sub.Unsubscribe() }
 
-// do sends req and collects the stored messages of the reply. For a batch
-// it returns the messages and whether the stream had nothing more matching
-// when the batch ended (numPending 0). notFound reports a 404.
-func (g *directGetter) do(ctx context.Context, req directGetRequest) (msgs []storedMsg, end, notFound bool, err error) {
+// do sends req and collects the reply. A batch ends with a marker that
+// tells whether more messages match and the sequence of the last one sent;
+// with NoHeaders the messages carry only payloads and are just counted.
+func (g *directGetter) do(ctx context.Context, req directGetRequest) (directReply, error) {
 	body, _ := json.Marshal(req)
 	g.mu.Lock()
 	g.next++
@@ -92,34 +102,41 @@ func (g *directGetter) do(ctx context.Context, req directGetRequest) (msgs []sto
 		g.mu.Unlock()
 	}()
 	if err := g.nc.PublishRequest(g.subject, reply, body); err != nil {
-		return nil, false, false, fmt.Errorf("%w: direct get: %v", ErrUnavailable, err)
+		return directReply{}, fmt.Errorf("%w: direct get: %v", ErrUnavailable, err)
 	}
+	var rep directReply
 	for {
 		var m *nats.Msg
 		select {
 		case m = <-ch:
 		case <-ctx.Done():
-			return nil, false, false, fmt.Errorf("%w: direct get: %v", ErrUnavailable, ctx.Err())
+			return directReply{}, fmt.Errorf("%w: direct get: %v", ErrUnavailable, ctx.Err())
 		}
 		switch status := m.Header.Get("Status"); status {
 		case "":
 		case "204": // end of batch
 			np, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
-			return msgs, np == 0, false, nil
+			rep.lastSeq, _ = strconv.ParseUint(m.Header.Get("Nats-Last-Sequence"), 10, 64)
+			rep.end = np == 0
+			return rep, nil
 		case "404":
-			return msgs, true, true, nil
+			rep.end, rep.notFound = true, true
+			return rep, nil
 		case "503":
-			return nil, false, false, fmt.Errorf("%w: direct get: no responders", ErrUnavailable)
+			return directReply{}, fmt.Errorf("%w: direct get: no responders", ErrUnavailable)
 		default:
-			return nil, false, false, fmt.Errorf("transport: direct get answered %s %s", status, m.Header.Get("Description"))
+			return directReply{}, fmt.Errorf("transport: direct get answered %s %s", status, m.Header.Get("Description"))
 		}
-		sm, err := parseStored(m)
-		if err != nil {
-			return nil, false, false, err
+		rep.count++
+		if !req.NoHeaders {
+			sm, err := parseStored(m)
+			if err != nil {
+				return directReply{}, err
+			}
+			rep.msgs = append(rep.msgs, sm)
 		}
-		msgs = append(msgs, sm)
 		if req.Batch == 0 {
-			return msgs, false, false, nil
+			return rep, nil
 		}
 	}
 }
@@ -145,12 +162,12 @@ func parseStored(m *nats.Msg) (storedMsg, error) {
 // again until ctx ends.
 func (g *directGetter) bySeq(ctx context.Context, seq uint64) (storedMsg, error) {
 	for backoff := time.Millisecond; ; backoff = min(2*backoff, 50*time.Millisecond) {
-		msgs, _, notFound, err := g.do(ctx, directGetRequest{Seq: seq})
+		rep, err := g.do(ctx, directGetRequest{Seq: seq})
 		if err != nil {
 			return storedMsg{}, err
 		}
-		if !notFound && len(msgs) > 0 {
-			return msgs[0], nil
+		if !rep.notFound && len(rep.msgs) > 0 {
+			return rep.msgs[0], nil
 		}
 		if err := sleepCtx(ctx, backoff); err != nil {
 			return storedMsg{}, fmt.Errorf("%w: stream sequence %d not served: %v", ErrUnavailable, seq, err)

@@ -47,12 +47,11 @@
 //
 // JetStream counts messages per subject but does not number them. A [Log]
 // keeps, per ESK it touches, the stream sequence of every index it has
-// learned (8 bytes an event), from three facts about the stored log: the
-// stream republishes a header-only notice of each stored event carrying the
-// previous sequence of the same subject (subjects "detbus.links.<stream>.>"),
-// a successful conditional append links its sequence to the one it
-// expected, and batched direct gets walk a subject forward from the last
-// known sequence. The first read of a long ESK by a new Log walks it once;
+// learned (8 bytes an event), from facts about the stored log: a successful
+// conditional append links its sequence to the one it expected, an ordered
+// consumer delivers a subject's messages in order, and batched direct gets
+// walk a subject forward from the last known sequence (up to 1000 sequences
+// a round trip). The first read of a long ESK by a new Log walks it once;
 // after that, reads by index and conditional appends cost one round trip.
 // On replicated streams a direct get can be answered by a lagging replica;
 // a walk that comes up short is retried, and the stream leader's count is

@@ -37,30 +37,43 @@ func validateESK(esk string, wildcards bool) error {
 	if len(esk) > MaxESKLength {
 		return &ESKError{ESK: esk, Reason: fmt.Sprintf("%s is %d bytes long, the limit is %d", what, len(esk), MaxESKLength)}
 	}
-	tokens := strings.Split(esk, ".")
-	if len(tokens) > MaxESKTokens {
-		return &ESKError{ESK: esk, Reason: fmt.Sprintf("%s has %d tokens, the limit is %d", what, len(tokens), MaxESKTokens)}
+	if n := strings.Count(esk, ".") + 1; n > MaxESKTokens {
+		return &ESKError{ESK: esk, Reason: fmt.Sprintf("%s has %d tokens, the limit is %d", what, n, MaxESKTokens)}
 	}
-	for i, tok := range tokens {
-		if tok == "" {
-			return &ESKError{ESK: esk, Reason: fmt.Sprintf("token %d is empty (leading, trailing or double dot)", i+1)}
+	for i, start := 0, 0; start <= len(esk); i++ {
+		end := strings.IndexByte(esk[start:], '.')
+		if end < 0 {
+			end = len(esk)
+		} else {
+			end += start
 		}
-		if wildcards && (tok == "*" || (tok == ">" && i == len(tokens)-1)) {
-			continue
+		if err := validateToken(esk, esk[start:end], i, end == len(esk), wildcards); err != nil {
+			return err
 		}
-		for j := 0; j < len(tok); j++ {
-			c := tok[j]
-			switch {
-			case c == '*' || c == '>':
-				if wildcards {
-					return &ESKError{ESK: esk, Reason: fmt.Sprintf("token %d %q: wildcard %q must be a whole token ('>' only last)", i+1, tok, c)}
-				}
-				return &ESKError{ESK: esk, Reason: fmt.Sprintf("token %d %q contains wildcard %q; an ESK is a literal key", i+1, tok, c)}
-			case c <= ' ' || c == 0x7f:
-				return &ESKError{ESK: esk, Reason: fmt.Sprintf("token %d %q contains whitespace or a control character (byte 0x%02x)", i+1, tok, c)}
-			case c >= 0x80:
-				return &ESKError{ESK: esk, Reason: fmt.Sprintf("token %d %q contains a non-ASCII byte 0x%02x", i+1, tok, c)}
+		start = end + 1
+	}
+	return nil
+}
+
+func validateToken(esk, tok string, i int, last, wildcards bool) error {
+	if tok == "" {
+		return &ESKError{ESK: esk, Reason: fmt.Sprintf("token %d is empty (leading, trailing or double dot)", i+1)}
+	}
+	if wildcards && (tok == "*" || (tok == ">" && last)) {
+		return nil
+	}
+	for j := 0; j < len(tok); j++ {
+		c := tok[j]
+		switch {
+		case c == '*' || c == '>':
+			if wildcards {
+				return &ESKError{ESK: esk, Reason: fmt.Sprintf("token %d %q: wildcard %q must be a whole token ('>' only last)", i+1, tok, c)}
 			}
+			return &ESKError{ESK: esk, Reason: fmt.Sprintf("token %d %q contains wildcard %q; an ESK is a literal key", i+1, tok, c)}
+		case c <= ' ' || c == 0x7f:
+			return &ESKError{ESK: esk, Reason: fmt.Sprintf("token %d %q contains whitespace or a control character (byte 0x%02x)", i+1, tok, c)}
+		case c >= 0x80:
+			return &ESKError{ESK: esk, Reason: fmt.Sprintf("token %d %q contains a non-ASCII byte 0x%02x", i+1, tok, c)}
 		}
 	}
 	return nil

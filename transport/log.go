@@ -42,9 +42,12 @@ type Config struct {
 	// Timeout is the deadline applied to calls whose ctx has none
 	// (default 10s).
 	Timeout time.Duration
-	// Clock stamps SDK writes with HLC time (default: a wall clock with
-	// a 500ms bound on remote skew).
+	// Clock stamps conditional appends, and writes with [WithHLC], with
+	// HLC time (default: a wall clock with a 500ms bound on remote skew).
 	Clock *hlc.Clock
+	// StampHLC stamps every plain write with HLC time too, as if each
+	// had [WithHLC].
+	StampHLC bool
 	// Tracer and Propagator carry OpenTelemetry spans; defaults are the
 	// global tracer provider and W3C trace context plus baggage.
 	Tracer     trace.Tracer
@@ -195,18 +198,8 @@ func (l *Log) streamConfig() jetstream.StreamConfig {
 		AllowRollup:        false,
 		AllowDirect:        true,
 		AllowAtomicPublish: true,
-		RePublish: &jetstream.RePublish{
-			Source:      l.cfg.Prefix + ".>",
-			Destination: l.linksPrefix() + ">",
-			HeadersOnly: true,
-		},
 	}
 }
-
-// linksPrefix is where the stream republishes a header-only notice of each
-// stored event, carrying its sequence and the previous sequence of its
-// subject (Nats-Sequence, Nats-Last-Sequence).
-func (l *Log) linksPrefix() string { return "detbus.links." + l.cfg.Stream + "." }
 
 func (l *Log) provision(ctx context.Context) error {
 	want := l.streamConfig()
@@ -222,8 +215,7 @@ func (l *Log) provision(ctx context.Context) error {
 		return fmt.Errorf("%w: stream %q: %v", ErrUnavailable, want.Name, err)
 	}
 	have := s.CachedInfo().Config
-	if have.DenyDelete && have.DenyPurge && !have.AllowRollup && have.AllowDirect &&
-		have.RePublish != nil && *have.RePublish == *want.RePublish &&
+	if have.DenyDelete && have.DenyPurge && !have.AllowRollup && have.AllowDirect && have.RePublish == nil &&
 		have.MaxMsgSize == want.MaxMsgSize && have.Replicas == want.Replicas &&
 		len(have.Subjects) == 1 && have.Subjects[0] == want.Subjects[0] {
 		return nil
@@ -274,28 +266,6 @@ func (l *Log) withTimeout(ctx context.Context) (context.Context, context.CancelF
 		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, l.cfg.Timeout)
-}
-
-// followLinks makes the ESK's directory learn indices from the stream's
-// republished links; the subscription is in place before it returns, so
-// the link of any later write arrives.
-func (l *Log) followLinks(esk string) (*eskDir, error) {
-	d := l.dir(esk)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.links != nil {
-		return d, nil
-	}
-	sub, err := l.nc.Subscribe(l.linksPrefix()+esk, d.onLink)
-	if err != nil {
-		return nil, fmt.Errorf("%w: follow %q: %v", ErrUnavailable, esk, err)
-	}
-	if err := l.nc.Flush(); err != nil {
-		_ = sub.Unsubscribe()
-		return nil, fmt.Errorf("%w: follow %q: %v", ErrUnavailable, esk, err)
-	}
-	d.links = sub
-	return d, nil
 }
 
 func (l *Log) dir(esk string) *eskDir {

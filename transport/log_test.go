@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/detbus/detbus/hlc"
 	"github.com/detbus/detbus/internal/testnats"
 	"github.com/detbus/detbus/transport"
 )
@@ -145,5 +147,97 @@ func TestServerDown(t *testing.T) {
 	}
 	if _, err := l.Count(ctx, "x"); !errors.Is(err, transport.ErrUnavailable) {
 		t.Errorf("count with server down: %v, want ErrUnavailable", err)
+	}
+}
+
+func TestWriteHeaders(t *testing.T) {
+	s := testnats.Node(t)
+	l := testnats.Log(t, s.ClientURL(), transport.Config{})
+	ctx := ctxT(t)
+	if _, err := l.Write(ctx, "h.a", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Write(ctx, "h.a", []byte{0x81}, transport.WithHLC(), transport.WithContentType("application/msgpack"), transport.WithHeader("X-K", "v")); err != nil {
+		t.Fatal(err)
+	}
+	plain, err := l.Get(ctx, "h.a", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.Header != nil || plain.Time.Compare(hlc.FromTime(plain.Stored)) != 0 || plain.Stored.IsZero() {
+		t.Fatalf("plain write: header %v, time %v, stored %v", plain.Header, plain.Time, plain.Stored)
+	}
+	stamped, err := l.Get(ctx, "h.a", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := hlc.Parse(stamped.Header.Get(transport.HeaderHLC))
+	if err != nil || ts != stamped.Time || !plain.Time.Less(ts) {
+		t.Fatalf("stamped write: %v %v (plain %v): %v", stamped.Header, stamped.Time, plain.Time, err)
+	}
+	if stamped.ContentType() != "application/msgpack" || stamped.Header.Get("X-K") != "v" {
+		t.Fatalf("headers lost: %v", stamped.Header)
+	}
+	var v struct{ A int }
+	if err := stamped.Decode(&v); !errors.Is(err, transport.ErrMalformed) {
+		t.Fatalf("decoding a truncated msgpack payload: %v", err)
+	}
+}
+
+// TestWriteAsyncInterleaved: two logs pipeline writes into one ESK at the
+// same time, so runs of one writer are interleaved with the other's. Every
+// position reported must be the event's true index.
+func TestWriteAsyncInterleaved(t *testing.T) {
+	s := testnats.Node(t)
+	ctx := ctxT(t)
+	const perWriter = 2000
+	logs := []*transport.Log{testnats.Log(t, s.ClientURL(), transport.Config{}), testnats.Log(t, s.ClientURL(), transport.Config{})}
+	results := make([][]*transport.PendingWrite, len(logs))
+	var wg sync.WaitGroup
+	for w, l := range logs {
+		wg.Go(func() {
+			for i := range perWriter {
+				p, err := l.WriteAsync(ctx, "il.k", []byte(fmt.Sprintf(`{"w":%d,"i":%d}`, w, i)))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				results[w] = append(results[w], p)
+				if i%100 == 0 { // a synchronous write now and then, mixed in
+					if _, err := l.Write(ctx, "il.k", []byte(fmt.Sprintf(`{"w":%d,"sync":%d}`, w, i))); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	reader := testnats.Log(t, s.ClientURL(), transport.Config{})
+	seen := map[uint64]bool{}
+	for w, ps := range results {
+		for i, p := range ps {
+			pos, err := p.Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if seen[pos.Index] {
+				t.Fatalf("index %d reported twice", pos.Index)
+			}
+			seen[pos.Index] = true
+			ev, err := reader.Get(ctx, "il.k", pos.Index)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := fmt.Sprintf(`{"w":%d,"i":%d}`, w, i); string(ev.Data) != want || ev.Seq != pos.Seq {
+				t.Fatalf("writer %d event %d reported at %+v, but index %d holds %s (seq %d)", w, i, pos, pos.Index, ev.Data, ev.Seq)
+			}
+		}
+	}
+	if n, _ := reader.Count(ctx, "il.k"); n != 2*perWriter+2*perWriter/100 {
+		t.Fatalf("count %d", n)
 	}
 }

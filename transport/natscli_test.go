@@ -102,7 +102,7 @@ func TestNatsCLIInterleaved(t *testing.T) {
 	sdkWrite := func() {
 		t.Helper()
 		p := payload("sdk")
-		pos, err := l.Write(ctx, esk, []byte(p))
+		pos, err := l.Write(ctx, esk, []byte(p), transport.WithHLC())
 		if err != nil {
 			t.Fatalf("write %d: %v", len(wants), err)
 		}
