@@ -48,9 +48,9 @@ func WithHeader(key, value string) WriteOption {
 }
 
 // WithHLC stamps the event with the log's hybrid logical clock
-// ([HeaderHLC]). Conditional appends are always stamped; plain writes only
-// with this option or [Config.StampHLC], since every header costs
-// throughput and readers fall back to the stream's timestamp.
+// ([HeaderHLC]). Events are stamped only with this option or
+// [Config.StampHLC], since every header costs throughput and readers fall
+// back to the stream's timestamp.
 func WithHLC() WriteOption {
 	return func(w *writeConfig) { w.hlc = true }
 }
@@ -106,14 +106,14 @@ func isDefinite(err error) bool {
 	return errors.As(err, &apiErr) && !isConflict(err)
 }
 
-func (l *Log) newMsg(ctx context.Context, esk string, payload []byte, opts []WriteOption, stamp bool) (*nats.Msg, error) {
+func (l *Log) newMsg(ctx context.Context, esk string, payload []byte, opts []WriteOption) (*nats.Msg, error) {
 	if err := ValidateESK(esk); err != nil {
 		return nil, err
 	}
 	if len(payload) > l.cfg.MaxPayload {
 		return nil, fmt.Errorf("%w: event for ESK %q is %d bytes, the limit is %d", ErrPayloadTooLarge, esk, len(payload), l.cfg.MaxPayload)
 	}
-	w := writeConfig{hlc: stamp || l.cfg.StampHLC}
+	w := writeConfig{hlc: l.cfg.StampHLC}
 	for _, o := range opts {
 		o(&w)
 	}
@@ -183,7 +183,7 @@ func (l *Log) Write(ctx context.Context, esk string, payload []byte, opts ...Wri
 	defer func() {
 		endSpan(span, err, attribute.Int64("detbus.index", int64(pos.Index)), attribute.Int64("detbus.seq", int64(pos.Seq)))
 	}()
-	m, err := l.newMsg(ctx, esk, payload, opts, false)
+	m, err := l.newMsg(ctx, esk, payload, opts)
 	if err != nil {
 		return Position{}, err
 	}
@@ -224,39 +224,57 @@ func (l *Log) publishErr(esk string, err error) error {
 // Concurrent calls for the same ESK and index, in this process or others,
 // see exactly one Written.
 func (l *Log) ExistsOrWrite(ctx context.Context, esk string, index uint64, payload []byte, opts ...WriteOption) (res AppendResult, err error) {
-	ctx, cancel := l.withTimeout(ctx)
-	defer cancel()
 	ctx, span := l.startSpan(ctx, "detbus.exists_or_write", esk)
 	defer func() {
 		endSpan(span, err, attribute.Int64("detbus.index", int64(index)), attribute.String("detbus.outcome", res.Outcome.String()))
 	}()
-	m, err := l.newMsg(ctx, esk, payload, opts, true)
+	m, err := l.newMsg(ctx, esk, payload, opts)
 	if err != nil {
 		return AppendResult{}, err
 	}
 	writeID := nuid.Next()
-	// newMsg stamped the HLC header, so m.Header is allocated.
-	m.Header.Set(HeaderIndex, strconv.FormatUint(index, 10))
+	if m.Header == nil {
+		m.Header = nats.Header{}
+	}
 	m.Header.Set(HeaderWriteID, writeID)
 	want := Event{Header: m.Header, Data: payload}
+	// The call's deadline. A context carrying it is made only when the
+	// first attempt does not settle the outcome.
+	deadline, hasDeadline := ctx.Deadline()
+	if !hasDeadline {
+		deadline = time.Now().Add(l.cfg.Timeout)
+	}
+	var slow context.Context
+	var cancelSlow context.CancelFunc = func() {}
+	defer func() { cancelSlow() }()
+	slowCtx := func() context.Context {
+		switch {
+		case hasDeadline:
+			return ctx
+		case slow == nil:
+			slow, cancelSlow = context.WithDeadline(ctx, deadline)
+		}
+		return slow
+	}
 	d := l.dir(esk)
 	var lastErr error
 	for backoff := time.Millisecond; ; backoff = min(2*backoff, 100*time.Millisecond) {
-		if err := ctx.Err(); err != nil {
-			return AppendResult{}, fmt.Errorf("%w: conditional append to %q at %d, outcome unknown after %v: %v", ErrUnavailable, esk, index, err, lastErr)
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return AppendResult{}, fmt.Errorf("%w: conditional append to %q at %d, outcome unknown at the deadline: %v", ErrUnavailable, esk, index, lastErr)
 		}
 		count, last := d.snapshot()
 		switch {
 		case index < count:
-			return l.readBack(ctx, d, esk, index, writeID, want)
+			return l.readBack(slowCtx(), d, esk, index, writeID, want)
 		case index > count:
-			ok, err := d.walk(ctx, l.gets, func() bool { return uint64(len(d.seqs)) >= index })
+			rctx := slowCtx()
+			ok, err := d.walk(rctx, l.gets, func() bool { return uint64(len(d.seqs)) >= index })
 			if err != nil {
 				lastErr = err
 				continue
 			}
 			if !ok {
-				n, err := l.Count(ctx, esk)
+				n, err := l.Count(rctx, esk)
 				if err != nil {
 					lastErr = err
 					continue
@@ -265,12 +283,14 @@ func (l *Log) ExistsOrWrite(ctx context.Context, esk string, index uint64, paylo
 					return AppendResult{}, &IndexAheadError{ESK: esk, Index: index, Count: n}
 				}
 				lastErr = fmt.Errorf("replica behind count %d", n)
-				_ = sleepCtx(ctx, backoff)
+				_ = sleepCtx(rctx, backoff)
 			}
 			continue
 		}
 		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(last, 10))
-		actx, acancel := context.WithTimeout(ctx, attemptTimeout(ctx))
+		// One attempt gets at most half the time left, so that a lost reply
+		// leaves time to read back and retry.
+		actx, acancel := context.WithDeadline(ctx, time.Now().Add(min(2*time.Second, max(time.Until(deadline)/2, time.Millisecond))))
 		ack, err := l.js.PublishMsg(actx, m)
 		acancel()
 		if err == nil {
@@ -282,25 +302,14 @@ func (l *Log) ExistsOrWrite(ctx context.Context, esk string, index uint64, paylo
 		}
 		// A conflict, a timeout or no reply: learn what is there now.
 		lastErr = err
-		if _, werr := d.walk(ctx, l.gets, func() bool { return uint64(len(d.seqs)) > index }); werr != nil {
+		rctx := slowCtx()
+		if _, werr := d.walk(rctx, l.gets, func() bool { return uint64(len(d.seqs)) > index }); werr != nil {
 			lastErr = werr
 		}
 		if !isConflict(err) {
-			_ = sleepCtx(ctx, backoff)
+			_ = sleepCtx(rctx, backoff)
 		}
 	}
-}
-
-// attemptTimeout bounds one publish attempt so that a lost reply leaves
-// time to read back and retry within the call's deadline.
-func attemptTimeout(ctx context.Context) time.Duration {
-	d := 2 * time.Second
-	if dl, ok := ctx.Deadline(); ok {
-		if rem := time.Until(dl) / 2; rem < d {
-			d = max(rem, time.Millisecond)
-		}
-	}
-	return d
 }
 
 func (l *Log) readBack(ctx context.Context, d *eskDir, esk string, index uint64, writeID string, want Event) (AppendResult, error) {

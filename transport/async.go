@@ -55,7 +55,7 @@ type asyncWriter struct {
 // errors of the outcome from [PendingWrite.Result].
 func (l *Log) WriteAsync(ctx context.Context, esk string, payload []byte, opts ...WriteOption) (*PendingWrite, error) {
 	ctx, span := l.startSpan(ctx, "detbus.write", esk)
-	m, err := l.newMsg(ctx, esk, payload, opts, false)
+	m, err := l.newMsg(ctx, esk, payload, opts)
 	if err != nil {
 		endSpan(span, err)
 		return nil, err

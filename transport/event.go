@@ -10,13 +10,14 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Header names the SDK sets on the events it writes. Every one is optional:
-// events published by other tools carry none of them and are read the same
-// way, with the stream's timestamp for time and JSON for content.
+// Header names the SDK sets on the events it writes. Plain writes carry
+// none unless asked; conditional appends carry HeaderWriteID. Every one is
+// optional: events published by other tools carry none of them and are
+// read the same way, with the stream's timestamp for time and JSON for
+// content.
 const (
-	HeaderHLC         = hlc.Header        // HLC time of the write
+	HeaderHLC         = hlc.Header        // HLC time of the write, with WithHLC
 	HeaderContentType = "Content-Type"    // codec of the payload; absent means JSON
-	HeaderIndex       = "Detbus-Index"    // index claimed by a conditional append
 	HeaderWriteID     = "Detbus-Write-Id" // identity of one conditional append call
 	HeaderTraceParent = "traceparent"     // W3C trace context
 	HeaderTraceState  = "tracestate"      // W3C trace context

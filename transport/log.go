@@ -42,11 +42,11 @@ type Config struct {
 	// Timeout is the deadline applied to calls whose ctx has none
 	// (default 10s).
 	Timeout time.Duration
-	// Clock stamps conditional appends, and writes with [WithHLC], with
+	// Clock stamps writes made with [WithHLC] (or all, with StampHLC) with
 	// HLC time (default: a wall clock with a 500ms bound on remote skew).
 	Clock *hlc.Clock
-	// StampHLC stamps every plain write with HLC time too, as if each
-	// had [WithHLC].
+	// StampHLC stamps every write and conditional append with HLC time,
+	// as if each had [WithHLC].
 	StampHLC bool
 	// Tracer and Propagator carry OpenTelemetry spans; defaults are the
 	// global tracer provider and W3C trace context plus baggage.

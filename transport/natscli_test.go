@@ -115,7 +115,7 @@ func TestNatsCLIInterleaved(t *testing.T) {
 		t.Helper()
 		p := payload("sdk")
 		idx := uint64(len(wants))
-		r, err := l.ExistsOrWrite(ctx, esk, idx, []byte(p))
+		r, err := l.ExistsOrWrite(ctx, esk, idx, []byte(p), transport.WithHLC())
 		if err != nil {
 			t.Fatalf("append at %d: %v", idx, err)
 		}
@@ -164,7 +164,7 @@ func TestNatsCLIInterleaved(t *testing.T) {
 			t.Fatalf("%s: event %d (cli=%v) has %s header %q", who, i, w.cli, transport.HeaderHLC, hlcHdr)
 		}
 		if w.cli {
-			if ev.Header.Get(transport.HeaderIndex) != "" || ev.Header.Get(transport.HeaderWriteID) != "" {
+			if ev.Header.Get(transport.HeaderWriteID) != "" {
 				t.Fatalf("%s: CLI event %d has detbus headers %v", who, i, ev.Header)
 			}
 		}

@@ -108,8 +108,8 @@ func raceWriters(t *testing.T, url string, cfg transport.Config, indices uint64)
 		if ev.Index != next[ev.ESK] || re.Index != ev.Index || re.ESK != ev.ESK {
 			t.Fatalf("%s: event %+v at index %d, want index %d", ev.ESK, re, ev.Index, next[ev.ESK])
 		}
-		if h := ev.Header.Get(transport.HeaderIndex); h != strconv.FormatUint(ev.Index, 10) {
-			t.Fatalf("%s@%d carries index header %q", ev.ESK, ev.Index, h)
+		if h := ev.Header.Get(transport.HeaderWriteID); h == "" {
+			t.Fatalf("%s@%d lacks the write identity header", ev.ESK, ev.Index)
 		}
 		if w := won[ev.ESK+"/"+strconv.FormatUint(ev.Index, 10)]; w != re.Writer {
 			t.Fatalf("%s@%d was written by %d but writer %d was told Written", ev.ESK, ev.Index, re.Writer, w)
