@@ -67,6 +67,53 @@ func startServe(t *testing.T) string {
 	return url
 }
 
+// TestServeCluster forms a three-node cluster from three `detbus serve`
+// commands, with the log replicated three times, and uses it.
+func TestServeCluster(t *testing.T) {
+	ports := testnats.FreePorts(t, 6)
+	var routes []string
+	for _, p := range ports[3:] {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+	}
+	var urls []string
+	for i := range 3 {
+		args := []string{"serve", "--name", fmt.Sprintf("n%d", i+1), "--port", fmt.Sprint(ports[i]), "--http-port", "0",
+			"--data", t.TempDir(), "--cluster", "detbus", "--cluster-port", fmt.Sprint(ports[3+i]),
+			"--routes", strings.Join(routes, ","), "--replicas", "3"}
+		ctx, cancel := context.WithCancel(context.Background())
+		var out syncBuffer
+		done := make(chan error, 1)
+		go func() { done <- run(ctx, args, &out, &out) }()
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("serve n%d: %v\n%s", i+1, err, out.String())
+			}
+		})
+		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", ports[i]))
+		defer func() {
+			if t.Failed() {
+				t.Logf("n%d output:\n%s", i+1, out.String())
+			}
+		}()
+	}
+	url := strings.Join(urls, ",")
+	testnats.WaitFor(t, 90*time.Second, "cluster serving", func() error {
+		_, err := runCLI(t, "status", "--nats", url, "--timeout", "2s")
+		return err
+	})
+	for i := range 5 {
+		out, err := runCLI(t, "write", "c.k", fmt.Sprintf(`{"i":%d}`, i), "--nats", urls[i%3], "--index", fmt.Sprint(i))
+		if err != nil || !strings.Contains(out, `"outcome":"written"`) {
+			t.Fatalf("write %d via %s: %v\n%s", i, urls[i%3], err, out)
+		}
+	}
+	out, err := runCLI(t, "status", "--nats", url)
+	if err != nil || !strings.Contains(out, "replicas 3") || !regexpLine(out, "c.k", "5") {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+}
+
 func runCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	var out, errOut bytes.Buffer

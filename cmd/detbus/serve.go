@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/detbus/detbus/transport"
@@ -19,12 +20,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.StoreDir, "data", cfg.StoreDir, "JetStream data directory")
 	fs.StringVar(&cfg.Sync, "sync", cfg.Sync, `fsync: "" (NATS default, every 2m), "always", or an interval such as 1s`)
 	fs.BoolVar(&cfg.Logs, "log", false, "print the NATS server's log")
+	fs.StringVar(&cfg.Cluster.Name, "cluster", "", "join a NATS cluster of this name (needs --cluster-port and --routes)")
+	fs.StringVar(&cfg.Cluster.Host, "cluster-host", "127.0.0.1", "route listener host")
+	fs.IntVar(&cfg.Cluster.Port, "cluster-port", 0, "route listener port")
+	routes := fs.String("routes", "", "comma-separated nats-route://host:port of every node")
 	var lc transport.Config
 	fs.StringVar(&lc.Stream, "stream", transport.DefaultStream, "JetStream stream holding the log")
 	fs.StringVar(&lc.Prefix, "prefix", transport.DefaultPrefix, "subject prefix of ESKs")
 	fs.IntVar(&lc.Replicas, "replicas", transport.DefaultReplicas, "stream replicas")
 	if _, err := parse(fs, args, 0, 0); err != nil {
 		return helpOK(err)
+	}
+	if *routes != "" {
+		cfg.Cluster.Routes = strings.Split(*routes, ",")
 	}
 	if err := cfg.Validate(); err != nil {
 		return usagef("%v", err)
@@ -34,9 +42,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer srv.Shutdown()
-	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	l, err := transport.Connect(octx, srv.ClientURL(), lc)
+	l, err := openWhenReady(ctx, srv.ClientURL(), lc)
 	if err != nil {
 		return err
 	}
@@ -69,6 +75,26 @@ Stop with Ctrl-C.
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "detbus node stopping")
 	return nil
+}
+
+// openWhenReady opens the log, retrying while JetStream cannot place the
+// stream yet: in a cluster, until enough nodes have joined.
+func openWhenReady(ctx context.Context, url string, lc transport.Config) (*transport.Log, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		actx, acancel := context.WithTimeout(ctx, 10*time.Second)
+		l, err := transport.Connect(actx, url, lc)
+		acancel()
+		if err == nil {
+			return l, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("provision the log: %w", err)
+		case <-time.After(wait):
+		}
+	}
 }
 
 func orNone(s string) string {
