@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/detbus/detbus/internal/testnats"
 	"github.com/detbus/detbus/transport"
 )
 
@@ -17,13 +16,7 @@ import (
 // service, and a bad request comes back with a clear error.
 func TestNatsCLIService(t *testing.T) {
 	cli := natsCLI(t)
-	s := testnats.Node(t)
-	l := testnats.Log(t, s.ClientURL(), transport.Config{})
-	svc, err := transport.NewService(l)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { svc.Stop() })
+	s, l := startService(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	nats := func(args ...string) string {

@@ -9,7 +9,10 @@ import (
 	"github.com/detbus/detbus/transport"
 )
 
-func TestServiceRequestReply(t *testing.T) {
+// startService starts a node, opens a log and registers its request
+// service, all stopped at cleanup.
+func startService(t *testing.T) (*transport.Server, *transport.Log) {
+	t.Helper()
 	s := testnats.Node(t)
 	l := testnats.Log(t, s.ClientURL(), transport.Config{})
 	svc, err := transport.NewService(l)
@@ -17,6 +20,11 @@ func TestServiceRequestReply(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { svc.Stop() })
+	return s, l
+}
+
+func TestServiceRequestReply(t *testing.T) {
+	s, _ := startService(t)
 	nc := testnats.Conn(t, s.ClientURL())
 	req := func(subject, body string) (transport.ServiceReply, string, string) {
 		t.Helper()
@@ -70,7 +78,7 @@ func TestServiceRequestReply(t *testing.T) {
 			t.Errorf("%s %s: code %q (%s), want %s", c.subject, c.body, code, text, c.code)
 		}
 	}
-	if n, _ := l.Count(ctxT(t), "svc.a"); n != 2 {
+	if n, _ := testnats.Log(t, s.ClientURL(), transport.Config{}).Count(ctxT(t), "svc.a"); n != 2 {
 		t.Fatalf("bad requests changed the log: count %d", n)
 	}
 }
