@@ -1,0 +1,240 @@
+package transform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/detbus/detbus/transport"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+)
+
+var tracer = otel.Tracer("github.com/detbus/detbus/transform")
+
+// rejection is what the runner records on "<output>.rejected" for an input
+// whose step returned an error.
+type rejection struct {
+	Input struct {
+		ESK   string `json:"esk"`
+		Index uint64 `json:"index"`
+		Seq   uint64 `json:"seq"`
+	} `json:"input"`
+	Error string `json:"error"`
+}
+
+// Run runs the instance until ctx is done (then it returns nil) or a
+// fatal error: a divergence under StopOnDivergence ([*DivergenceError]),
+// a snapshot it cannot restore ([ErrSnapshotVersion],
+// [ErrSnapshotCorrupt]), or an output log that contradicts it. NATS being
+// unavailable is not fatal: the instance retries the same output, which is
+// safe, and other instances go on winning meanwhile.
+//
+// The instance restores the newest snapshot if there is one, then reads
+// the inputs in the log's total order from the position after it. For
+// each input it calls Step and appends each output at the next output
+// index with existsOrWrite: written by this instance (won), or found
+// already written by a faster one and equal (lost), or found different (a
+// divergence). It follows the output ESK meanwhile, so that an instance
+// that lags learns the landed outputs and compares them without
+// publishing.
+//
+// A Step error rejects the input: the runner appends a record
+// {"input":{"esk","index","seq"},"error":"..."} at the next index of
+// "<output>.rejected", the same on every instance, and goes on with the
+// next input; the state must be as before the failed step.
+func (r *Runner) Run(ctx context.Context) error {
+	spec, l := r.cfg.Spec, r.cfg.Log
+	t := spec.New()
+	var inSeq, outputs, rejections uint64
+	if st := r.cfg.Snapshots; st != nil {
+		s, ok, err := st.Latest(ctx, spec)
+		if err != nil {
+			return err
+		}
+		if ok {
+			if err := t.Restore(s.State); err != nil {
+				return fmt.Errorf("%w: restore %s at input %d: %v", ErrSnapshotCorrupt, spec.Name, s.InputSeq, err)
+			}
+			inSeq, outputs, rejections = s.InputSeq, s.Outputs, s.Rejections
+			r.cfg.Logger.Info("restored snapshot", "transform", spec.Name, "instance", r.cfg.Instance, "input_seq", inSeq, "outputs", outputs)
+		}
+	}
+	r.update(func(s *Status) { s.InputSeq, s.Outputs, s.Rejections = inSeq, outputs, rejections })
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go r.followOutputs(ctx)
+
+	lastSnap, sinceSnap := time.Now(), 0
+	for ev, err := range l.Events(ctx, spec.Inputs, transport.ReadOptions{From: inSeq + 1, Follow: true}) {
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		in := Input{ESK: ev.ESK, Index: ev.Index, Seq: ev.Seq, Time: ev.Time, ContentType: ev.ContentType(), Data: ev.Data}
+		sctx, span := tracer.Start(ev.ContextWithTrace(ctx), "detbus.transform.step",
+			trace.WithAttributes(attribute.String("detbus.transform", spec.Name), attribute.String("detbus.instance", r.cfg.Instance),
+				attribute.String("detbus.esk", in.ESK), attribute.Int64("detbus.index", int64(in.Index))))
+		outs, stepErr := t.Step(NewContext(in), in)
+		if stepErr != nil {
+			var rec rejection
+			rec.Input.ESK, rec.Input.Index, rec.Input.Seq, rec.Error = in.ESK, in.Index, in.Seq, stepErr.Error()
+			if err := r.emit(sctx, rejectionsESK(spec), rejections, JSON(rec), in); err != nil {
+				span.End()
+				return r.stopped(ctx, err)
+			}
+			rejections++
+			outs = nil
+		}
+		for _, out := range outs {
+			if err := r.emit(sctx, spec.Output, outputs, out, in); err != nil {
+				span.End()
+				return r.stopped(ctx, err)
+			}
+			outputs++
+		}
+		span.End()
+		inSeq = in.Seq
+		sinceSnap++
+		r.update(func(s *Status) { s.InputSeq, s.Outputs, s.Rejections = inSeq, outputs, rejections; s.Inputs++ })
+		if r.cfg.Snapshots != nil && (sinceSnap >= r.cfg.SnapshotEvery || time.Since(lastSnap) >= r.cfg.SnapshotInterval) {
+			if err := r.snapshot(ctx, t, inSeq, outputs, rejections); err != nil {
+				return r.stopped(ctx, err)
+			}
+			lastSnap, sinceSnap = time.Now(), 0
+		}
+	}
+	return nil
+}
+
+// stopped turns an error caused by ctx ending into a clean stop.
+func (r *Runner) stopped(ctx context.Context, err error) error {
+	if ctx.Err() != nil && !errors.Is(err, ErrDivergence) {
+		return nil
+	}
+	return err
+}
+
+// followOutputs reads the output ESK as it grows, which teaches the log
+// the landed outputs' positions: a lagging instance then finds its output
+// index already written and compares instead of publishing.
+func (r *Runner) followOutputs(ctx context.Context) {
+	l := r.cfg.Log
+	st, err := l.State(ctx, "")
+	if err != nil {
+		return
+	}
+	for _, err := range l.Events(ctx, []string{r.cfg.Spec.Output}, transport.ReadOptions{From: st.LastSeq + 1, Follow: true}) {
+		if err != nil {
+			return
+		}
+	}
+}
+
+// emit appends payload at index k of esk, or compares it with what is
+// there.
+func (r *Runner) emit(ctx context.Context, esk string, k uint64, payload []byte, in Input) error {
+	r.mu.Lock()
+	observer := r.status.Observer
+	r.mu.Unlock()
+	if observer {
+		return r.observe(ctx, esk, k, payload, in)
+	}
+	for backoff := 10 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		res, err := r.cfg.Log.ExistsOrWrite(ctx, esk, k, payload)
+		switch {
+		case err == nil && res.Outcome == transport.Written:
+			r.update(func(s *Status) { s.Won++ })
+			return nil
+		case err == nil && res.Equal:
+			r.update(func(s *Status) { s.Lost++ })
+			return nil
+		case err == nil:
+			return r.diverged(ctx, esk, k, payload, in)
+		case errors.Is(err, transport.ErrIndexAhead):
+			return fmt.Errorf("transform: %s expects %d outputs on %s before this one, but the log has fewer: %w", r.cfg.Spec.Name, k, esk, err)
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, transport.ErrUnavailable):
+			r.cfg.Logger.Warn("output not settled, retrying", "transform", r.cfg.Spec.Name, "instance", r.cfg.Instance, "esk", esk, "index", k, "err", err)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		default:
+			return fmt.Errorf("transform: append output %s#%d: %w", esk, k, err)
+		}
+	}
+}
+
+// observe waits until index k of esk is written by another instance and
+// compares it with payload.
+func (r *Runner) observe(ctx context.Context, esk string, k uint64, payload []byte, in Input) error {
+	for backoff := 10 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		ev, err := r.cfg.Log.Get(ctx, esk, k)
+		switch {
+		case err == nil && string(ev.Data) == string(payload):
+			r.update(func(s *Status) { s.Lost++ })
+			return nil
+		case err == nil:
+			return r.diverged(ctx, esk, k, payload, in)
+		case ctx.Err() != nil:
+			return ctx.Err()
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (r *Runner) diverged(ctx context.Context, esk string, k uint64, payload []byte, in Input) error {
+	found := "unknown"
+	if ev, err := r.cfg.Log.Get(ctx, esk, k); err == nil {
+		found = hashOf(ev.Data)
+	}
+	d := DivergenceError{What: "output", Name: r.cfg.Spec.Name, Instance: r.cfg.Instance, Index: k,
+		InputESK: in.ESK, InputSeq: in.Seq, OwnHash: hashOf(payload), FoundHash: found}
+	return r.report(d)
+}
+
+// report records a divergence and applies the policy.
+func (r *Runner) report(d DivergenceError) error {
+	r.cfg.Logger.Error("divergence", "transform", d.Name, "instance", d.Instance, "what", d.What, "index", d.Index,
+		"input_esk", d.InputESK, "input_seq", d.InputSeq, "own_sha256", d.OwnHash, "landed_sha256", d.FoundHash,
+		"policy", map[DivergencePolicy]string{StopOnDivergence: "stop", ObserveOnDivergence: "observe"}[r.cfg.OnDivergence])
+	r.update(func(s *Status) {
+		s.Divergences = append(s.Divergences, d)
+		s.Observer = s.Observer || r.cfg.OnDivergence == ObserveOnDivergence
+	})
+	if r.cfg.OnDivergence == ObserveOnDivergence {
+		return nil
+	}
+	return &d
+}
+
+func (r *Runner) snapshot(ctx context.Context, t Transform, inSeq, outputs, rejections uint64) error {
+	state, err := t.Snapshot()
+	if err != nil {
+		return fmt.Errorf("transform: snapshot %s at input %d: %w", r.cfg.Spec.Name, inSeq, err)
+	}
+	s := newSnapshot(r.cfg.Spec, inSeq, outputs, rejections, state)
+	stored, agree, err := r.cfg.Snapshots.Save(ctx, s)
+	if err != nil {
+		r.cfg.Logger.Warn("snapshot not saved", "transform", s.Name, "instance", r.cfg.Instance, "input_seq", inSeq, "err", err)
+		return nil // a missing snapshot costs replay time, nothing else
+	}
+	if !agree {
+		return r.report(DivergenceError{What: "snapshot", Name: s.Name, Instance: r.cfg.Instance, Index: outputs,
+			InputSeq: inSeq, OwnHash: s.Hash, FoundHash: stored.Hash})
+	}
+	r.update(func(st *Status) { st.LastSnapshot = s.Taken })
+	return nil
+}

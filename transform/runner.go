@@ -1,0 +1,187 @@
+package transform
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/detbus/detbus/transport"
+)
+
+// DivergencePolicy says what an instance does when the output that landed
+// at an index differs from its own.
+type DivergencePolicy int
+
+const (
+	// StopOnDivergence (the default) makes [Runner.Run] return the
+	// [*DivergenceError]: the instance's state can no longer be trusted.
+	StopOnDivergence DivergencePolicy = iota
+	// ObserveOnDivergence keeps the instance running as an observer that
+	// never writes again but keeps computing and comparing, reporting
+	// every further divergence.
+	ObserveOnDivergence
+)
+
+// ErrDivergence is wrapped by [*DivergenceError].
+var ErrDivergence = errors.New("transform: divergence")
+
+// DivergenceError reports that the output at Index differs from this
+// instance's: some instance is not deterministic, or runs other logic.
+type DivergenceError struct {
+	What      string // "output", or "snapshot" when two instances' snapshots of one position differ
+	Name      string
+	Instance  string
+	Index     uint64 // output index
+	InputESK  string // the input that caused the output
+	InputSeq  uint64
+	OwnHash   string // sha256 of this instance's output
+	FoundHash string // sha256 of the output that landed
+}
+
+func (e *DivergenceError) Error() string {
+	return fmt.Sprintf("transform: %s divergence in %s (instance %s) at output %d from input %s seq %d: own sha256 %s, landed sha256 %s",
+		e.What, e.Name, e.Instance, e.Index, e.InputESK, e.InputSeq, short(e.OwnHash), short(e.FoundHash))
+}
+
+// Unwrap makes errors.Is(err, ErrDivergence) true.
+func (e *DivergenceError) Unwrap() error { return ErrDivergence }
+
+func short(h string) string { return h[:min(len(h), 16)] }
+
+func hashOf(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// Config configures a [Runner].
+type Config struct {
+	Spec     Spec
+	Log      *transport.Log
+	Instance string // a name for this instance in logs, metrics and status
+	// OnDivergence is the divergence policy (default StopOnDivergence).
+	OnDivergence DivergencePolicy
+	// Snapshots, if set, is where the runner restores from at start and
+	// saves to every SnapshotEvery inputs (default 1000) or
+	// SnapshotInterval (default 1m), whichever comes first.
+	Snapshots        *SnapshotStore
+	SnapshotEvery    int
+	SnapshotInterval time.Duration
+	Logger           *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Instance == "" {
+		c.Instance = "instance"
+	}
+	if c.SnapshotEvery == 0 {
+		c.SnapshotEvery = 1000
+	}
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports every problem with the config, joined.
+func (c Config) Validate() error {
+	var errs []error
+	s := c.Spec
+	if s.Name == "" || strings.ContainsAny(s.Name, ".*> ") {
+		errs = append(errs, fmt.Errorf("%w: spec name %q must be non-empty without '.', '*', '>' or spaces", transport.ErrInvalidOption, s.Name))
+	}
+	if s.New == nil {
+		errs = append(errs, fmt.Errorf("%w: spec %q has no New", transport.ErrInvalidOption, s.Name))
+	}
+	if len(s.Inputs) == 0 {
+		errs = append(errs, fmt.Errorf("%w: spec %q has no inputs", transport.ErrInvalidOption, s.Name))
+	}
+	for _, p := range s.Inputs {
+		if err := transport.ValidateESKPattern(p); err != nil {
+			errs = append(errs, fmt.Errorf("input: %w", err))
+		} else if matches(p, s.Output) || matches(p, rejectionsESK(s)) {
+			errs = append(errs, fmt.Errorf("%w: input %q matches the output %q: a DET would read its own output", transport.ErrInvalidOption, p, s.Output))
+		}
+	}
+	if err := transport.ValidateESK(s.Output); err != nil {
+		errs = append(errs, fmt.Errorf("output: %w", err))
+	}
+	if c.Log == nil {
+		errs = append(errs, fmt.Errorf("%w: no Log", transport.ErrInvalidOption))
+	}
+	if c.SnapshotEvery < 0 || c.SnapshotInterval < 0 {
+		errs = append(errs, fmt.Errorf("%w: negative snapshot period", transport.ErrInvalidOption))
+	}
+	return errors.Join(errs...)
+}
+
+// matches reports whether the ESK pattern p matches the literal esk.
+func matches(p, esk string) bool {
+	pt, et := strings.Split(p, "."), strings.Split(esk, ".")
+	for i, tok := range pt {
+		switch {
+		case tok == ">":
+			return len(et) > i
+		case i >= len(et):
+			return false
+		case tok != "*" && tok != et[i]:
+			return false
+		}
+	}
+	return len(pt) == len(et)
+}
+
+// rejectionsESK is where the runner records inputs the DET rejected.
+func rejectionsESK(s Spec) string { return s.Output + ".rejected" }
+
+// Status is a runner's progress.
+type Status struct {
+	Name, Instance string
+	InputSeq       uint64 // the last input applied
+	Inputs         uint64 // inputs applied by this run
+	Outputs        uint64 // the output count
+	Won, Lost      uint64 // outputs this instance wrote / found written equal
+	Rejections     uint64
+	Observer       bool // after a divergence under ObserveOnDivergence
+	Divergences    []DivergenceError
+	LastSnapshot   time.Time
+}
+
+// Runner runs one instance of a DET.
+type Runner struct {
+	cfg Config
+
+	mu     sync.Mutex
+	status Status
+}
+
+// NewRunner checks cfg and returns a runner; [Runner.Run] starts it.
+func NewRunner(cfg Config) (*Runner, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Runner{cfg: cfg, status: Status{Name: cfg.Spec.Name, Instance: cfg.Instance}}, nil
+}
+
+// Status returns a copy of the runner's progress; safe to call while it
+// runs.
+func (r *Runner) Status() Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.status
+	s.Divergences = append([]DivergenceError(nil), s.Divergences...)
+	return s
+}
+
+func (r *Runner) update(f func(*Status)) {
+	r.mu.Lock()
+	f(&r.status)
+	r.mu.Unlock()
+}

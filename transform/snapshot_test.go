@@ -1,0 +1,112 @@
+package transform_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detbus/detbus/internal/testnats"
+	"github.com/detbus/detbus/transform"
+	"github.com/detbus/detbus/transport"
+)
+
+// TestSnapshotRestoreThenReplay: an instance that starts from a snapshot
+// replays only the inputs after it, and ends in the same state as a full
+// replay; both runs' snapshots of the same position agree.
+func TestSnapshotRestoreThenReplay(t *testing.T) {
+	s := testnats.Node(t)
+	url := s.ClientURL()
+	l := testnats.Log(t, url, transport.Config{})
+	store, err := transform.OpenSnapshotStore(ctxT(t), l.JetStream(), "", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := sumSpec("snap", "snap.out")
+	last := writeInputs(t, l, 0, 100)
+	first := start(t, url, transform.Config{Spec: spec, Instance: "first", Snapshots: store, SnapshotEvery: 25})
+	want, _ := expected(100)
+	waitOutputs(t, l, "snap.out", want)
+	testnats.WaitFor(t, 10*time.Second, "snapshot at the last input", func() error {
+		if s, ok, err := store.Latest(ctxT(t), spec); err != nil || !ok || s.InputSeq != last {
+			return fmt.Errorf("%+v %v %v", s.InputSeq, ok, err)
+		}
+		return nil
+	})
+	first.halt(t)
+
+	last = writeInputs(t, l, 100, 40)
+	second := start(t, url, transform.Config{Spec: spec, Instance: "second", Snapshots: store, SnapshotEvery: 20})
+	want, _ = expected(140)
+	waitOutputs(t, l, "snap.out", want)
+	testnats.WaitFor(t, 10*time.Second, "second caught up", func() error {
+		if st := second.r.Status(); st.InputSeq < last {
+			return fmt.Errorf("at %d", st.InputSeq)
+		}
+		return nil
+	})
+	if st := second.r.Status(); st.Inputs != 40 {
+		t.Fatalf("restored instance applied %d inputs, want only the 40 after the snapshot", st.Inputs)
+	}
+	latest, ok, err := store.Latest(ctxT(t), spec)
+	if err != nil || !ok || latest.InputSeq != last {
+		t.Fatalf("latest snapshot at %d (%v, %v), want %d", latest.InputSeq, ok, err, last)
+	}
+	// A full replay of the same inputs, offline, reaches the same bytes.
+	full := spec.New()
+	for ev, err := range l.Events(ctxT(t), spec.Inputs, transport.ReadOptions{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := transform.Input{ESK: ev.ESK, Index: ev.Index, Seq: ev.Seq, Time: ev.Time, Data: ev.Data}
+		_, _ = full.Step(transform.NewContext(in), in)
+	}
+	state, _ := full.Snapshot()
+	if string(state) != string(latest.State) {
+		t.Fatalf("restore+replay state\n%s\nfull replay state\n%s", latest.State, state)
+	}
+	// A third instance starting at the same snapshot saves the same
+	// position again and agrees with the stored one.
+	third := start(t, url, transform.Config{Spec: spec, Instance: "third", Snapshots: store, SnapshotEvery: 1})
+	writeInputs(t, l, 140, 1)
+	testnats.WaitFor(t, 10*time.Second, "third snapshots", func() error {
+		if st := third.r.Status(); st.LastSnapshot.IsZero() {
+			return errors.New("none yet")
+		}
+		return nil
+	})
+	if st := third.r.Status(); len(st.Divergences) != 0 {
+		t.Fatalf("snapshots of one position disagree: %v", st.Divergences)
+	}
+}
+
+func TestSnapshotOfAnotherVersionIsRefused(t *testing.T) {
+	s := testnats.Node(t)
+	l := testnats.Log(t, s.ClientURL(), transport.Config{})
+	store, err := transform.OpenSnapshotStore(ctxT(t), l.JetStream(), "", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := sumSpec("ver", "ver.out")
+	writeInputs(t, l, 0, 5)
+	v1 := start(t, s.ClientURL(), transform.Config{Spec: spec, Snapshots: store, SnapshotEvery: 1})
+	testnats.WaitFor(t, 10*time.Second, "a snapshot", func() error {
+		if _, ok, err := store.Latest(ctxT(t), spec); !ok || err != nil {
+			return fmt.Errorf("%v %v", ok, err)
+		}
+		return nil
+	})
+	v1.halt(t)
+	spec.Version = "2"
+	r, err := transform.NewRunner(transform.Config{Spec: spec, Log: l, Snapshots: store, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.Run(ctx); !errors.Is(err, transform.ErrSnapshotVersion) || !strings.Contains(err.Error(), `is version "1", this is version "2"`) {
+		t.Fatalf("version 2 over a version 1 snapshot: %v", err)
+	}
+}
