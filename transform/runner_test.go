@@ -129,6 +129,12 @@ type instance struct {
 func start(t *testing.T, url string, cfg transform.Config) *instance {
 	t.Helper()
 	cfg.Log = testnats.Log(t, url, transport.Config{})
+	return startWith(t, cfg)
+}
+
+// startWith runs an instance with cfg (its Log set) until cleanup.
+func startWith(t *testing.T, cfg transform.Config) *instance {
+	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
 	}
