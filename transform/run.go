@@ -45,7 +45,11 @@ type rejection struct {
 // {"input":{"esk","index","seq"},"error":"..."} at the next index of
 // "<output>.rejected", the same on every instance, and goes on with the
 // next input; the state must be as before the failed step.
-func (r *Runner) Run(ctx context.Context) error {
+func (r *Runner) Run(ctx context.Context) (err error) {
+	if r.cfg.Board != nil {
+		stop := r.publishStatus(ctx)
+		defer func() { stop(err) }()
+	}
 	spec, l := r.cfg.Spec, r.cfg.Log
 	t := spec.New()
 	var inSeq, outputs, rejections uint64
@@ -110,6 +114,41 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// publishStatus publishes the status every StatusInterval until the
+// returned function is called with the run's outcome, which it publishes
+// last.
+func (r *Runner) publishStatus(ctx context.Context) func(error) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(r.cfg.StatusInterval)
+		defer tick.Stop()
+		for {
+			_ = r.cfg.Board.Publish(ctx, r.Status())
+			select {
+			case <-tick.C:
+			case <-r.published:
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func(err error) {
+		close(done)
+		<-finished
+		r.update(func(s *Status) {
+			s.Stopped = "stopped"
+			if err != nil {
+				s.Stopped = err.Error()
+			}
+		})
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = r.cfg.Board.Publish(pctx, r.Status())
+	}
 }
 
 // stopped turns an error caused by ctx ending into a clean stop.
@@ -214,6 +253,10 @@ func (r *Runner) report(d DivergenceError) error {
 		s.Divergences = append(s.Divergences, d)
 		s.Observer = s.Observer || r.cfg.OnDivergence == ObserveOnDivergence
 	})
+	select { // publish now
+	case r.published <- struct{}{}:
+	default:
+	}
 	if r.cfg.OnDivergence == ObserveOnDivergence {
 		return nil
 	}

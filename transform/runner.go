@@ -33,14 +33,14 @@ var ErrDivergence = errors.New("transform: divergence")
 // DivergenceError reports that the output at Index differs from this
 // instance's: some instance is not deterministic, or runs other logic.
 type DivergenceError struct {
-	What      string // "output", or "snapshot" when two instances' snapshots of one position differ
-	Name      string
-	Instance  string
-	Index     uint64 // output index
-	InputESK  string // the input that caused the output
-	InputSeq  uint64
-	OwnHash   string // sha256 of this instance's output
-	FoundHash string // sha256 of the output that landed
+	What      string `json:"what"` // "output", or "snapshot" when two instances' snapshots of one position differ
+	Name      string `json:"name"`
+	Instance  string `json:"instance"`
+	Index     uint64 `json:"index"`     // output index
+	InputESK  string `json:"input_esk"` // the input that caused the output
+	InputSeq  uint64 `json:"input_seq"`
+	OwnHash   string `json:"own_sha256"`    // sha256 of this instance's output
+	FoundHash string `json:"landed_sha256"` // sha256 of the output that landed
 }
 
 func (e *DivergenceError) Error() string {
@@ -71,7 +71,11 @@ type Config struct {
 	Snapshots        *SnapshotStore
 	SnapshotEvery    int
 	SnapshotInterval time.Duration
-	Logger           *slog.Logger
+	// Board, if set, receives the instance's [Status] every
+	// StatusInterval (default 2s), on a divergence and when it stops.
+	Board          *StatusBoard
+	StatusInterval time.Duration
+	Logger         *slog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -86,6 +90,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.StatusInterval == 0 {
+		c.StatusInterval = 2 * time.Second
 	}
 }
 
@@ -142,20 +149,25 @@ func rejectionsESK(s Spec) string { return s.Output + ".rejected" }
 
 // Status is a runner's progress.
 type Status struct {
-	Name, Instance string
-	InputSeq       uint64 // the last input applied
-	Inputs         uint64 // inputs applied by this run
-	Outputs        uint64 // the output count
-	Won, Lost      uint64 // outputs this instance wrote / found written equal
-	Rejections     uint64
-	Observer       bool // after a divergence under ObserveOnDivergence
-	Divergences    []DivergenceError
-	LastSnapshot   time.Time
+	Name         string            `json:"name"`
+	Instance     string            `json:"instance"`
+	InputSeq     uint64            `json:"input_seq"` // the last input applied
+	Inputs       uint64            `json:"inputs"`    // inputs applied by this run
+	Outputs      uint64            `json:"outputs"`   // the output count
+	Won          uint64            `json:"won"`       // outputs this instance wrote
+	Lost         uint64            `json:"lost"`      // outputs it found written, equal to its own
+	Rejections   uint64            `json:"rejections"`
+	Observer     bool              `json:"observer"` // after a divergence under ObserveOnDivergence
+	Stopped      string            `json:"stopped,omitempty"`
+	Divergences  []DivergenceError `json:"divergences,omitempty"`
+	LastSnapshot time.Time         `json:"last_snapshot,omitzero"`
+	Updated      time.Time         `json:"updated,omitzero"` // when it was published
 }
 
 // Runner runs one instance of a DET.
 type Runner struct {
-	cfg Config
+	cfg       Config
+	published chan struct{} // asks the status publisher to publish now
 
 	mu     sync.Mutex
 	status Status
@@ -167,7 +179,7 @@ func NewRunner(cfg Config) (*Runner, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Runner{cfg: cfg, status: Status{Name: cfg.Spec.Name, Instance: cfg.Instance}}, nil
+	return &Runner{cfg: cfg, published: make(chan struct{}, 1), status: Status{Name: cfg.Spec.Name, Instance: cfg.Instance}}, nil
 }
 
 // Status returns a copy of the runner's progress; safe to call while it

@@ -4,6 +4,7 @@
 //	detbus write <esk> <json>         append an event (--index N: conditionally)
 //	detbus tail <esk> [--from N]      print an ESK's events (--follow to wait for more)
 //	detbus status                     stream state and every ESK with its count
+//	detbus worker <transform>         run an instance of a deterministic transform
 //
 // Client commands take --nats URL (default $DETBUS_NATS or
 // nats://127.0.0.1:4222). Usage errors exit with status 2, other failures
@@ -51,6 +52,7 @@ func commands() []command {
 		{"write", "<esk> <json> [--index N]", "append an event; with --index, only if N is the ESK's next index", runWrite},
 		{"tail", "<esk|pattern> [--from N] [--follow]", "print events in log order", runTail},
 		{"status", "[--esk pattern]", "show the stream and every ESK with its count", runStatus},
+		{"worker", "<transform> [--instance name]", "run an instance of a deterministic transform (" + transformNames() + ")", runWorker},
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/detbus/detbus/transform"
 	"github.com/detbus/detbus/transport"
 )
 
@@ -44,5 +45,47 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	for _, esk := range st.SortedESKs() {
 		fmt.Fprintf(tw, "%s\t%d\n", esk, st.ESKs[esk])
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printTransforms(ctx, stdout, l)
+}
+
+// printTransforms shows the instances of deterministic transforms that
+// have published their status, with every divergence they found.
+func printTransforms(ctx context.Context, w io.Writer, l *transport.Log) error {
+	board, ok, err := transform.BindStatusBoard(ctx, l.JetStream())
+	if err != nil || !ok {
+		return err
+	}
+	list, err := board.List(ctx)
+	if err != nil || len(list) == 0 {
+		return err
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "TRANSFORM\tINSTANCE\tINPUT SEQ\tOUTPUTS\tWON\tLOST\tREJECTED\tDIVERGENCES\tSTATE\tUPDATED\n")
+	for _, s := range list {
+		state := "running"
+		switch {
+		case s.Stopped != "":
+			state = "stopped"
+		case s.Observer:
+			state = "observer"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s ago\n", s.Name, s.Instance, s.InputSeq, s.Outputs, s.Won, s.Lost,
+			s.Rejections, len(s.Divergences), state, time.Since(s.Updated).Round(time.Second))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, s := range list {
+		for _, d := range s.Divergences {
+			fmt.Fprintf(w, "DIVERGENCE %s\n", d.Error())
+		}
+		if s.Stopped != "" && s.Stopped != "stopped" {
+			fmt.Fprintf(w, "%s/%s stopped: %s\n", s.Name, s.Instance, s.Stopped)
+		}
+	}
+	return nil
 }

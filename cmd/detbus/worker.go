@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/detbus/detbus/examples/bank"
+	"github.com/detbus/detbus/examples/matching"
+	"github.com/detbus/detbus/transform"
+)
+
+// transforms are the DETs a worker can run, by name.
+var transforms = map[string]func() transform.Spec{
+	"bank":     bank.Spec,
+	"matching": matching.Spec,
+}
+
+func transformNames() string {
+	names := make([]string, 0, len(transforms))
+	for n := range transforms {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("worker", stderr)
+	var cf clientFlags
+	cf.register(fs)
+	host, _ := os.Hostname()
+	instance := fs.String("instance", fmt.Sprintf("%s-%d", host, os.Getpid()), "this instance's name in logs and status")
+	every := fs.Int("snapshot-every", 1000, "save a snapshot every N inputs")
+	interval := fs.Duration("snapshot-interval", time.Minute, "save a snapshot at least this often")
+	noSnap := fs.Bool("no-snapshots", false, "neither restore nor save snapshots")
+	policy := fs.String("on-divergence", "stop", `what to do on a divergence: "stop" or "observe" (keep comparing, never write)`)
+	replicas := fs.Int("replicas", 1, "replicas of the snapshot and status buckets")
+	pos, err := parse(fs, args, 1, 1)
+	if err != nil {
+		return helpOK(err)
+	}
+	specFn, ok := transforms[pos[0]]
+	if !ok {
+		return usagef("unknown transform %q (known: %s)", pos[0], transformNames())
+	}
+	cfg := transform.Config{Spec: specFn(), Instance: *instance, SnapshotEvery: *every, SnapshotInterval: *interval,
+		Logger: slog.New(slog.NewTextHandler(stderr, nil))}
+	switch *policy {
+	case "stop":
+	case "observe":
+		cfg.OnDivergence = transform.ObserveOnDivergence
+	default:
+		return usagef("--on-divergence %q is neither stop nor observe", *policy)
+	}
+	l, err := cf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	cfg.Log = l
+	if !*noSnap {
+		if cfg.Snapshots, err = transform.OpenSnapshotStore(ctx, l.JetStream(), "", *replicas); err != nil {
+			return err
+		}
+	}
+	if cfg.Board, err = transform.OpenStatusBoard(ctx, l.JetStream(), *replicas); err != nil {
+		return err
+	}
+	r, err := transform.NewRunner(cfg)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	cfg.Logger.Info("worker started", "transform", cfg.Spec.Name, "instance", *instance, "inputs", strings.Join(cfg.Spec.Inputs, ","), "output", cfg.Spec.Output)
+	err = r.Run(ctx)
+	st := r.Status()
+	fmt.Fprintf(stdout, "%s/%s: %d inputs, %d outputs, won %d, lost %d, %d divergences\n",
+		st.Name, st.Instance, st.Inputs, st.Outputs, st.Won, st.Lost, len(st.Divergences))
+	return err
+}

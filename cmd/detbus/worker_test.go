@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/detbus/detbus/examples/bank"
+	"github.com/detbus/detbus/internal/testnats"
+	"github.com/detbus/detbus/transform"
+	"github.com/detbus/detbus/transport"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// detbusBinary builds this command once per test run.
+func detbusBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "detbus-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "detbus")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+type workerProc struct {
+	cmd *exec.Cmd
+	out *syncBuffer
+}
+
+func startWorker(t *testing.T, url, det, instance string, extra ...string) *workerProc {
+	t.Helper()
+	args := append([]string{"worker", det, "--nats", url, "--instance", instance}, extra...)
+	cmd := exec.Command(detbusBinary(t), args...)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w := &workerProc{cmd: cmd, out: out}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("worker %s output:\n%s", instance, out.String())
+		}
+	})
+	return w
+}
+
+func (w *workerProc) kill(t *testing.T) {
+	t.Helper()
+	if err := w.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.cmd.Wait()
+}
+
+func writeBankCommands(t *testing.T, l *transport.Log, rng *rand.Rand, from, n int) {
+	t.Helper()
+	accounts := []string{"alice", "bob", "carol", "dave"}
+	for i := from; i < from+n; i++ {
+		a, b := accounts[rng.IntN(4)], accounts[rng.IntN(4)]
+		var cmd string
+		switch rng.IntN(3) {
+		case 0:
+			cmd = fmt.Sprintf(`{"op":"deposit","id":"c%d","account":%q,"amount":%d}`, i, a, 1+rng.IntN(100))
+		case 1:
+			cmd = fmt.Sprintf(`{"op":"withdraw","id":"c%d","account":%q,"amount":%d}`, i, a, 1+rng.IntN(120))
+		default:
+			cmd = fmt.Sprintf(`{"op":"transfer","id":"c%d","from":%q,"to":%q,"amount":%d}`, i, a, b, 1+rng.IntN(80))
+		}
+		if _, err := l.Write(context.Background(), fmt.Sprintf("bank.commands.%s", a), []byte(cmd)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestWorkerProcessesSurviveKills runs the bank DET as three worker
+// processes, SIGKILLs instances mid-stream and restarts them, and checks
+// the decisions against the DET applied offline to the same commands.
+func TestWorkerProcessesSurviveKills(t *testing.T) {
+	s := testnats.Node(t)
+	url := s.ClientURL()
+	l := testnats.Log(t, url, transport.Config{})
+	rng := rand.New(rand.NewPCG(5, 5))
+	writeBankCommands(t, l, rng, 0, 150)
+	workers := []*workerProc{}
+	for i := range 3 {
+		workers = append(workers, startWorker(t, url, "bank", fmt.Sprint("w", i), "--snapshot-every", "40"))
+	}
+	waitCount := func(n uint64) {
+		testnats.WaitFor(t, 60*time.Second, fmt.Sprintf("%d decisions", n), func() error {
+			c, err := l.Count(context.Background(), "bank.decisions")
+			if err != nil || c < n {
+				return fmt.Errorf("%d decisions, %v", c, err)
+			}
+			return nil
+		})
+	}
+	waitCount(50)
+	workers[0].kill(t)
+	writeBankCommands(t, l, rng, 150, 100)
+	workers = append(workers, startWorker(t, url, "bank", "w3", "--snapshot-every", "40"))
+	waitCount(180)
+	workers[1].kill(t)
+	workers[2].kill(t) // only w3, started after a kill, is left
+	writeBankCommands(t, l, rng, 250, 50)
+	waitCount(300)
+
+	// The reference: the DET applied to the commands in log order.
+	spec := bank.Spec()
+	ref := spec.New()
+	var want []string
+	for ev, err := range l.Events(context.Background(), spec.Inputs, transport.ReadOptions{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := transform.Input{ESK: ev.ESK, Index: ev.Index, Seq: ev.Seq, Time: ev.Time, Data: ev.Data}
+		outs, err := ref.Step(transform.NewContext(in), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range outs {
+			want = append(want, string(o))
+		}
+	}
+	var got []string
+	for ev, err := range l.Events(context.Background(), []string{spec.Output}, transport.ReadOptions{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, string(ev.Data))
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d decisions, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("decision %d:\n got %s\nwant %s", i, got[i], want[i])
+		}
+	}
+}
+
+// liar is a bank whose outputs differ from the honest ones.
+type liar struct{ transform.Transform }
+
+func (l liar) Step(ctx *transform.Context, in transform.Input) ([][]byte, error) {
+	outs, err := l.Transform.Step(ctx, in)
+	for i := range outs {
+		outs[i] = append(outs[i][:len(outs[i]):len(outs[i])], ' ')
+	}
+	return outs, err
+}
+
+// TestStatusShowsDivergence: an instance that diverges publishes it, and
+// `detbus status` shows the instances and the divergence.
+func TestStatusShowsDivergence(t *testing.T) {
+	s := testnats.Node(t)
+	url := s.ClientURL()
+	l := testnats.Log(t, url, transport.Config{})
+	writeBankCommands(t, l, rand.New(rand.NewPCG(1, 1)), 0, 10)
+	board, err := transform.OpenStatusBoard(context.Background(), l.JetStream(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(instance string, spec transform.Spec) error {
+		r, err := transform.NewRunner(transform.Config{Spec: spec, Log: testnats.Log(t, url, transport.Config{}), Instance: instance, Board: board})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { done <- r.Run(ctx) }()
+		testnats.WaitFor(t, 30*time.Second, instance+" through the commands", func() error {
+			select {
+			case err := <-done:
+				done <- err
+				return nil
+			default:
+			}
+			if st := r.Status(); st.Inputs < 10 {
+				return fmt.Errorf("%d inputs", st.Inputs)
+			}
+			return nil
+		})
+		cancel()
+		return <-done
+	}
+	if err := run("honest", bank.Spec()); err != nil {
+		t.Fatal(err)
+	}
+	bad := bank.Spec()
+	honestNew := bad.New
+	bad.New = func() transform.Transform { return liar{honestNew()} }
+	if err := run("liar", bad); err == nil {
+		t.Fatal("the lying instance did not stop on divergence")
+	}
+	out, err := runCLI(t, "status", "--nats", url)
+	if err != nil {
+		t.Fatal(err, out)
+	}
+	for _, want := range []string{"TRANSFORM", "honest", "liar", "DIVERGENCE transform: output divergence in bank (instance liar) at output 0", "bank/liar stopped:"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+}

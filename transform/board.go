@@ -1,0 +1,86 @@
+package transform
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DefaultStatusBucket is the JetStream KV bucket where instances publish
+// their [Status].
+const DefaultStatusBucket = "detbus-status"
+
+// StatusBoard is where running instances publish their status, one key per
+// DET and instance ("<name>.<instance>"), so that `detbus status` can show
+// every instance's progress and divergences. Entries expire after a day
+// without updates.
+type StatusBoard struct {
+	kv jetstream.KeyValue
+}
+
+// OpenStatusBoard creates or binds the status bucket.
+func OpenStatusBoard(ctx context.Context, js jetstream.JetStream, replicas int) (*StatusBoard, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: DefaultStatusBucket, Description: "detbus transform instances", History: 1,
+		TTL: 24 * time.Hour, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("transform: status bucket: %w", err)
+	}
+	return &StatusBoard{kv: kv}, nil
+}
+
+// BindStatusBoard binds the status bucket if it exists; ok is false when
+// no instance has published yet.
+func BindStatusBoard(ctx context.Context, js jetstream.JetStream) (b *StatusBoard, ok bool, err error) {
+	kv, err := js.KeyValue(ctx, DefaultStatusBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("transform: status bucket: %w", err)
+	}
+	return &StatusBoard{kv: kv}, true, nil
+}
+
+// Publish records s.
+func (b *StatusBoard) Publish(ctx context.Context, s Status) error {
+	s.Updated = time.Now().UTC()
+	body, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	_, err = b.kv.Put(ctx, s.Name+"."+s.Instance, body)
+	return err
+}
+
+// List returns every published status, sorted by DET and instance.
+func (b *StatusBoard) List(ctx context.Context) ([]Status, error) {
+	lister, err := b.kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("transform: list status: %w", err)
+	}
+	var out []Status
+	for k := range lister.Keys() {
+		e, err := b.kv.Get(ctx, k)
+		if err != nil {
+			continue // deleted or expired meanwhile
+		}
+		var s Status
+		if err := json.Unmarshal(e.Value(), &s); err == nil {
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return out[i].Instance < out[j].Instance
+	})
+	return out, nil
+}
