@@ -9,6 +9,7 @@ import (
 	"github.com/detbus/detbus/transport"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -46,10 +47,11 @@ type rejection struct {
 // "<output>.rejected", the same on every instance, and goes on with the
 // next input; the state must be as before the failed step.
 func (r *Runner) Run(ctx context.Context) (err error) {
-	if r.cfg.Board != nil {
-		stop := r.publishStatus(ctx)
-		defer func() { stop(err) }()
-	}
+	inst := instruments()
+	inst.add(r)
+	defer inst.remove(r)
+	stop := r.housekeeping(ctx)
+	defer func() { stop(err) }()
 	spec, l := r.cfg.Spec, r.cfg.Log
 	t := spec.New()
 	var inSeq, outputs, rejections uint64
@@ -93,6 +95,7 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 				return r.stopped(ctx, err)
 			}
 			rejections++
+			inst.rejections.Add(ctx, 1, metric.WithAttributes(r.attrs...))
 			outs = nil
 		}
 		for _, out := range outs {
@@ -106,6 +109,7 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		inSeq = in.Seq
 		sinceSnap++
 		r.update(func(s *Status) { s.InputSeq, s.Outputs, s.Rejections = inSeq, outputs, rejections; s.Inputs++ })
+		inst.inputs.Add(ctx, 1, metric.WithAttributes(r.attrs...))
 		if r.cfg.Snapshots != nil && (sinceSnap >= r.cfg.SnapshotEvery || time.Since(lastSnap) >= r.cfg.SnapshotInterval) {
 			if err := r.snapshot(ctx, t, inSeq, outputs, rejections); err != nil {
 				return r.stopped(ctx, err)
@@ -116,10 +120,11 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 	return nil
 }
 
-// publishStatus publishes the status every StatusInterval until the
-// returned function is called with the run's outcome, which it publishes
-// last.
-func (r *Runner) publishStatus(ctx context.Context) func(error) {
+// housekeeping refreshes the stream head (for the lag metric) and
+// publishes the status, if there is a board, every StatusInterval until
+// the returned function is called with the run's outcome, which it
+// publishes last.
+func (r *Runner) housekeeping(ctx context.Context) func(error) {
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
@@ -127,7 +132,12 @@ func (r *Runner) publishStatus(ctx context.Context) func(error) {
 		tick := time.NewTicker(r.cfg.StatusInterval)
 		defer tick.Stop()
 		for {
-			_ = r.cfg.Board.Publish(ctx, r.Status())
+			if st, err := r.cfg.Log.State(ctx, ""); err == nil {
+				r.head.Store(st.LastSeq)
+			}
+			if r.cfg.Board != nil {
+				_ = r.cfg.Board.Publish(ctx, r.Status())
+			}
 			select {
 			case <-tick.C:
 			case <-r.published:
@@ -145,6 +155,9 @@ func (r *Runner) publishStatus(ctx context.Context) func(error) {
 				s.Stopped = err.Error()
 			}
 		})
+		if r.cfg.Board == nil {
+			return
+		}
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
 		_ = r.cfg.Board.Publish(pctx, r.Status())
@@ -189,9 +202,11 @@ func (r *Runner) emit(ctx context.Context, esk string, k uint64, payload []byte,
 		switch {
 		case err == nil && res.Outcome == transport.Written:
 			r.update(func(s *Status) { s.Won++ })
+			instruments().won.Add(ctx, 1, metric.WithAttributes(r.attrs...))
 			return nil
 		case err == nil && res.Equal:
 			r.update(func(s *Status) { s.Lost++ })
+			instruments().lost.Add(ctx, 1, metric.WithAttributes(r.attrs...))
 			return nil
 		case err == nil:
 			return r.diverged(ctx, esk, k, payload, in)
@@ -253,6 +268,7 @@ func (r *Runner) report(d DivergenceError) error {
 		s.Divergences = append(s.Divergences, d)
 		s.Observer = s.Observer || r.cfg.OnDivergence == ObserveOnDivergence
 	})
+	instruments().divergences.Add(context.Background(), 1, metric.WithAttributes(r.attrs...))
 	select { // publish now
 	case r.published <- struct{}{}:
 	default:

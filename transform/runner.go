@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/detbus/detbus/transport"
+	"go.opentelemetry.io/otel/attribute"
 )
 
 // DivergencePolicy says what an instance does when the output that landed
@@ -168,6 +170,8 @@ type Status struct {
 type Runner struct {
 	cfg       Config
 	published chan struct{} // asks the status publisher to publish now
+	attrs     []attribute.KeyValue
+	head      atomic.Uint64 // the stream's last sequence, refreshed while running
 
 	mu     sync.Mutex
 	status Status
@@ -179,7 +183,8 @@ func NewRunner(cfg Config) (*Runner, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Runner{cfg: cfg, published: make(chan struct{}, 1), status: Status{Name: cfg.Spec.Name, Instance: cfg.Instance}}, nil
+	return &Runner{cfg: cfg, published: make(chan struct{}, 1), attrs: runnerAttrs(cfg),
+		status: Status{Name: cfg.Spec.Name, Instance: cfg.Instance}}, nil
 }
 
 // Status returns a copy of the runner's progress; safe to call while it

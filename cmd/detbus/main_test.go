@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -32,16 +34,17 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// startServe runs `detbus serve` in-process on free loopback ports and
-// returns its NATS URL; the node stops at cleanup.
-func startServe(t *testing.T) string {
+// startServe runs `detbus serve` in-process on free loopback ports, with
+// extra flags, and returns its NATS URL and its output so far; the node
+// stops at cleanup.
+func startServe(t *testing.T, extra ...string) (string, *syncBuffer) {
 	t.Helper()
 	port := testnats.FreePorts(t, 1)[0]
 	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
+	out := &syncBuffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "--port", fmt.Sprint(port), "--http-port", "-1", "--data", t.TempDir()}, &out, &out)
+		done <- run(ctx, append([]string{"serve", "--port", fmt.Sprint(port), "--http-port", "-1", "--http", "127.0.0.1:0", "--data", t.TempDir()}, extra...), out, out)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -64,7 +67,7 @@ func startServe(t *testing.T) string {
 	if !strings.Contains(out.String(), url) {
 		t.Fatalf("serve output does not name %s:\n%s", url, out.String())
 	}
-	return url
+	return url, out
 }
 
 // TestServeCluster forms a three-node cluster from three `detbus serve`
@@ -78,7 +81,7 @@ func TestServeCluster(t *testing.T) {
 	var urls []string
 	for i := range 3 {
 		args := []string{"serve", "--name", fmt.Sprintf("n%d", i+1), "--port", fmt.Sprint(ports[i]), "--http-port", "0",
-			"--data", t.TempDir(), "--cluster", "detbus", "--cluster-port", fmt.Sprint(ports[3+i]),
+			"--http", "", "--data", t.TempDir(), "--cluster", "detbus", "--cluster-port", fmt.Sprint(ports[3+i]),
 			"--routes", strings.Join(routes, ","), "--replicas", "3"}
 		ctx, cancel := context.WithCancel(context.Background())
 		var out syncBuffer
@@ -124,7 +127,7 @@ func runCLI(t *testing.T, args ...string) (string, error) {
 }
 
 func TestServeWriteTailStatus(t *testing.T) {
-	url := startServe(t)
+	url, _ := startServe(t)
 	for i, args := range [][]string{
 		{"write", "orders.eu", `{"qty":1}`, "--nats", url},
 		{"write", "orders.eu", `{"qty":2}`, "--nats", url, "--index", "1"},
@@ -176,7 +179,7 @@ func regexpLine(out, esk, count string) bool {
 }
 
 func TestTailFollow(t *testing.T) {
-	url := startServe(t)
+	url, _ := startServe(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var out syncBuffer
 	done := make(chan error, 1)
@@ -240,5 +243,44 @@ func TestClientCommandsNeedAServer(t *testing.T) {
 	var ue *usageError
 	if errors.As(err, &ue) {
 		t.Fatal("an unreachable server is not a usage error")
+	}
+}
+
+// TestServeRunsTransformsAndMetrics: a node started with --transform runs
+// the DET, and its HTTP server offers the DET's metrics for scraping.
+func TestServeRunsTransformsAndMetrics(t *testing.T) {
+	url, out := startServe(t, "--transform", "bank")
+	for i := range 5 {
+		cmd := fmt.Sprintf(`{"op":"deposit","id":"d%d","account":"alice","amount":10}`, i)
+		if o, err := runCLI(t, "write", "bank.commands.alice", cmd, "--nats", url); err != nil {
+			t.Fatal(err, o)
+		}
+	}
+	var metricsURL string
+	for _, line := range strings.Split(out.String(), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "metrics:" {
+			metricsURL = f[1]
+		}
+	}
+	if !strings.HasPrefix(metricsURL, "http://127.0.0.1:") {
+		t.Fatalf("no metrics URL in:\n%s", out.String())
+	}
+	testnats.WaitFor(t, 30*time.Second, "DET metrics", func() error {
+		resp, err := http.Get(metricsURL)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		for _, want := range []string{`detbus_transform_inputs_total{detbus_instance="detbus-bank",detbus_transform="bank"`, "detbus_transform_outputs_won_total", "detbus_transform_lag"} {
+			if !strings.Contains(string(body), want) {
+				return fmt.Errorf("metrics lack %q", want)
+			}
+		}
+		return nil
+	})
+	o, err := runCLI(t, "status", "--nats", url)
+	if err != nil || !strings.Contains(o, "detbus-bank") || !regexpLine(o, "bank.decisions", "5") {
+		t.Fatalf("status: %v\n%s", err, o)
 	}
 }

@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"time"
 
+	"github.com/detbus/detbus/internal/telemetry"
+	"github.com/detbus/detbus/transform"
 	"github.com/detbus/detbus/transport"
 )
 
@@ -28,14 +31,35 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&lc.Stream, "stream", transport.DefaultStream, "JetStream stream holding the log")
 	fs.StringVar(&lc.Prefix, "prefix", transport.DefaultPrefix, "subject prefix of ESKs")
 	fs.IntVar(&lc.Replicas, "replicas", transport.DefaultReplicas, "stream replicas")
+	httpAddr := fs.String("http", "127.0.0.1:8080", `HTTP address for /metrics and /healthz ("" to disable)`)
+	var dets multiFlag
+	fs.Var(&dets, "transform", "run an instance of this deterministic transform in the node (repeatable; "+transformNames()+")")
 	if _, err := parse(fs, args, 0, 0); err != nil {
 		return helpOK(err)
+	}
+	for _, d := range dets {
+		if _, ok := transforms[d]; !ok {
+			return usagef("unknown transform %q (known: %s)", d, transformNames())
+		}
 	}
 	if *routes != "" {
 		cfg.Cluster.Routes = strings.Split(*routes, ",")
 	}
 	if err := cfg.Validate(); err != nil {
 		return usagef("%v", err)
+	}
+	tel, err := telemetry.Setup(ctx, "detbus")
+	if err != nil {
+		return err
+	}
+	defer tel.Shutdown(context.WithoutCancel(ctx))
+	httpURL := "off"
+	if *httpAddr != "" {
+		addr, err := serveHTTP(ctx, *httpAddr, tel)
+		if err != nil {
+			return err
+		}
+		httpURL = "http://" + addr + "/metrics"
 	}
 	srv, err := transport.StartServer(cfg)
 	if err != nil {
@@ -52,6 +76,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer svc.Stop()
+	for _, d := range dets {
+		stop, err := runInNode(ctx, l, d, cfg.Name, lc.Replicas)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	url := srv.ClientURL()
 	sync := cfg.Sync
 	if sync == "" {
@@ -60,6 +91,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, `detbus node ready
   NATS:        %s  (stream %s, subjects %s.>)
   monitoring:  %s
+  metrics:     %s
+  transforms:  %s
   data:        %s
   fsync:       %s
 
@@ -71,7 +104,7 @@ Try next, in another terminal:
   nats --server %s pub -J %s.orders.eu '{"side":"buy","qty":7}'
   nats --server %s req %s '{"esk":"orders.eu","index":3,"event":{"qty":1}}'
 Stop with Ctrl-C.
-`, url, lc.Stream, lc.Prefix, orNone(srv.MonitorURL()), cfg.StoreDir, sync, url, lc.Prefix, url, transport.SubjectExistsOrWrite)
+`, url, lc.Stream, lc.Prefix, orNone(srv.MonitorURL()), httpURL, orNone(strings.Join(dets, ", ")), cfg.StoreDir, sync, url, lc.Prefix, url, transport.SubjectExistsOrWrite)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "detbus node stopping")
 	return nil
@@ -96,6 +129,39 @@ func openWhenReady(ctx context.Context, url string, lc transport.Config) (*trans
 		}
 	}
 }
+
+// runInNode runs an instance of the named DET inside the node until the
+// returned stop function is called.
+func runInNode(ctx context.Context, l *transport.Log, name, node string, replicas int) (stop func(), err error) {
+	store, err := transform.OpenSnapshotStore(ctx, l.JetStream(), "", replicas)
+	if err != nil {
+		return nil, err
+	}
+	board, err := transform.OpenStatusBoard(ctx, l.JetStream(), replicas)
+	if err != nil {
+		return nil, err
+	}
+	r, err := transform.NewRunner(transform.Config{Spec: transforms[name](), Log: l, Instance: node + "-" + name,
+		Snapshots: store, Board: board})
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			slog.Error("transform stopped", "transform", name, "err", err)
+		}
+	}, nil
+}
+
+// multiFlag is a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 func orNone(s string) string {
 	if s == "" {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/detbus/detbus/examples/bank"
 	"github.com/detbus/detbus/examples/matching"
+	"github.com/detbus/detbus/internal/telemetry"
 	"github.com/detbus/detbus/transform"
 )
 
@@ -41,6 +42,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	noSnap := fs.Bool("no-snapshots", false, "neither restore nor save snapshots")
 	policy := fs.String("on-divergence", "stop", `what to do on a divergence: "stop" or "observe" (keep comparing, never write)`)
 	replicas := fs.Int("replicas", 1, "replicas of the snapshot and status buckets")
+	metricsAddr := fs.String("metrics-addr", "", "serve /metrics (Prometheus format) on this address, e.g. 127.0.0.1:9464")
 	pos, err := parse(fs, args, 1, 1)
 	if err != nil {
 		return helpOK(err)
@@ -57,6 +59,18 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		cfg.OnDivergence = transform.ObserveOnDivergence
 	default:
 		return usagef("--on-divergence %q is neither stop nor observe", *policy)
+	}
+	tel, err := telemetry.Setup(ctx, "detbus-worker")
+	if err != nil {
+		return err
+	}
+	defer tel.Shutdown(context.WithoutCancel(ctx))
+	if *metricsAddr != "" {
+		addr, err := serveHTTP(ctx, *metricsAddr, tel)
+		if err != nil {
+			return err
+		}
+		cfg.Logger.Info("metrics", "url", "http://"+addr+"/metrics")
 	}
 	l, err := cf.open(ctx)
 	if err != nil {

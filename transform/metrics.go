@@ -1,0 +1,82 @@
+package transform
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// Metric names, with attributes detbus.transform and detbus.instance.
+const (
+	MetricInputs      = "detbus.transform.inputs"       // inputs applied
+	MetricWon         = "detbus.transform.outputs.won"  // outputs this instance wrote
+	MetricLost        = "detbus.transform.outputs.lost" // outputs found written, equal
+	MetricRejections  = "detbus.transform.rejections"   // inputs whose step failed
+	MetricDivergences = "detbus.transform.divergences"  // outputs or snapshots that differed
+	MetricLag         = "detbus.transform.lag"          // stream positions between the last input applied and the head
+	MetricSnapshotAge = "detbus.transform.snapshot.age" // seconds since the last snapshot saved
+)
+
+// instruments are created once per process, from the global meter
+// provider (they follow a provider installed later).
+var instruments = sync.OnceValue(func() *runnerInstruments {
+	m := otel.Meter("github.com/detbus/detbus/transform")
+	ri := &runnerInstruments{}
+	ri.inputs, _ = m.Int64Counter(MetricInputs, metric.WithDescription("inputs applied"))
+	ri.won, _ = m.Int64Counter(MetricWon, metric.WithDescription("outputs this instance wrote"))
+	ri.lost, _ = m.Int64Counter(MetricLost, metric.WithDescription("outputs another instance wrote first, equal to this one's"))
+	ri.rejections, _ = m.Int64Counter(MetricRejections, metric.WithDescription("inputs whose step returned an error"))
+	ri.divergences, _ = m.Int64Counter(MetricDivergences, metric.WithDescription("outputs or snapshots that differed from this instance's"))
+	ri.lag, _ = m.Int64ObservableGauge(MetricLag, metric.WithDescription("stream positions between the last input applied and the stream's head"))
+	ri.snapAge, _ = m.Float64ObservableGauge(MetricSnapshotAge, metric.WithUnit("s"), metric.WithDescription("seconds since this instance last saved a snapshot"))
+	_, _ = m.RegisterCallback(ri.observe, ri.lag, ri.snapAge)
+	return ri
+})
+
+type runnerInstruments struct {
+	inputs, won, lost, rejections, divergences metric.Int64Counter
+	lag                                        metric.Int64ObservableGauge
+	snapAge                                    metric.Float64ObservableGauge
+
+	mu      sync.Mutex
+	runners map[*Runner]struct{}
+}
+
+func (ri *runnerInstruments) add(r *Runner) {
+	ri.mu.Lock()
+	defer ri.mu.Unlock()
+	if ri.runners == nil {
+		ri.runners = map[*Runner]struct{}{}
+	}
+	ri.runners[r] = struct{}{}
+}
+
+func (ri *runnerInstruments) remove(r *Runner) {
+	ri.mu.Lock()
+	defer ri.mu.Unlock()
+	delete(ri.runners, r)
+}
+
+func (ri *runnerInstruments) observe(_ context.Context, o metric.Observer) error {
+	ri.mu.Lock()
+	defer ri.mu.Unlock()
+	for r := range ri.runners {
+		st, head := r.Status(), r.head.Load()
+		attrs := metric.WithAttributes(r.attrs...)
+		if head >= st.InputSeq {
+			o.ObserveInt64(ri.lag, int64(head-st.InputSeq), attrs)
+		}
+		if !st.LastSnapshot.IsZero() {
+			o.ObserveFloat64(ri.snapAge, time.Since(st.LastSnapshot).Seconds(), attrs)
+		}
+	}
+	return nil
+}
+
+func runnerAttrs(cfg Config) []attribute.KeyValue {
+	return []attribute.KeyValue{attribute.String("detbus.transform", cfg.Spec.Name), attribute.String("detbus.instance", cfg.Instance)}
+}
