@@ -2,8 +2,10 @@ package transform
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/detbus/detbus/transport"
@@ -172,20 +174,89 @@ func (r *Runner) stopped(ctx context.Context, err error) error {
 	return err
 }
 
-// followOutputs reads the output ESK as it grows, which teaches the log
-// the landed outputs' positions: a lagging instance then finds its output
-// index already written and compares instead of publishing.
+// followOutputs reads the output and rejection ESKs as they grow and
+// records the hash of every landed event by index, so that an instance
+// that lags compares its outputs locally, without a round trip; reading
+// them also teaches the log their positions.
 func (r *Runner) followOutputs(ctx context.Context) {
 	l := r.cfg.Log
 	st, err := l.State(ctx, "")
 	if err != nil {
 		return
 	}
-	for _, err := range l.Events(ctx, []string{r.cfg.Spec.Output}, transport.ReadOptions{From: st.LastSeq + 1, Follow: true}) {
+	esks := []string{r.cfg.Spec.Output, rejectionsESK(r.cfg.Spec)}
+	for ev, err := range l.Events(ctx, esks, transport.ReadOptions{From: st.LastSeq + 1, Follow: true}) {
 		if err != nil {
 			return
 		}
+		r.landed.put(ev.ESK, ev.Index, sha256.Sum256(ev.Data))
 	}
+}
+
+// landedOutputs holds the hashes of outputs that landed and that this
+// instance has not compared yet, by ESK and index.
+type landedOutputs struct {
+	mu     sync.Mutex
+	hashes map[landedKey][32]byte
+	wake   chan struct{} // closed on the next put, when someone waits
+}
+
+type landedKey struct {
+	esk   string
+	index uint64
+}
+
+// maxLanded bounds the outputs held: an instance further behind than that
+// compares by reading the log instead.
+const maxLanded = 1 << 16
+
+func (lo *landedOutputs) put(esk string, index uint64, h [32]byte) {
+	lo.mu.Lock()
+	defer lo.mu.Unlock()
+	if lo.hashes == nil {
+		lo.hashes = map[landedKey][32]byte{}
+	}
+	if len(lo.hashes) < maxLanded {
+		lo.hashes[landedKey{esk, index}] = h
+	}
+	if lo.wake != nil {
+		close(lo.wake)
+		lo.wake = nil
+	}
+}
+
+// wait is take, waiting up to d for the output to land.
+func (lo *landedOutputs) wait(ctx context.Context, esk string, index uint64, d time.Duration) ([32]byte, bool) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		if h, ok := lo.take(esk, index); ok {
+			return h, true
+		}
+		lo.mu.Lock()
+		if lo.wake == nil {
+			lo.wake = make(chan struct{})
+		}
+		wake := lo.wake
+		lo.mu.Unlock()
+		select {
+		case <-wake:
+		case <-timer.C:
+			return lo.take(esk, index)
+		case <-ctx.Done():
+			return [32]byte{}, false
+		}
+	}
+}
+
+// take returns and forgets the hash of the output at (esk, index).
+func (lo *landedOutputs) take(esk string, index uint64) ([32]byte, bool) {
+	lo.mu.Lock()
+	defer lo.mu.Unlock()
+	k := landedKey{esk, index}
+	h, ok := lo.hashes[k]
+	delete(lo.hashes, k)
+	return h, ok
 }
 
 // emit appends payload at index k of esk, or compares it with what is
@@ -197,14 +268,32 @@ func (r *Runner) emit(ctx context.Context, esk string, k uint64, payload []byte,
 	if observer {
 		return r.observe(ctx, esk, k, payload, in)
 	}
+	// An instance that lost the last output defers to the winner for up
+	// to Deference: if this output lands meanwhile, it compares locally
+	// and publishes nothing.
+	wait := time.Duration(0)
+	if r.lostLast {
+		wait = r.cfg.Deference
+	}
+	if h, ok := r.landed.wait(ctx, esk, k, wait); ok { // another instance was first
+		r.lostLast = true
+		if h != sha256.Sum256(payload) {
+			return r.diverged(ctx, esk, k, payload, in)
+		}
+		r.update(func(s *Status) { s.Lost++ })
+		instruments().lost.Add(ctx, 1, metric.WithAttributes(r.attrs...))
+		return nil
+	}
 	for backoff := 10 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
 		res, err := r.cfg.Log.ExistsOrWrite(ctx, esk, k, payload)
 		switch {
 		case err == nil && res.Outcome == transport.Written:
+			r.lostLast = false
 			r.update(func(s *Status) { s.Won++ })
 			instruments().won.Add(ctx, 1, metric.WithAttributes(r.attrs...))
 			return nil
 		case err == nil && res.Equal:
+			r.lostLast = true
 			r.update(func(s *Status) { s.Lost++ })
 			instruments().lost.Add(ctx, 1, metric.WithAttributes(r.attrs...))
 			return nil

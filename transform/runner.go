@@ -73,6 +73,12 @@ type Config struct {
 	Snapshots        *SnapshotStore
 	SnapshotEvery    int
 	SnapshotInterval time.Duration
+	// Deference is how long an instance that lost the previous output
+	// waits for the next one to land before publishing it itself
+	// (default 2ms). The instance that won last never waits, so racing
+	// costs the winner nothing, and a dead or stalled winner delays one
+	// output by at most Deference. Negative: never wait.
+	Deference time.Duration
 	// Board, if set, receives the instance's [Status] every
 	// StatusInterval (default 2s), on a divergence and when it stops.
 	Board          *StatusBoard
@@ -92,6 +98,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Deference == 0 {
+		c.Deference = 2 * time.Millisecond
 	}
 	if c.StatusInterval == 0 {
 		c.StatusInterval = 2 * time.Second
@@ -172,6 +181,8 @@ type Runner struct {
 	published chan struct{} // asks the status publisher to publish now
 	attrs     []attribute.KeyValue
 	head      atomic.Uint64 // the stream's last sequence, refreshed while running
+	landed    landedOutputs // outputs other instances wrote, not compared yet
+	lostLast  bool          // the last output was written by another instance (Run's goroutine only)
 
 	mu     sync.Mutex
 	status Status

@@ -5,6 +5,7 @@
 //	detbus tail <esk> [--from N]      print an ESK's events (--follow to wait for more)
 //	detbus status                     stream state and every ESK with its count
 //	detbus worker <transform>         run an instance of a deterministic transform
+//	detbus bench transform            measure DETs run as worker processes
 //
 // Client commands take --nats URL (default $DETBUS_NATS or
 // nats://127.0.0.1:4222). Usage errors exit with status 2, other failures
@@ -53,6 +54,7 @@ func commands() []command {
 		{"tail", "<esk|pattern> [--from N] [--follow]", "print events in log order", runTail},
 		{"status", "[--esk pattern]", "show the stream and every ESK with its count", runStatus},
 		{"worker", "<transform> [--instance name]", "run an instance of a deterministic transform (" + transformNames() + ")", runWorker},
+		{"bench", "transform [--instances 1,2,3]", "measure DET latency, throughput and failover with worker processes", runBench},
 	}
 }
 

@@ -18,8 +18,9 @@ import (
 
 // transforms are the DETs a worker can run, by name.
 var transforms = map[string]func() transform.Spec{
-	"bank":     bank.Spec,
-	"matching": matching.Spec,
+	"bank":       bank.Spec,
+	"matching":   matching.Spec,
+	"bench-echo": echoSpec,
 }
 
 func transformNames() string {
