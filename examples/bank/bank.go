@@ -112,10 +112,10 @@ func (b *Bank) Step(_ *transform.Context, in transform.Input) ([][]byte, error) 
 func (b *Bank) decide(in transform.Input) Decision {
 	var d Decision
 	if in.ContentType != "" && in.ContentType != "application/json" {
-		d.Reason = "content type " + quote(in.ContentType) + " is not JSON"
+		d.Reason = "content type " + transform.Quote(in.ContentType) + " is not JSON"
 		return d
 	}
-	fields, reason := parseObject(in.Data)
+	fields, reason := transform.ParseFields(in.Data, "command")
 	if reason != "" {
 		d.Reason = reason
 		return d
@@ -123,10 +123,10 @@ func (b *Bank) decide(in transform.Input) Decision {
 
 	// The op is echoed whenever it is a string, even if the command is
 	// rejected before the op is checked.
-	if op, reason := stringField(fields, "op"); reason == "" {
+	if op, reason := fields.String("op"); reason == "" {
 		d.Op = op
 	}
-	id, reason := stringField(fields, "id")
+	id, reason := fields.String("id")
 	if reason != "" {
 		d.Reason = reason
 		return d
@@ -139,41 +139,41 @@ func (b *Bank) decide(in transform.Input) Decision {
 	// From here on the id is consumed, whatever the decision.
 	b.seen[id] = struct{}{}
 
-	op, reason := stringField(fields, "op")
+	op, reason := fields.String("op")
 	if reason != "" {
 		d.Reason = reason
 		return d
 	}
 	allowed, ok := fieldsOf[op]
 	if !ok {
-		d.Reason = "unknown op " + quote(op)
+		d.Reason = "unknown op " + transform.Quote(op)
 		return d
 	}
 	for _, name := range slices.Sorted(maps.Keys(fields)) {
-		if isNull(fields[name]) || slices.Contains(allowed, name) {
+		if !fields.Present(name) || slices.Contains(allowed, name) {
 			continue
 		}
 		if slices.Contains(knownFields, name) {
-			d.Reason = "field " + quote(name) + " does not apply to " + op
+			d.Reason = "field " + transform.Quote(name) + " does not apply to " + op
 		} else {
-			d.Reason = "unknown field " + quote(name)
+			d.Reason = "unknown field " + transform.Quote(name)
 		}
 		return d
 	}
 
 	var account, from, to string
 	if op == OpTransfer {
-		if from, reason = stringField(fields, "from"); reason == "" {
-			to, reason = stringField(fields, "to")
+		if from, reason = fields.String("from"); reason == "" {
+			to, reason = fields.String("to")
 		}
 	} else {
-		account, reason = stringField(fields, "account")
+		account, reason = fields.String("account")
 	}
 	if reason != "" {
 		d.Reason = reason
 		return d
 	}
-	amount, reason := amountField(fields)
+	amount, reason := fields.PositiveInt("amount")
 	if reason != "" {
 		d.Reason = reason
 		return d
@@ -183,7 +183,7 @@ func (b *Bank) decide(in transform.Input) Decision {
 	case OpDeposit:
 		bal := b.accounts[account]
 		if bal > math.MaxInt64-amount {
-			d.Reason = "balance of " + quote(account) + " would overflow"
+			d.Reason = "balance of " + transform.Quote(account) + " would overflow"
 			return d
 		}
 		b.accounts[account] = bal + amount
@@ -207,7 +207,7 @@ func (b *Bank) decide(in transform.Input) Decision {
 			return d
 		}
 		if toBal > math.MaxInt64-amount {
-			d.Reason = "balance of " + quote(to) + " would overflow"
+			d.Reason = "balance of " + transform.Quote(to) + " would overflow"
 			return d
 		}
 		b.accounts[from] = fromBal - amount
@@ -218,87 +218,9 @@ func (b *Bank) decide(in transform.Input) Decision {
 }
 
 func insufficient(account string, has, needs int64) string {
-	return "insufficient funds: " + quote(account) + " has " +
+	return "insufficient funds: " + transform.Quote(account) + " has " +
 		strconv.FormatInt(has, 10) + ", needs " + strconv.FormatInt(needs, 10)
 }
-
-// parseObject splits a JSON object into its fields, or returns the reason
-// it cannot. A field given twice is refused rather than resolved, since
-// JSON decoders disagree on which of the two counts.
-func parseObject(data []byte) (map[string]json.RawMessage, string) {
-	if !json.Valid(data) {
-		return nil, "malformed JSON"
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, "command must be a JSON object"
-	}
-	fields := map[string]json.RawMessage{}
-	for dec.More() {
-		tok, err := dec.Token()
-		name, ok := tok.(string)
-		var raw json.RawMessage
-		if err != nil || !ok || dec.Decode(&raw) != nil {
-			return nil, "malformed JSON" // not reached for valid JSON
-		}
-		if _, dup := fields[name]; dup {
-			return nil, "duplicate field " + quote(name)
-		}
-		fields[name] = raw
-	}
-	return fields, ""
-}
-
-// stringField reads a required non-empty string field, or returns the
-// reason it cannot.
-func stringField(fields map[string]json.RawMessage, name string) (string, string) {
-	raw, ok := fields[name]
-	if !ok || isNull(raw) {
-		return "", "missing " + name
-	}
-	var s string
-	if json.Unmarshal(raw, &s) != nil {
-		return "", name + " must be a string"
-	}
-	if s == "" {
-		return "", name + " must not be empty"
-	}
-	return s, ""
-}
-
-// amountField reads the amount, a positive JSON integer within int64, or
-// returns the reason it cannot. The literal is parsed as an integer
-// directly, never through a float.
-func amountField(fields map[string]json.RawMessage) (int64, string) {
-	raw, ok := fields["amount"]
-	if !ok || isNull(raw) {
-		return 0, "missing amount"
-	}
-	lit := string(bytes.TrimSpace(raw))
-	if lit == "" || (lit[0] != '-' && (lit[0] < '0' || lit[0] > '9')) {
-		return 0, "amount must be an integer"
-	}
-	n, err := strconv.ParseInt(lit, 10, 64)
-	if errors.Is(err, strconv.ErrRange) {
-		return 0, "amount out of range"
-	}
-	if err != nil {
-		// A valid JSON number that is not an integer literal: a fraction
-		// or an exponent.
-		return 0, "amount must be an integer"
-	}
-	if n <= 0 {
-		return 0, "amount must be positive"
-	}
-	return n, ""
-}
-
-func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
-
-// quote quotes s as a JSON string. Unlike %q, its escaping does not depend
-// on the Unicode tables of the Go release, so every instance writes the
-// same reason.
-func quote(s string) string { return string(transform.JSON(s)) }
 
 // snapshot is the encoded state. Pointers tell absent fields from empty
 // ones when restoring.

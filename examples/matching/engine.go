@@ -8,9 +8,7 @@ import (
 	"io"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/detbus/detbus/transform"
 )
@@ -118,17 +116,17 @@ func (e *Engine) Step(_ *transform.Context, in transform.Input) ([][]byte, error
 	}
 	req, reason := parse(in)
 	if reason == "" && inst == "" {
-		reason = "ESK " + quote(in.ESK) + " names no instrument"
+		reason = "ESK " + transform.Quote(in.ESK) + " names no instrument"
 	}
 	b := e.books[inst]
 	switch {
 	case reason != "":
 	case req.op != OpCancel && b.hasSeen(req.id):
-		reason = "duplicate id " + quote(req.id)
+		reason = "duplicate id " + transform.Quote(req.id)
 	case req.op == OpCancel && !b.hasSeen(req.id):
-		reason = "unknown order " + quote(req.id)
+		reason = "unknown order " + transform.Quote(req.id)
 	case req.op == OpCancel && b.resting[req.id] == nil:
-		reason = "order " + quote(req.id) + " is not resting"
+		reason = "order " + transform.Quote(req.id) + " is not resting"
 	}
 	if reason != "" {
 		emit(Output{Type: TypeReject, ID: req.id, Reason: reason})
@@ -139,7 +137,7 @@ func (e *Engine) Step(_ *transform.Context, in transform.Input) ([][]byte, error
 		o := b.resting[req.id]
 		i, ok := b.locate(o)
 		if !ok {
-			return nil, fmt.Errorf("matching: book %s is corrupt: resting order %s is not in its price level", quote(inst), quote(o.id))
+			return nil, fmt.Errorf("matching: book %s is corrupt: resting order %s is not in its price level", transform.Quote(inst), transform.Quote(o.id))
 		}
 		b.remove(o, i)
 		emit(Output{Type: TypeCancelled, ID: o.id, Remaining: o.remaining})
@@ -197,35 +195,32 @@ func instrumentOf(esk string) string { return esk[strings.LastIndexByte(esk, '.'
 func parse(in transform.Input) (request, string) {
 	var r request
 	if in.ContentType != "" && in.ContentType != "application/json" {
-		return r, "content type " + quote(in.ContentType) + " is not JSON"
+		return r, "content type " + transform.Quote(in.ContentType) + " is not JSON"
 	}
-	if !utf8.Valid(in.Data) || !json.Valid(in.Data) {
-		return r, "malformed JSON"
-	}
-	fields, reason := objectFields(in.Data)
+	fields, reason := transform.ParseFields(in.Data, "order")
 	if reason != "" {
 		return r, reason
 	}
 	// The id is reported with any later reason, when it is usable.
-	id, idReason := stringField(fields, "id")
+	id, idReason := fields.String("id")
 	r.id = id
-	op, reason := stringField(fields, "op")
+	op, reason := fields.String("op")
 	if reason != "" {
 		return r, reason
 	}
 	allowed, ok := fieldsOf[op]
 	if !ok {
-		return r, "unknown op " + quote(op)
+		return r, "unknown op " + transform.Quote(op)
 	}
 	r.op = op
 	for _, name := range slices.Sorted(maps.Keys(fields)) {
-		if isNull(fields[name]) || slices.Contains(allowed, name) {
+		if !fields.Present(name) || slices.Contains(allowed, name) {
 			continue
 		}
 		if slices.Contains(knownFields, name) {
-			return r, "field " + quote(name) + " does not apply to " + op
+			return r, "field " + transform.Quote(name) + " does not apply to " + op
 		}
-		return r, "unknown field " + quote(name)
+		return r, "unknown field " + transform.Quote(name)
 	}
 	if idReason != "" {
 		return r, idReason
@@ -233,7 +228,7 @@ func parse(in transform.Input) (request, string) {
 	if op == OpCancel {
 		return r, ""
 	}
-	s, reason := stringField(fields, "side")
+	s, reason := fields.String("side")
 	switch {
 	case reason == "missing side":
 		return r, reason
@@ -245,90 +240,16 @@ func parse(in transform.Input) (request, string) {
 		return r, `side must be "buy" or "sell"`
 	}
 	if op == OpLimit {
-		if r.price, reason = intField(fields, "price"); reason != "" {
+		if r.price, reason = fields.PositiveInt("price"); reason != "" {
 			return r, reason
 		}
 	}
-	if r.qty, reason = intField(fields, "qty"); reason != "" {
+	if r.qty, reason = fields.PositiveInt("qty"); reason != "" {
 		return r, reason
 	}
-	r.account, reason = stringField(fields, "account")
+	r.account, reason = fields.String("account")
 	return r, reason
 }
-
-// objectFields splits a valid JSON document into the fields of its
-// top-level object. It walks the tokens itself so that a field given
-// twice is an error rather than whatever a decoder makes of it.
-func objectFields(data []byte) (map[string]json.RawMessage, string) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, "order must be a JSON object"
-	}
-	fields := map[string]json.RawMessage{}
-	for dec.More() {
-		tok, err := dec.Token()
-		name, ok := tok.(string)
-		var raw json.RawMessage
-		if err != nil || !ok || dec.Decode(&raw) != nil {
-			return nil, "malformed JSON"
-		}
-		if _, dup := fields[name]; dup {
-			return nil, "duplicate field " + quote(name)
-		}
-		fields[name] = raw
-	}
-	return fields, ""
-}
-
-// stringField reads a required non-empty string field, or returns the
-// reason it cannot.
-func stringField(fields map[string]json.RawMessage, name string) (string, string) {
-	raw, ok := fields[name]
-	if !ok || isNull(raw) {
-		return "", "missing " + name
-	}
-	var s string
-	if json.Unmarshal(raw, &s) != nil {
-		return "", name + " must be a string"
-	}
-	if s == "" {
-		return "", name + " must not be empty"
-	}
-	return s, ""
-}
-
-// intField reads a required positive integer field within int64, or
-// returns the reason it cannot. The literal is parsed as an integer
-// directly, never through a float: 100 is an integer, while 100.0, 1e2
-// and "100" are not.
-func intField(fields map[string]json.RawMessage, name string) (int64, string) {
-	raw, ok := fields[name]
-	if !ok || isNull(raw) {
-		return 0, "missing " + name
-	}
-	lit := string(bytes.TrimSpace(raw))
-	if lit == "" || (lit[0] != '-' && (lit[0] < '0' || lit[0] > '9')) {
-		return 0, name + " must be an integer"
-	}
-	n, err := strconv.ParseInt(lit, 10, 64)
-	if errors.Is(err, strconv.ErrRange) {
-		return 0, name + " out of range"
-	}
-	if err != nil {
-		return 0, name + " must be an integer"
-	}
-	if n <= 0 {
-		return 0, name + " must be positive"
-	}
-	return n, ""
-}
-
-func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
-
-// quote quotes s as a JSON string. Unlike %q, its escaping does not depend
-// on the Unicode tables of the Go release, so every instance writes the
-// same reason.
-func quote(s string) string { return string(transform.JSON(s)) }
 
 // snapshot is the encoded state of an engine.
 type snapshot struct {
@@ -363,13 +284,13 @@ func (e *Engine) Restore(data []byte) error {
 	for i, sb := range s.Books {
 		switch {
 		case sb.Instrument == "" || strings.Contains(sb.Instrument, "."):
-			return fmt.Errorf("matching: restore: malformed snapshot: book %d has instrument %s, not one ESK token", i, quote(sb.Instrument))
+			return fmt.Errorf("matching: restore: malformed snapshot: book %d has instrument %s, not one ESK token", i, transform.Quote(sb.Instrument))
 		case i > 0 && s.Books[i-1].Instrument >= sb.Instrument:
-			return fmt.Errorf("matching: restore: malformed snapshot: books are not sorted and unique at %s", quote(sb.Instrument))
+			return fmt.Errorf("matching: restore: malformed snapshot: books are not sorted and unique at %s", transform.Quote(sb.Instrument))
 		}
 		b, err := restoreBook(sb)
 		if err != nil {
-			return fmt.Errorf("matching: restore: malformed snapshot: book %s: %w", quote(sb.Instrument), err)
+			return fmt.Errorf("matching: restore: malformed snapshot: book %s: %w", transform.Quote(sb.Instrument), err)
 		}
 		books[sb.Instrument] = b
 	}
