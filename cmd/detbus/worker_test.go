@@ -103,14 +103,21 @@ func writeBankCommands(t *testing.T, l *transport.Log, rng *rand.Rand, from, n i
 // processes, SIGKILLs instances mid-stream and restarts them, and checks
 // the decisions against the DET applied offline to the same commands.
 func TestWorkerProcessesSurviveKills(t *testing.T) {
-	s := testnats.Node(t)
-	url := s.ClientURL()
-	l := testnats.Log(t, url, transport.Config{})
+	t.Run("single node", func(t *testing.T) {
+		workersSurviveKills(t, testnats.Node(t).ClientURL(), 1)
+	})
+	t.Run("three-node cluster R3", func(t *testing.T) {
+		workersSurviveKills(t, testnats.URLs(testnats.Cluster(t, 3)), 3)
+	})
+}
+
+func workersSurviveKills(t *testing.T, url string, replicas int) {
+	l := testnats.Log(t, url, transport.Config{Replicas: replicas})
 	rng := rand.New(rand.NewPCG(5, 5))
 	writeBankCommands(t, l, rng, 0, 150)
 	workers := []*workerProc{}
 	for i := range 3 {
-		workers = append(workers, startWorker(t, url, "bank", fmt.Sprint("w", i), "--snapshot-every", "40"))
+		workers = append(workers, startWorker(t, url, "bank", fmt.Sprint("w", i), "--snapshot-every", "40", "--replicas", fmt.Sprint(replicas)))
 	}
 	waitCount := func(n uint64) {
 		testnats.WaitFor(t, 60*time.Second, fmt.Sprintf("%d decisions", n), func() error {
@@ -124,7 +131,7 @@ func TestWorkerProcessesSurviveKills(t *testing.T) {
 	waitCount(50)
 	workers[0].kill(t)
 	writeBankCommands(t, l, rng, 150, 100)
-	workers = append(workers, startWorker(t, url, "bank", "w3", "--snapshot-every", "40"))
+	workers = append(workers, startWorker(t, url, "bank", "w3", "--snapshot-every", "40", "--replicas", fmt.Sprint(replicas)))
 	waitCount(180)
 	workers[1].kill(t)
 	workers[2].kill(t) // only w3, started after a kill, is left
