@@ -1,32 +1,17 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"errors"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/detbus/detbus/internal/demo"
 )
 
 func runDemo(t *testing.T, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	var out bytes.Buffer
-	start := time.Now()
-	err := run(ctx, args, &out)
-	t.Logf("run %v took %v:\n%s", args, time.Since(start).Round(time.Millisecond), out.String())
-	if err != nil {
-		t.Fatalf("run %v: %v", args, err)
-	}
-	return out.String()
+	return demo.RunDemo(t, run, args...)
 }
-
-// instanceLine matches an instance's summary line.
-var instanceLine = regexp.MustCompile(`(?m)^  (bank-\d+): outputs (\d+), won (\d+), lost (\d+), divergences (\d+)$`)
 
 func checkSummary(t *testing.T, out string, commands, instances int) {
 	t.Helper()
@@ -42,22 +27,7 @@ func checkSummary(t *testing.T, out string, commands, instances int) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
-	lines := instanceLine.FindAllStringSubmatch(out, -1)
-	if len(lines) != instances {
-		t.Fatalf("output has %d instance lines, want %d", len(lines), instances)
-	}
-	won := 0
-	for _, m := range lines {
-		outputs, _ := strconv.Atoi(m[2])
-		w, _ := strconv.Atoi(m[3])
-		lost, _ := strconv.Atoi(m[4])
-		if outputs != commands || w+lost != commands || m[5] != "0" {
-			t.Errorf("%s: outputs %d, won %d, lost %d, divergences %s; want %d outputs, won+lost = outputs, no divergence",
-				m[1], outputs, w, lost, m[5], commands)
-		}
-		won += w
-	}
-	if won != commands {
+	if won := demo.CheckInstances(t, out, "bank", instances, commands); won != commands {
 		t.Errorf("the instances won %d decisions between them, want one per command (%d)", won, commands)
 	}
 }
@@ -97,20 +67,10 @@ func TestRunIsDeterministic(t *testing.T) {
 
 func TestRunUsageErrors(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][]string{
+	demo.CheckUsageErrors(t, run, [][]string{
 		{"--no-such-flag"},
 		{"--instances", "0"},
 		{"--commands", "-1"},
 		{"extra"},
-	} {
-		var out bytes.Buffer
-		err := run(t.Context(), args, &out)
-		var ue usageError
-		if !errors.As(err, &ue) {
-			t.Errorf("run %v: got %v, want a usage error", args, err)
-		}
-		if out.Len() != 0 {
-			t.Errorf("run %v wrote %q to stdout", args, out.String())
-		}
-	}
+	})
 }

@@ -1,35 +1,23 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/detbus/detbus/internal/demo"
 )
 
 func runDemo(t *testing.T, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	var out bytes.Buffer
-	start := time.Now()
-	err := run(ctx, args, &out)
-	t.Logf("run %v took %v:\n%s", args, time.Since(start).Round(time.Millisecond), out.String())
-	if err != nil {
-		t.Fatalf("run %v: %v", args, err)
-	}
-	return out.String()
+	return demo.RunDemo(t, run, args...)
 }
 
 var (
-	offlineLine  = regexp.MustCompile(`(?m)^offline engine: (\d+) events for (\d+) orders$`)
-	eventsLine   = regexp.MustCompile(`(?m)^events: (\d+) \(acks (\d+), trades (\d+), dones (\d+), cancels (\d+), rejects (\d+)\)$`)
-	tradeLine    = regexp.MustCompile(`(?m)^  (btc|eth)-eur +\d+ @ \d+  buy o\d+ +sell o\d+ +maker o\d+$`)
-	instanceLine = regexp.MustCompile(`(?m)^  (matching-\d+): outputs (\d+), won (\d+), lost (\d+), divergences (\d+)$`)
+	offlineLine = regexp.MustCompile(`(?m)^offline engine: (\d+) events for (\d+) orders$`)
+	eventsLine  = regexp.MustCompile(`(?m)^events: (\d+) \(acks (\d+), trades (\d+), dones (\d+), cancels (\d+), rejects (\d+)\)$`)
+	tradeLine   = regexp.MustCompile(`(?m)^  (btc|eth)-eur +\d+ @ \d+  buy o\d+ +sell o\d+ +maker o\d+$`)
 )
 
 func atoi(s string) int {
@@ -76,20 +64,7 @@ func checkSummary(t *testing.T, out string, orders, instances int) {
 	if n := len(tradeLine.FindAllString(out, -1)); n == 0 || n > 5 {
 		t.Errorf("%d trade lines, want 1 to 5", n)
 	}
-	lines := instanceLine.FindAllStringSubmatch(out, -1)
-	if len(lines) != instances {
-		t.Fatalf("output has %d instance lines, want %d", len(lines), instances)
-	}
-	won := 0
-	for _, m := range lines {
-		outputs, w, lost := atoi(m[2]), atoi(m[3]), atoi(m[4])
-		if outputs != want || w+lost != want || m[5] != "0" {
-			t.Errorf("%s: outputs %d, won %d, lost %d, divergences %s; want %d outputs, won+lost = outputs, no divergence",
-				m[1], outputs, w, lost, m[5], want)
-		}
-		won += w
-	}
-	if won != want {
+	if won := demo.CheckInstances(t, out, "matching", instances, want); won != want {
 		t.Errorf("the instances won %d events between them, want one per event (%d)", won, want)
 	}
 }
@@ -133,20 +108,10 @@ func TestRunIsDeterministic(t *testing.T) {
 
 func TestRunUsageErrors(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][]string{
+	demo.CheckUsageErrors(t, run, [][]string{
 		{"--no-such-flag"},
 		{"--instances", "0"},
 		{"--orders", "0"},
 		{"extra"},
-	} {
-		var out bytes.Buffer
-		err := run(t.Context(), args, &out)
-		var ue usageError
-		if !errors.As(err, &ue) {
-			t.Errorf("run %v: got %v, want a usage error", args, err)
-		}
-		if out.Len() != 0 {
-			t.Errorf("run %v wrote %q to stdout", args, out.String())
-		}
-	}
+	})
 }
