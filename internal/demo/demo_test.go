@@ -60,6 +60,17 @@ func runEcho(want uint64) func(context.Context, *demo.Setup, io.Writer) error {
 		if want == 0 {
 			want = notes
 		}
+		if want < notes {
+			// Let every echo land first, so that Settle finds more than
+			// it wants whatever the timing.
+			err := s.Fleet.WaitUntil(ctx, "every echo", func() (bool, string, error) {
+				c, err := s.Log.Count(ctx, s.Program.Spec.Output)
+				return c == notes, fmt.Sprintf("%d echoes", c), err
+			})
+			if err != nil {
+				return err
+			}
+		}
 		statuses, outputs, err := s.Settle(ctx, want, "every note to be echoed", "notes echoed", func(have uint64) error {
 			return fmt.Errorf("%s has %d echoes, want %d", s.Program.Spec.Output, have, want)
 		})
