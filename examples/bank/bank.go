@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 
+	strict "github.com/detbus/detbus/transform/fields"
+
 	"github.com/detbus/detbus/transform"
 )
 
@@ -112,10 +114,10 @@ func (b *Bank) Step(_ *transform.Context, in transform.Input) ([][]byte, error) 
 func (b *Bank) decide(in transform.Input) Decision {
 	var d Decision
 	if in.ContentType != "" && in.ContentType != "application/json" {
-		d.Reason = "content type " + transform.Quote(in.ContentType) + " is not JSON"
+		d.Reason = "content type " + strict.Quote(in.ContentType) + " is not JSON"
 		return d
 	}
-	fields, reason := transform.ParseFields(in.Data, "command")
+	fields, reason := strict.Parse(in.Data, "command")
 	if reason != "" {
 		d.Reason = reason
 		return d
@@ -146,7 +148,7 @@ func (b *Bank) decide(in transform.Input) Decision {
 	}
 	allowed, ok := fieldsOf[op]
 	if !ok {
-		d.Reason = "unknown op " + transform.Quote(op)
+		d.Reason = "unknown op " + strict.Quote(op)
 		return d
 	}
 	for _, name := range slices.Sorted(maps.Keys(fields)) {
@@ -154,9 +156,9 @@ func (b *Bank) decide(in transform.Input) Decision {
 			continue
 		}
 		if slices.Contains(knownFields, name) {
-			d.Reason = "field " + transform.Quote(name) + " does not apply to " + op
+			d.Reason = "field " + strict.Quote(name) + " does not apply to " + op
 		} else {
-			d.Reason = "unknown field " + transform.Quote(name)
+			d.Reason = "unknown field " + strict.Quote(name)
 		}
 		return d
 	}
@@ -183,7 +185,7 @@ func (b *Bank) decide(in transform.Input) Decision {
 	case OpDeposit:
 		bal := b.accounts[account]
 		if bal > math.MaxInt64-amount {
-			d.Reason = "balance of " + transform.Quote(account) + " would overflow"
+			d.Reason = "balance of " + strict.Quote(account) + " would overflow"
 			return d
 		}
 		b.accounts[account] = bal + amount
@@ -207,7 +209,7 @@ func (b *Bank) decide(in transform.Input) Decision {
 			return d
 		}
 		if toBal > math.MaxInt64-amount {
-			d.Reason = "balance of " + transform.Quote(to) + " would overflow"
+			d.Reason = "balance of " + strict.Quote(to) + " would overflow"
 			return d
 		}
 		b.accounts[from] = fromBal - amount
@@ -218,7 +220,7 @@ func (b *Bank) decide(in transform.Input) Decision {
 }
 
 func insufficient(account string, has, needs int64) string {
-	return "insufficient funds: " + transform.Quote(account) + " has " +
+	return "insufficient funds: " + strict.Quote(account) + " has " +
 		strconv.FormatInt(has, 10) + ", needs " + strconv.FormatInt(needs, 10)
 }
 

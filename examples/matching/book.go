@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/detbus/detbus/transform"
+	strict "github.com/detbus/detbus/transform/fields"
 )
 
 // side is the side of an order.
@@ -283,7 +283,7 @@ func restoreBook(sb snapBook) (*book, error) {
 			return nil, fmt.Errorf("seen id %d is empty", i)
 		}
 		if i > 0 && sb.Seen[i-1] >= id {
-			return nil, fmt.Errorf("seen ids are not sorted and unique at %s", transform.Quote(id))
+			return nil, fmt.Errorf("seen ids are not sorted and unique at %s", strict.Quote(id))
 		}
 		b.seen[id] = struct{}{}
 	}
@@ -310,7 +310,7 @@ func restoreBook(sb snapBook) (*book, error) {
 					return nil, fmt.Errorf("%s level at price %d: %w", s, sl.Price, err)
 				}
 				if j > 0 && so.Seq < sl.Orders[j-1].Seq {
-					return nil, fmt.Errorf("%s level at price %d: order %s arrived before the order ahead of it", s, sl.Price, transform.Quote(so.ID))
+					return nil, fmt.Errorf("%s level at price %d: order %s arrived before the order ahead of it", s, sl.Price, strict.Quote(so.ID))
 				}
 				o := &order{id: so.ID, account: so.Account, side: s, price: sl.Price, qty: so.Qty, remaining: so.Remaining, seq: so.Seq}
 				lvl.pushBack(o)
@@ -333,17 +333,17 @@ func checkOrder(b *book, so snapOrder) error {
 	case so.ID == "":
 		return errors.New("an order has an empty id")
 	case so.Account == "":
-		return fmt.Errorf("order %s has an empty account", transform.Quote(so.ID))
+		return fmt.Errorf("order %s has an empty account", strict.Quote(so.ID))
 	case so.Qty <= 0:
-		return fmt.Errorf("order %s has qty %d, not positive", transform.Quote(so.ID), so.Qty)
+		return fmt.Errorf("order %s has qty %d, not positive", strict.Quote(so.ID), so.Qty)
 	case so.Remaining <= 0 || so.Remaining > so.Qty:
-		return fmt.Errorf("order %s has remaining %d, not in 1..%d", transform.Quote(so.ID), so.Remaining, so.Qty)
+		return fmt.Errorf("order %s has remaining %d, not in 1..%d", strict.Quote(so.ID), so.Remaining, so.Qty)
 	}
 	if _, ok := b.seen[so.ID]; !ok {
-		return fmt.Errorf("order %s is not among the seen ids", transform.Quote(so.ID))
+		return fmt.Errorf("order %s is not among the seen ids", strict.Quote(so.ID))
 	}
 	if _, ok := b.resting[so.ID]; ok {
-		return fmt.Errorf("order %s rests twice", transform.Quote(so.ID))
+		return fmt.Errorf("order %s rests twice", strict.Quote(so.ID))
 	}
 	return nil
 }

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 
+	strict "github.com/detbus/detbus/transform/fields"
+
 	"github.com/detbus/detbus/transform"
 )
 
@@ -116,17 +118,17 @@ func (e *Engine) Step(_ *transform.Context, in transform.Input) ([][]byte, error
 	}
 	req, reason := parse(in)
 	if reason == "" && inst == "" {
-		reason = "ESK " + transform.Quote(in.ESK) + " names no instrument"
+		reason = "ESK " + strict.Quote(in.ESK) + " names no instrument"
 	}
 	b := e.books[inst]
 	switch {
 	case reason != "":
 	case req.op != OpCancel && b.hasSeen(req.id):
-		reason = "duplicate id " + transform.Quote(req.id)
+		reason = "duplicate id " + strict.Quote(req.id)
 	case req.op == OpCancel && !b.hasSeen(req.id):
-		reason = "unknown order " + transform.Quote(req.id)
+		reason = "unknown order " + strict.Quote(req.id)
 	case req.op == OpCancel && b.resting[req.id] == nil:
-		reason = "order " + transform.Quote(req.id) + " is not resting"
+		reason = "order " + strict.Quote(req.id) + " is not resting"
 	}
 	if reason != "" {
 		emit(Output{Type: TypeReject, ID: req.id, Reason: reason})
@@ -137,7 +139,7 @@ func (e *Engine) Step(_ *transform.Context, in transform.Input) ([][]byte, error
 		o := b.resting[req.id]
 		i, ok := b.locate(o)
 		if !ok {
-			return nil, fmt.Errorf("matching: book %s is corrupt: resting order %s is not in its price level", transform.Quote(inst), transform.Quote(o.id))
+			return nil, fmt.Errorf("matching: book %s is corrupt: resting order %s is not in its price level", strict.Quote(inst), strict.Quote(o.id))
 		}
 		b.remove(o, i)
 		emit(Output{Type: TypeCancelled, ID: o.id, Remaining: o.remaining})
@@ -195,9 +197,9 @@ func instrumentOf(esk string) string { return esk[strings.LastIndexByte(esk, '.'
 func parse(in transform.Input) (request, string) {
 	var r request
 	if in.ContentType != "" && in.ContentType != "application/json" {
-		return r, "content type " + transform.Quote(in.ContentType) + " is not JSON"
+		return r, "content type " + strict.Quote(in.ContentType) + " is not JSON"
 	}
-	fields, reason := transform.ParseFields(in.Data, "order")
+	fields, reason := strict.Parse(in.Data, "order")
 	if reason != "" {
 		return r, reason
 	}
@@ -210,7 +212,7 @@ func parse(in transform.Input) (request, string) {
 	}
 	allowed, ok := fieldsOf[op]
 	if !ok {
-		return r, "unknown op " + transform.Quote(op)
+		return r, "unknown op " + strict.Quote(op)
 	}
 	r.op = op
 	for _, name := range slices.Sorted(maps.Keys(fields)) {
@@ -218,9 +220,9 @@ func parse(in transform.Input) (request, string) {
 			continue
 		}
 		if slices.Contains(knownFields, name) {
-			return r, "field " + transform.Quote(name) + " does not apply to " + op
+			return r, "field " + strict.Quote(name) + " does not apply to " + op
 		}
-		return r, "unknown field " + transform.Quote(name)
+		return r, "unknown field " + strict.Quote(name)
 	}
 	if idReason != "" {
 		return r, idReason
@@ -284,13 +286,13 @@ func (e *Engine) Restore(data []byte) error {
 	for i, sb := range s.Books {
 		switch {
 		case sb.Instrument == "" || strings.Contains(sb.Instrument, "."):
-			return fmt.Errorf("matching: restore: malformed snapshot: book %d has instrument %s, not one ESK token", i, transform.Quote(sb.Instrument))
+			return fmt.Errorf("matching: restore: malformed snapshot: book %d has instrument %s, not one ESK token", i, strict.Quote(sb.Instrument))
 		case i > 0 && s.Books[i-1].Instrument >= sb.Instrument:
-			return fmt.Errorf("matching: restore: malformed snapshot: books are not sorted and unique at %s", transform.Quote(sb.Instrument))
+			return fmt.Errorf("matching: restore: malformed snapshot: books are not sorted and unique at %s", strict.Quote(sb.Instrument))
 		}
 		b, err := restoreBook(sb)
 		if err != nil {
-			return fmt.Errorf("matching: restore: malformed snapshot: book %s: %w", transform.Quote(sb.Instrument), err)
+			return fmt.Errorf("matching: restore: malformed snapshot: book %s: %w", strict.Quote(sb.Instrument), err)
 		}
 		books[sb.Instrument] = b
 	}

@@ -1,4 +1,8 @@
-package transform
+// Package fields reads the fields of JSON inputs strictly, with reasons
+// that every instance of a deterministic transform writes the same way. It
+// imports nothing but the standard library, so pure state machines can use
+// it.
+package fields
 
 import (
 	"bytes"
@@ -17,11 +21,11 @@ import (
 // is good, for the DET to put in a rejection output.
 type Fields map[string]json.RawMessage
 
-// ParseFields splits data into the fields of its top-level object. The
+// Parse splits data into the fields of its top-level object. The
 // reason is "malformed JSON" for invalid JSON or invalid UTF-8 (which
 // decoders would replace), and "<what> must be a JSON object" for JSON that
 // is not an object.
-func ParseFields(data []byte, what string) (Fields, string) {
+func Parse(data []byte, what string) (Fields, string) {
 	if !utf8.Valid(data) || !json.Valid(data) {
 		return nil, "malformed JSON"
 	}
@@ -92,4 +96,7 @@ func (f Fields) PositiveInt(name string) (int64, string) {
 // Quote quotes s as a JSON string for a reason. Unlike %q, its escaping
 // does not depend on the Unicode tables of the Go release, so every
 // instance writes the same bytes.
-func Quote(s string) string { return string(JSON(s)) }
+func Quote(s string) string {
+	b, _ := json.Marshal(s) // a string always encodes
+	return string(b)
+}

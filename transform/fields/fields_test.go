@@ -1,9 +1,9 @@
-package transform_test
+package fields_test
 
 import (
 	"testing"
 
-	"github.com/detbus/detbus/transform"
+	"github.com/detbus/detbus/transform/fields"
 )
 
 func TestFields(t *testing.T) {
@@ -16,11 +16,11 @@ func TestFields(t *testing.T) {
 		{`[1]`, "thing must be a JSON object"},
 		{`{"a":1,"a":2}`, `duplicate field "a"`},
 	} {
-		if _, reason := transform.ParseFields([]byte(c.in), "thing"); reason != c.reason {
+		if _, reason := fields.Parse([]byte(c.in), "thing"); reason != c.reason {
 			t.Errorf("ParseFields(%s): %q, want %q", c.in, reason, c.reason)
 		}
 	}
-	f, _ := transform.ParseFields([]byte(`{"s":"x","e":"","num":7,"null":null,"f":1.5,"exp":1e2,"neg":-3,"str":"7","big":9223372036854775808}`), "thing")
+	f, _ := fields.Parse([]byte(`{"s":"x","e":"","num":7,"null":null,"f":1.5,"exp":1e2,"neg":-3,"str":"7","big":9223372036854775808}`), "thing")
 	for _, c := range []struct {
 		name, want string
 	}{{"s", ""}, {"e", "e must not be empty"}, {"num", "num must be a string"}, {"null", "missing null"}, {"absent", "missing absent"}} {
@@ -39,7 +39,7 @@ func TestFields(t *testing.T) {
 	if n, _ := f.PositiveInt("num"); n != 7 {
 		t.Errorf("PositiveInt(num) = %d", n)
 	}
-	if got := transform.Quote("a\"b\u2028"); got != `"a\"b\u2028"` {
+	if got := fields.Quote("a\"b\u2028"); got != `"a\"b\u2028"` {
 		t.Errorf("Quote = %s", got)
 	}
 }

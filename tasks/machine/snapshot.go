@@ -1,0 +1,168 @@
+package machine
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// snapshot is the encoded state of a queue.
+type snapshot struct {
+	Queue  string        `json:"queue"`
+	Config *configRecord `json:"config"` // null until the queue is created
+	Tasks  []taskRecord  `json:"tasks"`
+}
+
+type configRecord struct {
+	Lease       string        `json:"lease"`
+	MaxAttempts int           `json:"max_attempts"`
+	Backoff     backoffRecord `json:"backoff"`
+}
+
+type backoffRecord struct {
+	Initial string `json:"initial"`
+	Factor  int64  `json:"factor"`
+	Max     string `json:"max"`
+}
+
+// taskRecord is a task with its lease duration as a duration string.
+type taskRecord struct {
+	Task
+	Lease string `json:"lease,omitzero"`
+}
+
+// Snapshot encodes the state as canonical JSON: tasks sorted by id,
+// durations in [time.Duration.String] form, zero fields omitted, JSON
+// values compact and unescaped. Equal states give identical bytes.
+func (q *Queue) Snapshot() ([]byte, error) {
+	s := snapshot{Queue: q.name, Tasks: make([]taskRecord, 0, len(q.tasks))}
+	if c := q.cfg; c != nil {
+		s.Config = &configRecord{
+			Lease:       c.Lease.String(),
+			MaxAttempts: c.MaxAttempts,
+			Backoff: backoffRecord{
+				Initial: c.Backoff.Initial.String(),
+				Factor:  c.Backoff.Factor,
+				Max:     c.Backoff.Max.String(),
+			},
+		}
+	}
+	for _, t := range q.Tasks() {
+		r := taskRecord{Task: t}
+		if t.Lease != 0 {
+			r.Lease = t.Lease.String()
+		}
+		s.Tasks = append(s.Tasks, r)
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(s); err != nil {
+		return nil, fmt.Errorf("machine: snapshot: %w", err)
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// Restore replaces the state with one encoded by [Queue.Snapshot] for a
+// queue of the same name. It accepts only the exact bytes Snapshot gives
+// for a state the operations can reach, and refuses anything else with an
+// error, leaving the state as it was.
+func (q *Queue) Restore(data []byte) error {
+	var s snapshot
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return fmt.Errorf("machine: restore: malformed snapshot: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("machine: restore: malformed snapshot: data after the JSON object")
+	}
+	if s.Queue != q.name {
+		return fmt.Errorf("machine: restore: snapshot of queue %q, not %q", s.Queue, q.name)
+	}
+	nq := New(q.name)
+	if s.Config != nil {
+		c, err := s.Config.config()
+		if err != nil {
+			return err
+		}
+		nq.cfg = &c
+	} else if len(s.Tasks) > 0 {
+		return errors.New("machine: restore: tasks in a queue that is not created")
+	}
+	for _, r := range s.Tasks {
+		t := r.Task
+		if r.Lease != "" {
+			d, err := time.ParseDuration(r.Lease)
+			if err != nil {
+				return fmt.Errorf("machine: restore: task %q: bad lease %q", t.ID, r.Lease)
+			}
+			t.Lease = d
+		}
+		if reason := nq.check(&t); reason != "" {
+			return fmt.Errorf("machine: restore: task %q: %s", t.ID, reason)
+		}
+		if _, dup := nq.tasks[t.ID]; dup {
+			return fmt.Errorf("machine: restore: task %q given twice", t.ID)
+		}
+		nq.tasks[t.ID] = &t
+	}
+	again, err := nq.Snapshot()
+	if err != nil {
+		return fmt.Errorf("machine: restore: %w", err)
+	}
+	if !bytes.Equal(again, data) {
+		return errors.New("machine: restore: snapshot is not in canonical form")
+	}
+	*q = *nq
+	return nil
+}
+
+func (r *configRecord) config() (Config, error) {
+	var c Config
+	var errs [3]error
+	c.Lease, errs[0] = time.ParseDuration(r.Lease)
+	c.Backoff.Initial, errs[1] = time.ParseDuration(r.Backoff.Initial)
+	c.Backoff.Max, errs[2] = time.ParseDuration(r.Backoff.Max)
+	if err := errors.Join(errs[:]...); err != nil {
+		return Config{}, fmt.Errorf("machine: restore: config: %w", err)
+	}
+	c.MaxAttempts, c.Backoff.Factor = r.MaxAttempts, r.Backoff.Factor
+	if reason := c.validate(); reason != "" {
+		return Config{}, errors.New("machine: restore: config: " + reason)
+	}
+	return c, nil
+}
+
+// check returns what makes t a task no sequence of operations leads to,
+// or "".
+func (q *Queue) check(t *Task) string {
+	claimed := t.State == StateClaimed
+	switch {
+	case t.ID == "":
+		return "empty id"
+	case t.State != StatePending && !claimed && t.State != StateCompleted &&
+		t.State != StateDead && t.State != StateCancelled:
+		return fmt.Sprintf("unknown state %q", t.State)
+	case t.Payload == nil:
+		return "missing payload"
+	case t.Attempts < 0 || t.Attempts > q.cfg.MaxAttempts:
+		return fmt.Sprintf("attempts %d out of range", t.Attempts)
+	case (t.Worker == "") != (t.Attempts == 0):
+		return "a worker is recorded if and only if there was an attempt"
+	case claimed != (t.Lease > 0) || claimed != !t.LeaseUntil.IsZero():
+		return "a lease is recorded if and only if the task is claimed"
+	case (t.State == StateCompleted) != (t.Result != nil):
+		return "a result is recorded if and only if the task is completed"
+	case t.State == StatePending && t.Attempts == q.cfg.MaxAttempts:
+		return "pending with no attempt left"
+	case t.State == StateDead && t.Attempts != q.cfg.MaxAttempts:
+		return "dead with attempts left"
+	case (claimed || t.State == StateCompleted) && t.Attempts == 0:
+		return string(t.State) + " with no attempt"
+	}
+	return ""
+}
