@@ -254,7 +254,7 @@ func compact(raw json.RawMessage) json.RawMessage {
 	}
 	var b bytes.Buffer
 	if json.Compact(&b, raw) != nil {
-		return json.RawMessage("null") // not reached: ParseFields checked it
+		return json.RawMessage("null") // not reached: strict.Parse checked it
 	}
 	return b.Bytes()
 }

@@ -17,7 +17,7 @@ func TestFields(t *testing.T) {
 		{`{"a":1,"a":2}`, `duplicate field "a"`},
 	} {
 		if _, reason := fields.Parse([]byte(c.in), "thing"); reason != c.reason {
-			t.Errorf("ParseFields(%s): %q, want %q", c.in, reason, c.reason)
+			t.Errorf("Parse(%s): %q, want %q", c.in, reason, c.reason)
 		}
 	}
 	f, _ := fields.Parse([]byte(`{"s":"x","e":"","num":7,"null":null,"f":1.5,"exp":1e2,"neg":-3,"str":"7","big":9223372036854775808}`), "thing")
