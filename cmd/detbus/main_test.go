@@ -79,6 +79,7 @@ func TestServeCluster(t *testing.T) {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
 	}
 	var urls []string
+	var outs []*syncBuffer
 	for i := range 3 {
 		args := []string{"serve", "--name", fmt.Sprintf("n%d", i+1), "--port", fmt.Sprint(ports[i]), "--http-port", "0",
 			"--http", "", "--data", t.TempDir(), "--cluster", "detbus", "--cluster-port", fmt.Sprint(ports[3+i]),
@@ -94,12 +95,21 @@ func TestServeCluster(t *testing.T) {
 			}
 		})
 		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", ports[i]))
+		outs = append(outs, &out)
 		defer func() {
 			if t.Failed() {
 				t.Logf("n%d output:\n%s", i+1, out.String())
 			}
 		}()
 	}
+	testnats.WaitFor(t, 90*time.Second, "every node ready", func() error {
+		for i, out := range outs {
+			if !strings.Contains(out.String(), "detbus node ready") {
+				return fmt.Errorf("n%d not ready", i+1)
+			}
+		}
+		return nil
+	})
 	url := strings.Join(urls, ",")
 	testnats.WaitFor(t, 90*time.Second, "cluster serving", func() error {
 		_, err := runCLI(t, "status", "--nats", url, "--timeout", "2s")

@@ -67,6 +67,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer srv.Shutdown()
 	l, err := openWhenReady(ctx, srv.ClientURL(), lc)
+	if ctx.Err() != nil {
+		return nil // stopped while waiting for the cluster
+	}
 	if err != nil {
 		return err
 	}
