@@ -116,18 +116,30 @@ Stop with Ctrl-C.
 // openWhenReady opens the log, retrying while JetStream cannot place the
 // stream yet: in a cluster, until enough nodes have joined.
 func openWhenReady(ctx context.Context, url string, lc transport.Config) (*transport.Log, error) {
+	var l *transport.Log
+	err := retry(ctx, "provision the log", func(ctx context.Context) (err error) {
+		l, err = transport.Connect(ctx, url, lc)
+		return err
+	})
+	return l, err
+}
+
+// retry calls f, each time with a 10s deadline, until it succeeds, ctx
+// ends or two minutes pass: a node or a cluster that is starting, or busy,
+// answers later.
+func retry(ctx context.Context, what string, f func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
 		actx, acancel := context.WithTimeout(ctx, 10*time.Second)
-		l, err := transport.Connect(actx, url, lc)
+		err := f(actx)
 		acancel()
 		if err == nil {
-			return l, nil
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("provision the log: %w", err)
+			return fmt.Errorf("%s: %w", what, err)
 		case <-time.After(wait):
 		}
 	}
@@ -136,11 +148,7 @@ func openWhenReady(ctx context.Context, url string, lc transport.Config) (*trans
 // runInNode runs an instance of the named DET inside the node until the
 // returned stop function is called.
 func runInNode(ctx context.Context, l *transport.Log, name, node string, replicas int) (stop func(), err error) {
-	store, err := transform.OpenSnapshotStore(ctx, l.JetStream(), "", replicas)
-	if err != nil {
-		return nil, err
-	}
-	board, err := transform.OpenStatusBoard(ctx, l.JetStream(), replicas)
+	store, board, err := openBuckets(ctx, l, replicas)
 	if err != nil {
 		return nil, err
 	}

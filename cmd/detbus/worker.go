@@ -14,6 +14,7 @@ import (
 	"github.com/detbus/detbus/examples/matching"
 	"github.com/detbus/detbus/internal/telemetry"
 	"github.com/detbus/detbus/transform"
+	"github.com/detbus/detbus/transport"
 )
 
 // transforms are the DETs a worker can run, by name.
@@ -73,19 +74,22 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		cfg.Logger.Info("metrics", "url", "http://"+addr+"/metrics")
 	}
-	l, err := cf.open(ctx)
-	if err != nil {
+	var l *transport.Log
+	if err := retry(ctx, "connect", func(rctx context.Context) (err error) {
+		l, err = cf.open(rctx)
+		return err
+	}); err != nil {
 		return err
 	}
 	defer l.Close()
 	cfg.Log = l
-	if !*noSnap {
-		if cfg.Snapshots, err = transform.OpenSnapshotStore(ctx, l.JetStream(), "", *replicas); err != nil {
-			return err
-		}
-	}
-	if cfg.Board, err = transform.OpenStatusBoard(ctx, l.JetStream(), *replicas); err != nil {
+	store, board, err := openBuckets(ctx, l, *replicas)
+	if err != nil {
 		return err
+	}
+	cfg.Board = board
+	if !*noSnap {
+		cfg.Snapshots = store
 	}
 	r, err := transform.NewRunner(cfg)
 	if err != nil {
@@ -97,4 +101,17 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fmt.Fprintf(stdout, "%s/%s: %d inputs, %d outputs, won %d, lost %d, %d divergences\n",
 		st.Name, st.Instance, st.Inputs, st.Outputs, st.Won, st.Lost, len(st.Divergences))
 	return err
+}
+
+// openBuckets opens the snapshot and status buckets, retrying while the
+// node or cluster cannot create them yet.
+func openBuckets(ctx context.Context, l *transport.Log, replicas int) (store *transform.SnapshotStore, board *transform.StatusBoard, err error) {
+	err = retry(ctx, "open the snapshot and status buckets", func(ctx context.Context) (err error) {
+		if store, err = transform.OpenSnapshotStore(ctx, l.JetStream(), "", replicas); err != nil {
+			return err
+		}
+		board, err = transform.OpenStatusBoard(ctx, l.JetStream(), replicas)
+		return err
+	})
+	return store, board, err
 }
