@@ -32,7 +32,9 @@ type Config struct {
 	// Prefix is the subject prefix: ESK "a.b" is subject "<Prefix>.a.b"
 	// (default "events").
 	Prefix string
-	// Replicas is the stream's replication factor (default 1; 3 on a
+	// Replicas is the stream's replication factor. 0 means 1 when the
+	// stream is created and leaves an existing stream's factor alone; a
+	// non-zero value also changes an existing stream's (3 on a
 	// three-node cluster).
 	Replicas int
 	// MaxPayload bounds one event's payload in bytes (default
@@ -65,9 +67,6 @@ func (c *Config) setDefaults() {
 	if c.Prefix == "" {
 		c.Prefix = DefaultPrefix
 	}
-	if c.Replicas == 0 {
-		c.Replicas = DefaultReplicas
-	}
 	if c.MaxPayload == 0 {
 		c.MaxPayload = DefaultMaxPayload
 	}
@@ -95,8 +94,8 @@ func (c Config) Validate() error {
 	if err := ValidateESK(c.Prefix); err != nil {
 		errs = append(errs, fmt.Errorf("%w: prefix: %v", ErrInvalidOption, err))
 	}
-	if c.Replicas < 1 || c.Replicas > 5 {
-		errs = append(errs, fmt.Errorf("%w: replicas %d is not in 1..5", ErrInvalidOption, c.Replicas))
+	if c.Replicas < 0 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("%w: replicas %d is not in 0..5", ErrInvalidOption, c.Replicas))
 	}
 	if c.MaxPayload < 1 || c.MaxPayload > 64<<20 {
 		errs = append(errs, fmt.Errorf("%w: max payload %d is not in 1..64MiB", ErrInvalidOption, c.MaxPayload))
@@ -185,7 +184,7 @@ func (l *Log) streamConfig() jetstream.StreamConfig {
 		Subjects:           []string{l.cfg.Prefix + ".>"},
 		Retention:          jetstream.LimitsPolicy,
 		Storage:            jetstream.FileStorage,
-		Replicas:           l.cfg.Replicas,
+		Replicas:           max(l.cfg.Replicas, DefaultReplicas),
 		MaxMsgs:            -1,
 		MaxBytes:           -1,
 		MaxAge:             0,
@@ -215,6 +214,9 @@ func (l *Log) provision(ctx context.Context) error {
 		return fmt.Errorf("%w: stream %q: %v", ErrUnavailable, want.Name, err)
 	}
 	have := s.CachedInfo().Config
+	if l.cfg.Replicas == 0 {
+		want.Replicas = have.Replicas // keep the existing factor
+	}
 	if have.DenyDelete && have.DenyPurge && !have.AllowRollup && have.AllowDirect && have.RePublish == nil &&
 		have.MaxMsgSize == want.MaxMsgSize && have.Replicas == want.Replicas &&
 		len(have.Subjects) == 1 && have.Subjects[0] == want.Subjects[0] {

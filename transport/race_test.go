@@ -88,10 +88,15 @@ func raceWriters(t *testing.T, url string, cfg transport.Config, indices uint64)
 	if want := len(esks) * int(indices); len(won) != want {
 		t.Fatalf("%d indices reported written, want %d", len(won), want)
 	}
-	reader := testnats.Log(t, url, cfg)
+	// A client with the default config leaves the stream's replication
+	// as it is.
+	reader := testnats.Log(t, url, transport.Config{})
 	st, err := reader.State(ctx, "race.>")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if want := max(cfg.Replicas, 1); st.Replicas != want {
+		t.Fatalf("stream has %d replicas after a default client opened it, want %d", st.Replicas, want)
 	}
 	if st.Messages != uint64(len(esks))*indices {
 		t.Fatalf("stream holds %d events, want %d", st.Messages, uint64(len(esks))*indices)

@@ -30,7 +30,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var lc transport.Config
 	fs.StringVar(&lc.Stream, "stream", transport.DefaultStream, "JetStream stream holding the log")
 	fs.StringVar(&lc.Prefix, "prefix", transport.DefaultPrefix, "subject prefix of ESKs")
-	fs.IntVar(&lc.Replicas, "replicas", transport.DefaultReplicas, "stream replicas")
+	fs.IntVar(&lc.Replicas, "replicas", 0, "stream replicas (0: 1 for a new stream, an existing stream's unchanged)")
 	httpAddr := fs.String("http", "127.0.0.1:8080", `HTTP address for /metrics and /healthz ("" to disable)`)
 	var dets multiFlag
 	fs.Var(&dets, "transform", "run an instance of this deterministic transform in the node (repeatable; "+transformNames()+")")
@@ -80,7 +80,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer svc.Stop()
 	for _, d := range dets {
-		stop, err := runInNode(ctx, l, d, cfg.Name, lc.Replicas)
+		stop, err := runInNode(ctx, l, d, cfg.Name, max(lc.Replicas, 1))
 		if err != nil {
 			return err
 		}
