@@ -5,14 +5,13 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/detbus/detbus/transport"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
-	"go.opentelemetry.io/otel/trace"
 )
 
 var tracer = otel.Tracer("github.com/detbus/detbus/transform")
@@ -85,9 +84,10 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 			return err
 		}
 		in := Input{ESK: ev.ESK, Index: ev.Index, Seq: ev.Seq, Time: ev.Time, ContentType: ev.ContentType(), Data: ev.Data}
-		sctx, span := tracer.Start(ev.ContextWithTrace(ctx), "detbus.transform.step",
-			trace.WithAttributes(attribute.String("detbus.transform", spec.Name), attribute.String("detbus.instance", r.cfg.Instance),
-				attribute.String("detbus.esk", in.ESK), attribute.Int64("detbus.index", int64(in.Index))))
+		sctx, span := tracer.Start(ev.ContextWithTrace(ctx), "detbus.transform.step")
+		if span.IsRecording() {
+			span.SetAttributes(append(slices.Clip(r.attrs), attribute.String("detbus.esk", in.ESK), attribute.Int64("detbus.index", int64(in.Index)))...)
+		}
 		outs, stepErr := t.Step(NewContext(in), in)
 		if stepErr != nil {
 			var rec rejection
@@ -97,7 +97,7 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 				return r.stopped(ctx, err)
 			}
 			rejections++
-			inst.rejections.Add(ctx, 1, metric.WithAttributes(r.attrs...))
+			inst.rejections.Add(ctx, 1, r.measured)
 			outs = nil
 		}
 		for _, out := range outs {
@@ -111,7 +111,7 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		inSeq = in.Seq
 		sinceSnap++
 		r.update(func(s *Status) { s.InputSeq, s.Outputs, s.Rejections = inSeq, outputs, rejections; s.Inputs++ })
-		inst.inputs.Add(ctx, 1, metric.WithAttributes(r.attrs...))
+		inst.inputs.Add(ctx, 1, r.measured)
 		if r.cfg.Snapshots != nil && (sinceSnap >= r.cfg.SnapshotEvery || time.Since(lastSnap) >= r.cfg.SnapshotInterval) {
 			if err := r.snapshot(ctx, t, inSeq, outputs, rejections); err != nil {
 				return r.stopped(ctx, err)
@@ -281,7 +281,7 @@ func (r *Runner) emit(ctx context.Context, esk string, k uint64, payload []byte,
 			return r.diverged(ctx, esk, k, payload, in)
 		}
 		r.update(func(s *Status) { s.Lost++ })
-		instruments().lost.Add(ctx, 1, metric.WithAttributes(r.attrs...))
+		instruments().lost.Add(ctx, 1, r.measured)
 		return nil
 	}
 	for backoff := 10 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
@@ -290,12 +290,12 @@ func (r *Runner) emit(ctx context.Context, esk string, k uint64, payload []byte,
 		case err == nil && res.Outcome == transport.Written:
 			r.lostLast = false
 			r.update(func(s *Status) { s.Won++ })
-			instruments().won.Add(ctx, 1, metric.WithAttributes(r.attrs...))
+			instruments().won.Add(ctx, 1, r.measured)
 			return nil
 		case err == nil && res.Equal:
 			r.lostLast = true
 			r.update(func(s *Status) { s.Lost++ })
-			instruments().lost.Add(ctx, 1, metric.WithAttributes(r.attrs...))
+			instruments().lost.Add(ctx, 1, r.measured)
 			return nil
 		case err == nil:
 			return r.diverged(ctx, esk, k, payload, in)
@@ -357,7 +357,7 @@ func (r *Runner) report(d DivergenceError) error {
 		s.Divergences = append(s.Divergences, d)
 		s.Observer = s.Observer || r.cfg.OnDivergence == ObserveOnDivergence
 	})
-	instruments().divergences.Add(context.Background(), 1, metric.WithAttributes(r.attrs...))
+	instruments().divergences.Add(context.Background(), 1, r.measured)
 	select { // publish now
 	case r.published <- struct{}{}:
 	default:

@@ -13,6 +13,7 @@ import (
 
 	"github.com/detbus/detbus/transport"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 )
 
 // DivergencePolicy says what an instance does when the output that landed
@@ -180,9 +181,10 @@ type Runner struct {
 	cfg       Config
 	published chan struct{} // asks the status publisher to publish now
 	attrs     []attribute.KeyValue
-	head      atomic.Uint64 // the stream's last sequence, refreshed while running
-	landed    landedOutputs // outputs other instances wrote, not compared yet
-	lostLast  bool          // the last output was written by another instance (Run's goroutine only)
+	measured  metric.MeasurementOption // attrs, for counters
+	head      atomic.Uint64            // the stream's last sequence, refreshed while running
+	landed    landedOutputs            // outputs other instances wrote, not compared yet
+	lostLast  bool                     // the last output was written by another instance (Run's goroutine only)
 
 	mu     sync.Mutex
 	status Status
@@ -194,7 +196,8 @@ func NewRunner(cfg Config) (*Runner, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Runner{cfg: cfg, published: make(chan struct{}, 1), attrs: runnerAttrs(cfg),
+	attrs := runnerAttrs(cfg)
+	return &Runner{cfg: cfg, published: make(chan struct{}, 1), attrs: attrs, measured: metric.WithAttributes(attrs...),
 		status: Status{Name: cfg.Spec.Name, Instance: cfg.Instance}}, nil
 }
 

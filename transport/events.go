@@ -122,11 +122,13 @@ func (l *Log) events(ctx context.Context, patterns []string, opts ReadOptions, y
 			ev.Header = nil
 		}
 		_, span := l.cfg.Tracer.Start(l.cfg.Propagator.Extract(ctx, propagation.HeaderCarrier(msg.Headers())),
-			"detbus.receive", trace.WithSpanKind(trace.SpanKindConsumer),
-			trace.WithAttributes(attribute.String("messaging.system", "nats"),
+			"detbus.receive", trace.WithSpanKind(trace.SpanKindConsumer))
+		if span.IsRecording() {
+			span.SetAttributes(attribute.String("messaging.system", "nats"),
 				attribute.String("messaging.destination.name", msg.Subject()),
 				attribute.String("detbus.esk", esk),
-				attribute.Int64("detbus.index", int64(index)), attribute.Int64("detbus.seq", int64(seq))))
+				attribute.Int64("detbus.index", int64(index)), attribute.Int64("detbus.seq", int64(seq)))
+		}
 		cont := yield(ev, nil)
 		span.End()
 		if !cont || (!opts.Follow && (seq >= head || md.NumPending == 0)) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -18,8 +17,6 @@ import (
 	"github.com/detbus/detbus/transport"
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 // runBench measures a deterministic transform with its instances as
 // separate processes, beside the raw JetStream round trip, on a fresh
@@ -55,14 +52,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	raw.print(stdout, "raw publish->consume")
 	for _, n := range counts {
-		r, err := benchDET(ctx, self, n, *events, stderr)
+		r, err := benchDET(ctx, self, n, *events)
 		if err != nil {
 			return fmt.Errorf("%d instances: %w", n, err)
 		}
 		r.print(stdout, fmt.Sprintf("detbus %d instance(s)", n))
 	}
 	if *failover {
-		gap, typical, err := benchFailover(ctx, self, stderr)
+		gap, typical, err := benchFailover(ctx, self)
 		if err != nil {
 			return fmt.Errorf("failover: %w", err)
 		}
@@ -179,7 +176,7 @@ type workerSet struct {
 	procs map[string]*exec.Cmd
 }
 
-func (w *workerSet) start(self, url, instance string, stderr io.Writer) error {
+func (w *workerSet) start(self, url, instance string) error {
 	cmd := exec.Command(self, "worker", "bench-echo", "--nats", url, "--instance", instance, "--no-snapshots")
 	cmd.Stderr = io.Discard
 	if err := cmd.Start(); err != nil {
@@ -216,7 +213,7 @@ func (w *workerSet) stopAll() {
 
 // startDET starts a node and n worker processes of the echo DET, and a
 // reader of its outputs; it returns once an output has gone through.
-func startDET(ctx context.Context, self string, n int, stderr io.Writer) (l *transport.Log, ws *workerSet, arrived chan time.Time, stop func(), err error) {
+func startDET(ctx context.Context, self string, n int) (l *transport.Log, ws *workerSet, arrived chan time.Time, stop func(), err error) {
 	_, url, stopNode, err := benchNode()
 	if err != nil {
 		return nil, nil, nil, nil, err
@@ -229,7 +226,7 @@ func startDET(ctx context.Context, self string, n int, stderr io.Writer) (l *tra
 	}
 	stop = func() { ws.stopAll(); l.Close(); stopNode() }
 	for i := range n {
-		if err := ws.start(self, url, fmt.Sprint("w", i), stderr); err != nil {
+		if err := ws.start(self, url, fmt.Sprint("w", i)); err != nil {
 			stop()
 			return nil, nil, nil, nil, err
 		}
@@ -289,8 +286,8 @@ func waitInstances(ctx context.Context, l *transport.Log, n int) error {
 	}
 }
 
-func benchDET(ctx context.Context, self string, n, events int, stderr io.Writer) (benchResult, error) {
-	l, _, arrived, stop, err := startDET(ctx, self, n, stderr)
+func benchDET(ctx context.Context, self string, n, events int) (benchResult, error) {
+	l, _, arrived, stop, err := startDET(ctx, self, n)
 	if err != nil {
 		return benchResult{}, err
 	}
@@ -308,8 +305,8 @@ func benchDET(ctx context.Context, self string, n, events int, stderr io.Writer)
 // benchFailover streams inputs at a steady rate through three instances,
 // kills the one that has won the most outputs, and reports the largest
 // gap between consecutive outputs around the kill.
-func benchFailover(ctx context.Context, self string, stderr io.Writer) (gap, typical time.Duration, err error) {
-	l, ws, arrived, stop, err := startDET(ctx, self, 3, stderr)
+func benchFailover(ctx context.Context, self string) (gap, typical time.Duration, err error) {
+	l, ws, arrived, stop, err := startDET(ctx, self, 3)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -1,6 +1,10 @@
 package main
 
-import "github.com/detbus/detbus/transform"
+import (
+	"encoding/json"
+
+	"github.com/detbus/detbus/transform"
+)
 
 // echoSpec is the DET the benchmark runs: one output per input, a copy of
 // it, so that what is measured is the runtime and not business logic.
@@ -17,4 +21,4 @@ func (e *echo) Step(_ *transform.Context, in transform.Input) ([][]byte, error) 
 }
 
 func (e *echo) Snapshot() ([]byte, error) { return transform.JSON(e), nil }
-func (e *echo) Restore(b []byte) error    { return jsonUnmarshal(b, e) }
+func (e *echo) Restore(b []byte) error    { return json.Unmarshal(b, e) }
