@@ -3,6 +3,8 @@
 # module root (gitignored). Each tool has its own install function; a tool
 # already present at the pinned version is left alone. Tests look there by
 # default, e.g. transport's TestNatsCLIInterleaved for the nats CLI.
+# Chromium, which the browser UI tests drive, is Debian's package at
+# /usr/bin/chromium, installed with apt-get when we are root.
 #
 # Usage: scripts/install-tools.sh
 set -euo pipefail
@@ -28,10 +30,33 @@ install_nats_cli() {
 	echo "nats $("$tool" --version 2>&1) installed: $tool"
 }
 
+# install_chromium installs Debian's chromium package (/usr/bin/chromium)
+# for kv/kvhttp's browser test. It needs root; otherwise it says what to
+# run, and the test skips unless $CI is set.
+install_chromium() {
+	if [[ -x /usr/bin/chromium ]]; then
+		echo "chromium already installed: /usr/bin/chromium"
+		return
+	fi
+	if [[ "$(id -u)" != 0 ]]; then
+		echo "install-tools: chromium is missing and we are not root: run 'apt-get update && apt-get install -y chromium' as root (the browser test skips without it unless CI is set)" >&2
+		return
+	fi
+	if ! command -v apt-get >/dev/null; then
+		echo "install-tools: chromium is missing and apt-get is not available: install Chromium at /usr/bin/chromium" >&2
+		return
+	fi
+	echo "installing chromium..."
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+	echo "chromium installed: $(/usr/bin/chromium --version 2>&1)"
+}
+
 main() {
 	command -v go >/dev/null || { echo "install-tools: go is required" >&2; exit 1; }
 	mkdir -p "$bin"
 	install_nats_cli
+	install_chromium
 	echo "tools are in $bin"
 }
 
