@@ -187,10 +187,17 @@ func (l *Log) Write(ctx context.Context, esk string, payload []byte, opts ...Wri
 	if err != nil {
 		return Position{}, err
 	}
-	ack, err := l.js.PublishMsg(ctx, m)
+	gctx, release := l.denied.guard(ctx, esk, m.Subject)
+	ack, err := l.js.PublishMsg(gctx, m)
 	if err != nil {
+		if ferr := forbidden(gctx); ferr != nil {
+			release()
+			return Position{}, ferr
+		}
+		release()
 		return Position{}, l.publishErr(esk, err)
 	}
+	release()
 	d := l.dir(esk)
 	idx, ok, err := d.confirmRun(ctx, l.gets, []uint64{ack.Sequence}, len(payload)+len(m.Subject)+64)
 	if !ok && err == nil {
@@ -291,8 +298,14 @@ func (l *Log) ExistsOrWrite(ctx context.Context, esk string, index uint64, paylo
 		// One attempt gets at most half the time left, so that a lost reply
 		// leaves time to read back and retry.
 		actx, acancel := context.WithDeadline(ctx, time.Now().Add(min(2*time.Second, max(time.Until(deadline)/2, time.Millisecond))))
+		actx, release := l.denied.guard(actx, esk, m.Subject)
 		ack, err := l.js.PublishMsg(actx, m)
+		ferr := forbidden(actx)
+		release()
 		acancel()
+		if ferr != nil {
+			return AppendResult{}, ferr
+		}
 		if err == nil {
 			d.link(last, ack.Sequence)
 			return AppendResult{Position: Position{ESK: esk, Index: index, Seq: ack.Sequence}, Outcome: Written, Equal: true}, nil

@@ -29,6 +29,8 @@ func (p *PendingWrite) Result() (Position, error) {
 
 type pendingAck struct {
 	esk  string
+	subj string
+	mark uint64 // denials seen before the publish
 	size int
 	paf  jetstream.PubAckFuture
 	pw   *PendingWrite
@@ -71,6 +73,7 @@ func (l *Log) WriteAsync(ctx context.Context, esk string, payload []byte, opts .
 		return nil, ErrClosed
 	default:
 	}
+	mark, _ := l.denied.mark()
 	paf, err := l.js.PublishMsgAsync(m, jetstream.WithStallWait(l.cfg.Timeout))
 	if err != nil {
 		err = fmt.Errorf("%w: publish to %q: %v", ErrUnavailable, esk, err)
@@ -79,7 +82,7 @@ func (l *Log) WriteAsync(ctx context.Context, esk string, payload []byte, opts .
 	}
 	pw := &PendingWrite{done: make(chan struct{})}
 	select {
-	case l.async.queue <- pendingAck{esk: esk, size: len(payload), paf: paf, pw: pw, span: span}:
+	case l.async.queue <- pendingAck{esk: esk, subj: m.Subject, mark: mark, size: len(payload), paf: paf, pw: pw, span: span}:
 	case <-l.async.stop:
 		return nil, ErrClosed
 	}
@@ -164,16 +167,28 @@ func (l *Log) resolveBatch(batch []pendingAck) {
 }
 
 func (l *Log) awaitAck(ctx context.Context, p *pendingAck) (uint64, error) {
-	select {
-	case ack := <-p.paf.Ok():
-		p.pw.pos = Position{ESK: p.esk, Seq: ack.Sequence}
-		return ack.Sequence, nil
-	case err := <-p.paf.Err():
-		return 0, l.publishErr(p.esk, err)
-	case <-ctx.Done():
-		return 0, fmt.Errorf("%w: no acknowledgement for ESK %q within %v, the event may have been stored", ErrUnavailable, p.esk, l.cfg.Timeout)
-	case <-l.async.stop:
-		return 0, ErrClosed
+	_, denied := l.denied.mark()
+	if err := l.denied.deniedSince(p.mark, p.esk, p.subj); err != nil {
+		return 0, err
+	}
+	for {
+		select {
+		case ack := <-p.paf.Ok():
+			p.pw.pos = Position{ESK: p.esk, Seq: ack.Sequence}
+			return ack.Sequence, nil
+		case err := <-p.paf.Err():
+			return 0, l.publishErr(p.esk, err)
+		case <-denied:
+			// A publish was refused; this one, if the subject is its.
+			if err := l.denied.deniedSince(p.mark, p.esk, p.subj); err != nil {
+				return 0, err
+			}
+			_, denied = l.denied.mark()
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w: no acknowledgement for ESK %q within %v, the event may have been stored", ErrUnavailable, p.esk, l.cfg.Timeout)
+		case <-l.async.stop:
+			return 0, ErrClosed
+		}
 	}
 }
 

@@ -120,6 +120,7 @@ type Log struct {
 	dirsMu sync.Mutex
 	dirs   map[string]*eskDir
 	async  asyncWriter
+	denied denials
 
 	closeOnce sync.Once
 	ownConn   bool
@@ -143,6 +144,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Log, error) {
 		return nil, fmt.Errorf("transport: %w", err)
 	}
 	l := &Log{nc: nc, js: js, cfg: cfg, dirs: map[string]*eskDir{}}
+	l.denied.hook(nc)
 	ctx, cancel := l.withTimeout(ctx)
 	defer cancel()
 	if !cfg.NoProvision {
@@ -166,6 +168,9 @@ func Connect(ctx context.Context, urls string, cfg Config, opts ...nats.Option) 
 	opts = append([]nats.Option{nats.Name("detbus"), nats.MaxReconnects(-1)}, opts...)
 	nc, err := nats.Connect(urls, opts...)
 	if err != nil {
+		if isAuthError(err) {
+			return nil, fmt.Errorf("%w: connect to %s: %v", ErrForbidden, urls, err)
+		}
 		return nil, fmt.Errorf("%w: connect to %s: %v", ErrUnavailable, urls, err)
 	}
 	l, err := Open(ctx, nc, cfg)

@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 )
 
 // Sync modes for [ServerConfig.Sync].
@@ -45,6 +48,10 @@ type ServerConfig struct {
 	Cluster ClusterConfig
 	// Logs enables the server's own log lines on stderr.
 	Logs bool
+	// Auth lists the users allowed to connect; with none, any client may.
+	Auth AuthConfig
+	// TLS, when set, makes the client listener require TLS.
+	TLS *TLSConfig
 }
 
 // ClusterConfig places an embedded server in a NATS cluster.
@@ -73,6 +80,14 @@ func (c ServerConfig) Validate() error {
 	if c.DontListen && c.Cluster.Name != "" {
 		errs = append(errs, fmt.Errorf("%w: DontListen works only for a single node, not in cluster %q", ErrInvalidOption, c.Cluster.Name))
 	}
+	if err := c.Auth.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.TLS != nil {
+		if _, err := c.TLS.serverTLS(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if c.Cluster.Name != "" && len(c.Cluster.Routes) == 0 {
 		errs = append(errs, fmt.Errorf("%w: cluster %q needs routes", ErrInvalidOption, c.Cluster.Name))
 	}
@@ -97,6 +112,9 @@ func parseSync(s string) (interval time.Duration, always bool, err error) {
 type Server struct {
 	ns  *server.Server
 	cfg ServerConfig
+	// node is the admin identity of the node's own clients when Auth has
+	// users: a random password made at start.
+	node *User
 }
 
 // StartServer starts an embedded NATS server with JetStream and waits until
@@ -136,6 +154,22 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 			opts.Routes = append(opts.Routes, u)
 		}
 	}
+	var node *User
+	if len(cfg.Auth.Users) > 0 {
+		node = &User{Name: "detbus-node-" + nuid.Next(), Password: nuid.Next() + nuid.Next(), Role: RoleAdmin}
+		cfg.Auth.Users = append(slices.Clip(cfg.Auth.Users), *node)
+	}
+	cfg.Auth.apply(opts)
+	if cfg.TLS != nil {
+		tc, err := cfg.TLS.serverTLS()
+		if err != nil {
+			return nil, err
+		}
+		opts.TLSConfig = tc
+		opts.TLS = true
+		opts.TLSVerify = cfg.TLS.VerifyClients
+		opts.TLSTimeout = 5
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("transport: start NATS server: %w", err)
@@ -148,7 +182,24 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("transport: NATS server %q not ready for connections after 30s", cfg.Name)
 	}
-	return &Server{ns: ns, cfg: cfg}, nil
+	return &Server{ns: ns, cfg: cfg, node: node}, nil
+}
+
+// ClientOptions are the options the node's own clients connect with: when
+// the server has users, the credentials of an admin made for the node at
+// start (known only to this process); with TLS, the server's CA. Pass them
+// to [Connect] or nats.Connect along with [Server.ClientURL].
+func (s *Server) ClientOptions() []nats.Option {
+	var opts []nats.Option
+	if s.node != nil {
+		opts = append(opts, nats.UserInfo(s.node.Name, s.node.Password))
+	}
+	if t := s.cfg.TLS; t != nil {
+		if t.CAFile != "" {
+			opts = append(opts, nats.RootCAs(t.CAFile))
+		}
+	}
+	return opts
 }
 
 // ClientURL is the nats:// URL clients connect to.
