@@ -1,0 +1,503 @@
+// The detbus kv browser UI: plain JavaScript over the JSON API under
+// /api/kv and its Server-Sent Events stream. It never builds HTML from
+// data: every key, value and reason is set as text.
+"use strict";
+
+const API = "/api/kv";
+const PAGE = 100;
+const FEED_MAX = 60;
+
+// The ops each CRDT takes, and the inputs each op needs.
+const OPS = {
+  lww: { set: ["value"], delete: [] },
+  mvreg: { set: ["value"] },
+  orset: { add: ["element"], remove: ["element"] },
+  counter: { incr: ["delta"] },
+  map: { set: ["field", "value"], incr: ["field", "delta"], remove: ["field"] },
+};
+
+const state = {
+  tables: new Map(), // name -> table
+  table: null, // the selected table's name
+  keys: [], // loaded keys of the selected table, sorted
+  more: false,
+  after: "",
+  key: null, // the selected key
+  applied: 0,
+};
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, props, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props || {})) {
+    if (k === "class") e.className = v;
+    else if (k === "dataset") Object.assign(e.dataset, v);
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) {
+    if (c != null) e.append(c instanceof Node ? c : String(c));
+  }
+  return e;
+}
+
+// api calls the JSON API and returns the decoded body, or throws an Error
+// with the server's message. A 401 reloads the page, which then asks for
+// the token.
+async function api(path, opts = {}) {
+  const init = { headers: { Accept: "application/json" }, credentials: "same-origin", ...opts };
+  if (opts.body !== undefined) {
+    init.method = opts.method || "POST";
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(opts.body);
+  }
+  const resp = await fetch(API + path, init);
+  if (resp.headers.get("X-Detbus-Token") === "required") $("logout").hidden = false;
+  if (resp.status === 401) {
+    location.reload();
+    throw new Error("the token is needed");
+  }
+  let body = null;
+  try {
+    body = await resp.json();
+  } catch {
+    body = null;
+  }
+  if (!resp.ok) throw new Error((body && body.error) || `${resp.status} ${resp.statusText}`);
+  return body;
+}
+
+const enc = encodeURIComponent;
+
+function compact(v) {
+  if (v === undefined) return "";
+  const s = JSON.stringify(v);
+  return s.length > 200 ? s.slice(0, 200) + "…" : s;
+}
+
+function showMsg(id, text, ok) {
+  const m = $(id);
+  m.textContent = text;
+  m.className = "msg " + (ok ? "ok" : "err");
+}
+
+// ---- JSON rendering with HLC timestamps made readable
+
+const HLC = /^(\d{19})\.(\d{10})$/;
+
+function hlcTitle(s) {
+  const m = HLC.exec(s);
+  if (!m) return null;
+  const ns = BigInt(m[1]);
+  const d = new Date(Number(ns / 1000000n));
+  return `HLC: ${d.toISOString()} (wall ${m[1]} ns, logical ${Number(m[2])})`;
+}
+
+function renderJSON(pre, v) {
+  pre.replaceChildren();
+  const out = [];
+  const indent = (n) => "  ".repeat(n);
+  const walk = (x, depth) => {
+    if (x === null) out.push(el("span", { class: "b" }, "null"));
+    else if (typeof x === "string") {
+      const t = hlcTitle(x);
+      out.push(el("span", t ? { class: "s ts", title: t } : { class: "s" }, JSON.stringify(x)));
+    } else if (typeof x === "number") out.push(el("span", { class: "n" }, String(x)));
+    else if (typeof x === "boolean") out.push(el("span", { class: "b" }, String(x)));
+    else if (Array.isArray(x)) {
+      if (x.length === 0) return out.push("[]");
+      out.push("[\n");
+      x.forEach((y, i) => {
+        out.push(indent(depth + 1));
+        walk(y, depth + 1);
+        out.push(i < x.length - 1 ? ",\n" : "\n");
+      });
+      out.push(indent(depth) + "]");
+    } else {
+      const ks = Object.keys(x);
+      if (ks.length === 0) return out.push("{}");
+      out.push("{\n");
+      ks.forEach((k, i) => {
+        out.push(indent(depth + 1), el("span", { class: "k" }, JSON.stringify(k)), ": ");
+        walk(x[k], depth + 1);
+        out.push(i < ks.length - 1 ? ",\n" : "\n");
+      });
+      out.push(indent(depth) + "}");
+    }
+  };
+  walk(v, 0);
+  pre.append(...out);
+}
+
+// ---- tables
+
+async function loadTables() {
+  const body = await api("/tables");
+  state.tables = new Map(body.tables.map((t) => [t.name, t]));
+  setApplied(body.applied);
+  renderTables();
+  if (state.table) renderTableHead();
+}
+
+function setApplied(seq) {
+  if (seq > state.applied) state.applied = seq;
+  $("applied").textContent = state.applied ? `applied through seq ${state.applied}` : "";
+}
+
+function renderTables() {
+  const ul = $("tables");
+  ul.replaceChildren();
+  for (const t of state.tables.values()) {
+    const li = el(
+      "li",
+      { dataset: { table: t.name }, class: t.name === state.table ? "selected" : "", title: `${t.name}: ${t.crdt}`, onclick: () => selectTable(t.name) },
+      el("span", { class: "name" }, t.name),
+      el("span", { class: "badge" }, t.crdt),
+      el("span", { class: "count" }, String(t.keys)),
+      t.rejected ? el("span", { class: "rejected", title: "rejected ops" }, `✕${t.rejected}`) : null,
+    );
+    ul.append(li);
+  }
+}
+
+function renderTableHead() {
+  const t = state.tables.get(state.table);
+  if (!t) return;
+  $("table-name").textContent = t.name;
+  $("table-crdt").textContent = t.crdt;
+  const stats = $("table-stats");
+  stats.replaceChildren();
+  const stat = (k, v, title) => stats.append(el("div", title ? { title } : {}, el("dt", {}, k), el("dd", {}, String(v))));
+  stat("keys", t.keys);
+  stat("ops", t.ops);
+  stat("rejected", t.rejected);
+  stat("declared", `${t.declared.esk}#${t.declared.index}`, `stream seq ${t.declared.seq}`);
+}
+
+async function selectTable(name) {
+  const changed = name !== state.table;
+  state.table = name;
+  if (changed) {
+    state.key = null;
+    $("key-detail").hidden = true;
+    $("key-after").value = "";
+    state.after = "";
+  }
+  history.replaceState(null, "", "#" + enc(name));
+  $("empty-view").hidden = true;
+  $("table-view").hidden = false;
+  renderTables();
+  renderTableHead();
+  setupOpForm(changed);
+  await loadKeys(state.after, false);
+}
+
+// ---- keys
+
+async function loadKeys(after, append) {
+  const name = state.table;
+  const page = await api(`/tables/${enc(name)}/keys?values=true&limit=${PAGE}&after=${enc(after)}`);
+  if (name !== state.table) return;
+  if (!append) {
+    state.keys = [];
+    $("keys").replaceChildren();
+  }
+  state.after = after;
+  (page.values || []).forEach((v) => {
+    state.keys.push(v.key);
+    $("keys").append(keyRow(v));
+  });
+  state.more = page.more;
+  $("more-keys").hidden = !page.more;
+  $("keys-empty").hidden = state.keys.length > 0;
+  if (state.key && state.keys.includes(state.key)) markSelectedRow();
+}
+
+function keyRow(v) {
+  const tr = el(
+    "tr",
+    { dataset: { key: v.key }, class: v.exists ? "" : "deleted", onclick: () => selectKey(v.key) },
+    el("td", { class: "key", title: v.key }, v.key),
+    el("td", { class: "value" }, v.exists ? compact(v.value) : "(deleted)"),
+  );
+  return tr;
+}
+
+function rowFor(key) {
+  for (const tr of $("keys").children) if (tr.dataset.key === key) return tr;
+  return null;
+}
+
+// upsertRow shows a changed key in the loaded page: replaces its row, or
+// inserts it in order when it falls inside the loaded range.
+function upsertRow(v) {
+  const row = keyRow(v);
+  const old = rowFor(v.key);
+  if (old) {
+    if (old.classList.contains("selected")) row.classList.add("selected");
+    old.replaceWith(row);
+  } else {
+    if (v.key <= state.after) return;
+    const last = state.keys[state.keys.length - 1];
+    if (state.more && last !== undefined && v.key > last) return;
+    let i = state.keys.findIndex((k) => k > v.key);
+    if (i < 0) i = state.keys.length;
+    state.keys.splice(i, 0, v.key);
+    const tbody = $("keys");
+    tbody.insertBefore(row, tbody.children[i] || null);
+    $("keys-empty").hidden = true;
+  }
+  row.classList.add("flash");
+}
+
+async function selectKey(key) {
+  state.key = key;
+  $("op-key").value = key;
+  markSelectedRow();
+  try {
+    showValue(await api(`/tables/${enc(state.table)}/keys/${enc(key)}`));
+  } catch (e) {
+    showMsg("op-msg", e.message, false);
+  }
+}
+
+function markSelectedRow() {
+  for (const tr of $("keys").children) tr.classList.toggle("selected", tr.dataset.key === state.key);
+}
+
+function showValue(v) {
+  if (v.table !== state.table || v.key !== state.key) return;
+  $("key-detail").hidden = false;
+  $("detail-key").textContent = v.key;
+  const ex = $("detail-exists");
+  ex.textContent = v.exists ? "present" : "deleted";
+  ex.className = "badge" + (v.exists ? "" : " gone");
+  renderJSON($("detail-value"), v.value);
+  renderJSON($("detail-meta"), v.meta);
+}
+
+// ---- writes
+
+function setupOpForm(reset) {
+  const t = state.tables.get(state.table);
+  if (!t) return;
+  const kinds = Object.keys(OPS[t.crdt] || {});
+  const sel = $("op-kind");
+  const prev = sel.value;
+  sel.replaceChildren(...kinds.map((k) => el("option", { value: k }, k)));
+  if (!reset && kinds.includes(prev)) sel.value = prev;
+  if (reset) {
+    $("op-msg").textContent = "";
+    $("op-key").value = "";
+  }
+  updateOpFields();
+}
+
+function updateOpFields() {
+  const t = state.tables.get(state.table);
+  const need = (t && OPS[t.crdt][$("op-kind").value]) || [];
+  for (const label of document.querySelectorAll("#op-form [data-field]")) {
+    label.hidden = !need.includes(label.dataset.field);
+  }
+}
+
+async function submitOp(ev) {
+  ev.preventDefault();
+  const t = state.tables.get(state.table);
+  const kind = $("op-kind").value;
+  const need = OPS[t.crdt][kind];
+  const op = { op: kind, key: $("op-key").value };
+  try {
+    if (need.includes("field")) op.field = $("op-field").value;
+    if (need.includes("element")) op.element = $("op-element").value;
+    if (need.includes("delta")) {
+      const d = $("op-delta").value.trim();
+      if (!/^-?\d+$/.test(d)) throw new Error("delta must be a whole number");
+      op.delta = Number(d);
+    }
+    if (need.includes("value")) {
+      try {
+        op.value = JSON.parse($("op-value").value);
+      } catch {
+        throw new Error('value must be JSON: quote text, as in "hello"');
+      }
+    }
+  } catch (e) {
+    showMsg("op-msg", e.message, false);
+    return;
+  }
+  const btn = $("op-submit");
+  btn.disabled = true;
+  try {
+    const r = await api(`/tables/${enc(t.name)}/ops`, { body: op });
+    showMsg("op-msg", `applied at ${r.position.esk}#${r.position.index} (seq ${r.position.seq})`, true);
+    setApplied(r.position.seq);
+    if (r.value) {
+      upsertRow(r.value);
+      state.key = r.value.key;
+      markSelectedRow();
+      showValue(r.value);
+    }
+  } catch (e) {
+    showMsg("op-msg", e.message, false);
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+async function createTable(ev) {
+  ev.preventDefault();
+  const name = $("new-table-name").value.trim();
+  const crdt = $("new-table-crdt").value;
+  const btn = $("create-table-submit");
+  btn.disabled = true;
+  try {
+    const r = await api("/tables", { body: { name, crdt } });
+    showMsg("create-table-msg", r.created ? `created ${name} (${crdt})` : `${name} already is a ${crdt} table`, true);
+    $("new-table-name").value = "";
+    await loadTables();
+    await selectTable(name);
+  } catch (e) {
+    showMsg("create-table-msg", e.message, false);
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+// ---- live updates
+
+function feed(listId, item) {
+  const ol = $(listId);
+  item.classList.add("flash");
+  ol.prepend(item);
+  while (ol.children.length > FEED_MAX) ol.lastChild.remove();
+}
+
+const posText = (p) => `${p.esk}#${p.index} · seq ${p.seq}`;
+
+let refreshTimer = null;
+function refreshTablesSoon() {
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(() => loadTables().catch(() => {}), 150);
+}
+
+function onChange(c) {
+  setApplied(c.position.seq);
+  const v = c.value;
+  feed(
+    "events",
+    el(
+      "li",
+      { dataset: { table: c.table, key: c.key } },
+      el("span", { class: "where" }, `${c.table} / ${c.key}`),
+      " ",
+      el("span", { class: "pos" }, posText(c.position)),
+      el("span", { class: "val" }, v.exists ? compact(v.value) : "(deleted)"),
+    ),
+  );
+  if (c.table === state.table) {
+    upsertRow(v);
+    // A change carries no CRDT internals: read the key again.
+    if (c.key === state.key) selectKey(c.key);
+  }
+  refreshTablesSoon();
+}
+
+function onRejection(r) {
+  setApplied(r.position.seq);
+  feed(
+    "rejections",
+    el(
+      "li",
+      {},
+      el("span", { class: "where" }, r.table || "(no table)"),
+      " ",
+      el("span", { class: "pos" }, posText(r.position)),
+      el("div", { class: "reason" }, r.reason),
+      r.data ? el("span", { class: "val", title: r.data }, r.data) : null,
+    ),
+  );
+  refreshTablesSoon();
+}
+
+async function loadRejections() {
+  const body = await api("/rejections");
+  $("rejections").replaceChildren();
+  for (const r of body.rejections) onRejection(r);
+  for (const li of $("rejections").children) li.classList.remove("flash");
+}
+
+function setStatus(s, text) {
+  $("status").dataset.state = s;
+  $("status-text").textContent = text;
+}
+
+function connect() {
+  const es = new EventSource(API + "/events");
+  es.addEventListener("ready", async (ev) => {
+    setStatus("live", "live");
+    setApplied(JSON.parse(ev.data).applied);
+    // Events missed while disconnected are not replayed: reload.
+    try {
+      await reload();
+    } catch (e) {
+      setStatus("down", e.message);
+    }
+  });
+  es.addEventListener("change", (ev) => onChange(JSON.parse(ev.data)));
+  es.addEventListener("rejection", (ev) => onRejection(JSON.parse(ev.data)));
+  es.addEventListener("dropped", () => reload().catch((e) => setStatus("down", e.message)));
+  es.onerror = () => setStatus(es.readyState === EventSource.CLOSED ? "down" : "connecting", es.readyState === EventSource.CLOSED ? "disconnected: reload the page" : "reconnecting");
+}
+
+async function reload() {
+  await loadTables();
+  await loadRejections();
+  if (state.table && state.tables.has(state.table)) {
+    await loadKeys(state.after, false);
+    if (state.key) await selectKey(state.key);
+  }
+}
+
+async function start() {
+  $("create-table").addEventListener("submit", createTable);
+  $("op-form").addEventListener("submit", submitOp);
+  $("op-kind").addEventListener("change", updateOpFields);
+  $("more-keys").addEventListener("click", () => {
+    // The next page starts after the last loaded key; keep the rows.
+    const last = state.keys[state.keys.length - 1] || "";
+    loadMore(last);
+  });
+  $("key-jump").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    loadKeys($("key-after").value, false);
+  });
+  $("key-reset").addEventListener("click", () => {
+    $("key-after").value = "";
+    loadKeys("", false);
+  });
+  try {
+    await loadTables();
+    const want = decodeURIComponent(location.hash.slice(1));
+    if (want && state.tables.has(want)) await selectTable(want);
+  } catch (e) {
+    setStatus("down", e.message);
+  }
+  connect();
+}
+
+async function loadMore(last) {
+  const name = state.table;
+  const page = await api(`/tables/${enc(name)}/keys?values=true&limit=${PAGE}&after=${enc(last)}`);
+  if (name !== state.table) return;
+  for (const v of page.values || []) {
+    if (rowFor(v.key)) continue;
+    state.keys.push(v.key);
+    $("keys").append(keyRow(v));
+  }
+  state.more = page.more;
+  $("more-keys").hidden = !page.more;
+}
+
+start();
