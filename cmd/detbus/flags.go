@@ -9,6 +9,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/detbus/detbus/transport"
 )
 
@@ -28,6 +30,56 @@ type clientFlags struct {
 	stream  string
 	prefix  string
 	timeout time.Duration
+	creds   credFlags
+}
+
+// credFlags are how a client proves who it is and trusts the server.
+type credFlags struct {
+	user, password string
+	nkeySeed       string
+	tlsCA          string
+	tlsCert        string
+	tlsKey         string
+}
+
+func (c *credFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.user, "user", os.Getenv("DETBUS_NATS_USER"), "NATS user name (or $DETBUS_NATS_USER; a user in the --nats URL works too)")
+	fs.StringVar(&c.password, "password", os.Getenv("DETBUS_NATS_PASSWORD"), "NATS password (or $DETBUS_NATS_PASSWORD)")
+	fs.StringVar(&c.nkeySeed, "nkey", os.Getenv("DETBUS_NATS_NKEY"), "file holding the user's NKey seed (or $DETBUS_NATS_NKEY)")
+	fs.StringVar(&c.tlsCA, "tls-ca", os.Getenv("DETBUS_NATS_CA"), "CA certificate (PEM) that signed the server's certificate (or $DETBUS_NATS_CA)")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "client certificate (PEM), when the server verifies clients")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "the client certificate's key (PEM)")
+}
+
+// options turns the flags into NATS connection options.
+func (c *credFlags) options() ([]nats.Option, error) {
+	var opts []nats.Option
+	if c.user != "" || c.password != "" {
+		if c.user == "" || c.password == "" {
+			return nil, usagef("--user and --password go together")
+		}
+		opts = append(opts, nats.UserInfo(c.user, c.password))
+	}
+	if c.nkeySeed != "" {
+		if c.user != "" {
+			return nil, usagef("--nkey and --user exclude each other")
+		}
+		o, err := nats.NkeyOptionFromSeed(c.nkeySeed)
+		if err != nil {
+			return nil, fmt.Errorf("--nkey %s: %w", c.nkeySeed, err)
+		}
+		opts = append(opts, o)
+	}
+	if c.tlsCA != "" {
+		opts = append(opts, nats.RootCAs(c.tlsCA))
+	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		return nil, usagef("--tls-cert and --tls-key go together")
+	}
+	if c.tlsCert != "" {
+		opts = append(opts, nats.ClientCert(c.tlsCert, c.tlsKey))
+	}
+	return opts, nil
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet) {
@@ -39,12 +91,17 @@ func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.stream, "stream", transport.DefaultStream, "JetStream stream holding the log")
 	fs.StringVar(&c.prefix, "prefix", transport.DefaultPrefix, "subject prefix of ESKs")
 	fs.DurationVar(&c.timeout, "timeout", transport.DefaultTimeout, "deadline of each call")
+	c.creds.register(fs)
 }
 
 func (c *clientFlags) open(ctx context.Context) (*transport.Log, error) {
+	opts, err := c.creds.options()
+	if err != nil {
+		return nil, err
+	}
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	return transport.Connect(cctx, c.url, transport.Config{Stream: c.stream, Prefix: c.prefix, Timeout: c.timeout, NoProvision: true})
+	return transport.Connect(cctx, c.url, transport.Config{Stream: c.stream, Prefix: c.prefix, Timeout: c.timeout, NoProvision: true}, opts...)
 }
 
 // parse parses args, allowing flags after positional arguments, and

@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/detbus/detbus/internal/telemetry"
 	"github.com/detbus/detbus/transform"
@@ -32,6 +35,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&lc.Prefix, "prefix", transport.DefaultPrefix, "subject prefix of ESKs")
 	fs.IntVar(&lc.Replicas, "replicas", 0, "stream replicas (0: 1 for a new stream, an existing stream's unchanged)")
 	httpAddr := fs.String("http", "127.0.0.1:8080", `HTTP address for /metrics and /healthz ("" to disable)`)
+	var sec securityFlags
+	sec.register(fs)
 	var dets multiFlag
 	fs.Var(&dets, "transform", "run an instance of this deterministic transform in the node (repeatable; "+transformNames()+")")
 	if _, err := parse(fs, args, 0, 0); err != nil {
@@ -44,6 +49,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *routes != "" {
 		cfg.Cluster.Routes = strings.Split(*routes, ",")
+	}
+	if err := sec.apply(&cfg, lc); err != nil {
+		return err
 	}
 	if err := cfg.Validate(); err != nil {
 		return usagef("%v", err)
@@ -66,7 +74,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer srv.Shutdown()
-	l, err := openWhenReady(ctx, srv.ClientURL(), lc)
+	l, err := openWhenReady(ctx, srv.ClientURL(), lc, srv.ClientOptions()...)
 	if ctx.Err() != nil {
 		return nil // stopped while waiting for the cluster
 	}
@@ -98,6 +106,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
   transforms:  %s
   data:        %s
   fsync:       %s
+  auth:        %s
 
 Try next, in another terminal:
   go run ./cmd/detbus write orders.eu '{"side":"buy","qty":3}'
@@ -107,7 +116,7 @@ Try next, in another terminal:
   nats --server %s pub -J %s.orders.eu '{"side":"buy","qty":7}'
   nats --server %s req %s '{"esk":"orders.eu","index":3,"event":{"qty":1}}'
 Stop with Ctrl-C.
-`, url, lc.Stream, lc.Prefix, orNone(srv.MonitorURL()), httpURL, orNone(strings.Join(dets, ", ")), cfg.StoreDir, sync, url, lc.Prefix, url, transport.SubjectExistsOrWrite)
+`, url, lc.Stream, lc.Prefix, orNone(srv.MonitorURL()), httpURL, orNone(strings.Join(dets, ", ")), cfg.StoreDir, sync, describeAuth(cfg), url, lc.Prefix, url, transport.SubjectExistsOrWrite)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "detbus node stopping")
 	return nil
@@ -115,10 +124,10 @@ Stop with Ctrl-C.
 
 // openWhenReady opens the log, retrying while JetStream cannot place the
 // stream yet: in a cluster, until enough nodes have joined.
-func openWhenReady(ctx context.Context, url string, lc transport.Config) (*transport.Log, error) {
+func openWhenReady(ctx context.Context, url string, lc transport.Config, opts ...nats.Option) (*transport.Log, error) {
 	var l *transport.Log
 	err := retry(ctx, "provision the log", func(ctx context.Context) (err error) {
-		l, err = transport.Connect(ctx, url, lc)
+		l, err = transport.Connect(ctx, url, lc, opts...)
 		return err
 	})
 	return l, err
@@ -134,8 +143,8 @@ func retry(ctx context.Context, what string, f func(context.Context) error) erro
 		actx, acancel := context.WithTimeout(ctx, 10*time.Second)
 		err := f(actx)
 		acancel()
-		if err == nil {
-			return nil
+		if err == nil || errors.Is(err, transport.ErrForbidden) {
+			return err // done, or refused credentials: no retry mends those
 		}
 		select {
 		case <-ctx.Done():
