@@ -60,7 +60,7 @@ func Protect(next http.Handler, token string) (http.Handler, error) {
 		mac.Write([]byte("detbus kvhttp session"))
 		h = &guard{next: next, token: []byte(token), session: base64.RawURLEncoding.EncodeToString(mac.Sum(nil))}
 	}
-	return http.NewCrossOriginProtection().Handler(h), nil
+	return crossOriginProtection(h), nil
 }
 
 // loopbackOnly serves requests whose Host is a loopback name.

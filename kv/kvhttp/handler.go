@@ -98,7 +98,7 @@ func New(store *kv.Store, opts Options) (*Handler, error) {
 	opts.setDefaults()
 	h := &Handler{store: store, opts: opts, mux: http.NewServeMux()}
 	h.routes()
-	h.h = http.NewCrossOriginProtection().Handler(http.HandlerFunc(h.serve))
+	h.h = crossOriginProtection(http.HandlerFunc(h.serve))
 	return h, nil
 }
 
@@ -126,6 +126,16 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.mux.ServeHTTP(w, r)
+}
+
+// crossOriginProtection refuses non-safe cross-origin browser requests
+// (see [http.CrossOriginProtection]) with a JSON 403.
+func crossOriginProtection(h http.Handler) http.Handler {
+	c := http.NewCrossOriginProtection()
+	c.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusForbidden, errorBody{Error: "cross-origin request refused: write from a page of this server, or from a client that is not a browser"})
+	}))
+	return c.Handler(h)
 }
 
 func isAPI(r *http.Request) bool {

@@ -251,12 +251,18 @@ function upsertRow(v) {
   row.classList.add("flash");
 }
 
-async function selectKey(key) {
+function selectKey(key) {
   state.key = key;
   $("op-key").value = key;
   markSelectedRow();
+  return refreshDetail();
+}
+
+// refreshDetail reads the selected key, with its CRDT internals.
+async function refreshDetail() {
+  if (!state.key) return;
   try {
-    showValue(await api(`/tables/${enc(state.table)}/keys/${enc(key)}`));
+    showValue(await api(`/tables/${enc(state.table)}/keys/${enc(state.key)}`));
   } catch (e) {
     showMsg("op-msg", e.message, false);
   }
@@ -399,7 +405,7 @@ function onChange(c) {
   if (c.table === state.table) {
     upsertRow(v);
     // A change carries no CRDT internals: read the key again.
-    if (c.key === state.key) selectKey(c.key);
+    if (c.key === state.key) refreshDetail();
   }
   refreshTablesSoon();
 }
@@ -456,7 +462,7 @@ async function reload() {
   await loadRejections();
   if (state.table && state.tables.has(state.table)) {
     await loadKeys(state.after, false);
-    if (state.key) await selectKey(state.key);
+    await refreshDetail();
   }
 }
 
