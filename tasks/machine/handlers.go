@@ -12,46 +12,46 @@ import (
 // found created (create_queue aside). It returns a reason to reject the
 // operation, having changed nothing, or "" having set o.Kind.
 
-func (q *Queue) create(a *args, o *Outcome) string {
+func (q *Queue) create(a *Op, o *Outcome) string {
 	if q.cfg != nil {
-		if *q.cfg != a.config {
+		if *q.cfg != a.Config {
 			return "queue already created with another config"
 		}
 		o.Kind = KindDuplicate
 		return ""
 	}
-	c := a.config
+	c := a.Config
 	q.cfg = &c
 	o.Kind = KindCreated
 	return ""
 }
 
-func (q *Queue) enqueue(a *args, index uint64, o *Outcome) string {
-	if _, ok := q.tasks[a.id]; ok {
+func (q *Queue) enqueue(a *Op, index uint64, o *Outcome) string {
+	if _, ok := q.tasks[a.ID]; ok {
 		o.Kind = KindDuplicate
 		return ""
 	}
-	q.tasks[a.id] = &Task{
-		ID:           a.id,
+	q.tasks[a.ID] = &Task{
+		ID:           a.ID,
 		State:        StatePending,
-		Priority:     a.priority,
+		Priority:     a.Priority,
 		EnqueueIndex: index,
-		Payload:      a.payload,
-		NotBefore:    a.notBefore,
+		Payload:      a.Payload,
+		NotBefore:    a.NotBefore,
 	}
-	o.Kind, o.NotBefore = KindEnqueued, a.notBefore
+	o.Kind, o.NotBefore = KindEnqueued, a.NotBefore
 	return ""
 }
 
-func (q *Queue) claim(a *args, now hlc.Timestamp, o *Outcome) string {
+func (q *Queue) claim(a *Op, now hlc.Timestamp, o *Outcome) string {
 	var t *Task
-	if a.id == "" {
+	if a.ID == "" {
 		if t = q.best(now); t == nil {
 			return "no claimable task"
 		}
 	} else {
-		if t = q.tasks[a.id]; t == nil {
-			return noTask(a.id)
+		if t = q.tasks[a.ID]; t == nil {
+			return noTask(a.ID)
 		}
 		switch {
 		case t.State == StatePending && now.Less(t.NotBefore):
@@ -59,7 +59,7 @@ func (q *Queue) claim(a *args, now hlc.Timestamp, o *Outcome) string {
 		case t.State == StatePending:
 		case t.State != StateClaimed:
 			return "task " + quote(t.ID) + " is " + string(t.State)
-		case now.Less(t.LeaseUntil) && t.Worker == a.worker:
+		case now.Less(t.LeaseUntil) && t.Worker == a.Worker:
 			o.Kind, o.Attempt, o.LeaseUntil = KindDuplicate, t.Attempts, t.LeaseUntil
 			return ""
 		case now.Less(t.LeaseUntil):
@@ -76,35 +76,35 @@ func (q *Queue) claim(a *args, now hlc.Timestamp, o *Outcome) string {
 	if t.State == StateClaimed {
 		t.LastError = expired(t)
 	}
-	lease := a.lease
+	lease := a.Lease
 	if lease == 0 {
 		lease = q.cfg.Lease
 	}
-	t.State, t.Worker, t.Lease, t.LeaseUntil = StateClaimed, a.worker, lease, after(now, lease)
+	t.State, t.Worker, t.Lease, t.LeaseUntil = StateClaimed, a.Worker, lease, after(now, lease)
 	t.Attempts++
 	o.Kind, o.TaskID, o.Attempt, o.LeaseUntil = KindClaimed, t.ID, t.Attempts, t.LeaseUntil
 	return ""
 }
 
 // report handles the ops of a lease holder: heartbeat, complete and fail.
-func (q *Queue) report(a *args, now hlc.Timestamp, o *Outcome) string {
-	t := q.tasks[a.id]
+func (q *Queue) report(a *Op, now hlc.Timestamp, o *Outcome) string {
+	t := q.tasks[a.ID]
 	switch {
 	case t == nil:
-		return noTask(a.id)
-	case a.op == OpComplete && t.State == StateCompleted && t.Worker == a.worker && t.Attempts == a.attempt:
+		return noTask(a.ID)
+	case a.Op == OpComplete && t.State == StateCompleted && t.Worker == a.Worker && t.Attempts == a.Attempt:
 		o.Kind = KindDuplicate
 		return ""
 	case t.State != StateClaimed:
 		return "task " + quote(t.ID) + " is " + string(t.State)
-	case a.attempt != t.Attempts:
-		return "attempt " + itoa(a.attempt) + " is not the current attempt " + itoa(t.Attempts)
-	case a.worker != t.Worker:
-		return "attempt " + itoa(a.attempt) + " is held by " + quote(t.Worker)
+	case a.Attempt != t.Attempts:
+		return "attempt " + itoa(a.Attempt) + " is not the current attempt " + itoa(t.Attempts)
+	case a.Worker != t.Worker:
+		return "attempt " + itoa(a.Attempt) + " is held by " + quote(t.Worker)
 	case !now.Less(t.LeaseUntil):
 		return expired(t)
 	}
-	switch a.op {
+	switch a.Op {
 	case OpHeartbeat:
 		if until := after(now, t.Lease); t.LeaseUntil.Less(until) {
 			t.LeaseUntil = until
@@ -112,11 +112,11 @@ func (q *Queue) report(a *args, now hlc.Timestamp, o *Outcome) string {
 		o.Kind, o.LeaseUntil = KindHeartbeat, t.LeaseUntil
 		return ""
 	case OpComplete:
-		t.State, t.Result = StateCompleted, a.result
+		t.State, t.Result = StateCompleted, a.Result
 		o.Kind = KindCompleted
 	default: // OpFail
-		t.LastError = a.errText
-		o.Reason = a.errText
+		t.LastError = a.Error
+		o.Reason = a.Error
 		if t.Attempts >= q.cfg.MaxAttempts {
 			t.State, o.Kind = StateDead, KindDead
 		} else {
@@ -128,11 +128,11 @@ func (q *Queue) report(a *args, now hlc.Timestamp, o *Outcome) string {
 	return ""
 }
 
-func (q *Queue) cancel(a *args, o *Outcome) string {
-	t := q.tasks[a.id]
+func (q *Queue) cancel(a *Op, o *Outcome) string {
+	t := q.tasks[a.ID]
 	switch {
 	case t == nil:
-		return noTask(a.id)
+		return noTask(a.ID)
 	case t.State == StateCancelled:
 		o.Kind = KindDuplicate
 		return ""
@@ -144,11 +144,11 @@ func (q *Queue) cancel(a *args, o *Outcome) string {
 	return ""
 }
 
-func (q *Queue) requeue(a *args, o *Outcome) string {
-	t := q.tasks[a.id]
+func (q *Queue) requeue(a *Op, o *Outcome) string {
+	t := q.tasks[a.ID]
 	switch {
 	case t == nil:
-		return noTask(a.id)
+		return noTask(a.ID)
 	case t.State != StateDead:
 		return "task " + quote(t.ID) + " is " + string(t.State) + ", not dead"
 	}

@@ -39,21 +39,6 @@ var opFields = map[string][]string{
 	OpRequeue:     {"id"},
 }
 
-// args is a parsed operation.
-type args struct {
-	op        string
-	id        string
-	worker    string
-	attempt   int
-	priority  int64
-	notBefore hlc.Timestamp
-	lease     time.Duration // 0: the queue's
-	payload   json.RawMessage
-	result    json.RawMessage
-	errText   string
-	config    Config
-}
-
 // Apply applies one event and says what it did. An event that is
 // rejected changes nothing.
 func (q *Queue) Apply(ev Event) Outcome {
@@ -68,19 +53,15 @@ func (q *Queue) apply(ev Event, o *Outcome) string {
 	if ev.Time.WallTime < 0 {
 		return "event time before the Unix epoch"
 	}
-	f, reason := strict.Parse(ev.Data, "operation")
+	a, reason := decode(ev.Data, o)
 	if reason != "" {
 		return reason
 	}
-	a, reason := parse(f, o)
-	if reason != "" {
-		return reason
-	}
-	if q.cfg == nil && a.op != OpCreateQueue {
+	if q.cfg == nil && a.Op != OpCreateQueue {
 		return "queue not created"
 	}
 	now := ev.Time
-	switch a.op {
+	switch a.Op {
 	case OpCreateQueue:
 		return q.create(a, o)
 	case OpEnqueue:
@@ -95,9 +76,19 @@ func (q *Queue) apply(ev Event, o *Outcome) string {
 	return q.report(a, now, o)
 }
 
+// decode parses and checks an operation, filling o's fields as they are
+// read. It returns the reason the operation is malformed, or "".
+func decode(data []byte, o *Outcome) (*Op, string) {
+	f, reason := strict.Parse(data, "operation")
+	if reason != "" {
+		return nil, reason
+	}
+	return parse(f, o)
+}
+
 // parse reads and checks the fields of an operation, filling o's fields
 // as they are read.
-func parse(f strict.Fields, o *Outcome) (*args, string) {
+func parse(f strict.Fields, o *Outcome) (*Op, string) {
 	op, reason := f.String("op")
 	if reason != "" {
 		return nil, reason
@@ -112,50 +103,56 @@ func parse(f strict.Fields, o *Outcome) (*args, string) {
 			return nil, "unknown field " + strict.Quote(name)
 		}
 	}
-	a := &args{op: op, config: DefaultConfig()}
+	a := &Op{Op: op}
+	if op == OpCreateQueue {
+		a.Config = DefaultConfig()
+	}
 	for _, name := range names {
 		if reason := a.field(f, name); reason != "" {
 			return nil, reason
 		}
-		o.TaskID, o.Worker, o.Attempt = a.id, a.worker, a.attempt
+		o.TaskID, o.Worker, o.Attempt = a.ID, a.Worker, a.Attempt
 	}
 	if op == OpCreateQueue {
-		return a, a.config.validate()
+		a.Lease = 0 // it is Config.Lease
+		return a, a.Config.validate()
 	}
 	return a, ""
 }
 
 // field reads one field into a.
-func (a *args) field(f strict.Fields, name string) string {
+func (a *Op) field(f strict.Fields, name string) string {
 	var reason string
 	switch name {
 	case "id":
-		if a.op != OpClaim || f.Present(name) {
-			a.id, reason = f.String(name)
+		if a.Op != OpClaim || f.Present(name) {
+			a.ID, reason = f.String(name)
 		}
 	case "worker":
-		a.worker, reason = f.String(name)
+		a.Worker, reason = f.String(name)
 	case "attempt":
 		var n int64
 		if n, reason = f.PositiveInt(name); reason == "" && n > MaxAttemptsLimit {
 			reason = "attempt out of range"
 		}
-		a.attempt = int(n)
+		a.Attempt = int(n)
 	case "max_attempts":
 		if f.Present(name) {
 			var n int64
 			if n, reason = f.PositiveInt(name); n > MaxAttemptsLimit {
 				n = MaxAttemptsLimit + 1 // validate rejects it
 			}
-			a.config.MaxAttempts = int(n)
+			a.Config.MaxAttempts = int(n)
 		}
 	case "lease":
 		if f.Present(name) {
-			a.lease, reason = duration(f, name, name)
-			if reason == "" && a.lease <= 0 {
+			a.Lease, reason = duration(f, name, name)
+			if reason == "" && a.Lease <= 0 {
 				reason = "lease must be positive"
 			}
-			a.config.Lease = a.lease
+			if a.Op == OpCreateQueue {
+				a.Config.Lease = a.Lease
+			}
 		}
 	case "backoff":
 		if f.Present(name) {
@@ -163,24 +160,24 @@ func (a *args) field(f strict.Fields, name string) string {
 		}
 	case "priority":
 		if f.Present(name) {
-			a.priority, reason = integer(f, name)
+			a.Priority, reason = integer(f, name)
 		}
 	case "not_before":
 		if f.Present(name) {
 			var s string
 			if s, reason = f.String(name); reason == "" {
 				var err error
-				if a.notBefore, err = hlc.Parse(s); err != nil {
+				if a.NotBefore, err = hlc.Parse(s); err != nil {
 					reason = "not_before must be an HLC timestamp"
 				}
 			}
 		}
 	case "payload":
-		a.payload = compact(f[name])
+		a.Payload = compact(f[name])
 	case "result":
-		a.result = compact(f[name])
+		a.Result = compact(f[name])
 	case "error":
-		if f.Present(name) && json.Unmarshal(f[name], &a.errText) != nil {
+		if f.Present(name) && json.Unmarshal(f[name], &a.Error) != nil {
 			reason = "error must be a string"
 		}
 	}
@@ -189,7 +186,7 @@ func (a *args) field(f strict.Fields, name string) string {
 
 // backoff reads create_queue's backoff object; absent fields keep their
 // defaults.
-func (a *args) backoff(raw json.RawMessage) string {
+func (a *Op) backoff(raw json.RawMessage) string {
 	f, reason := strict.Parse(raw, "backoff")
 	if reason != "" {
 		return reason
@@ -199,7 +196,7 @@ func (a *args) backoff(raw json.RawMessage) string {
 			return "unknown field " + strict.Quote("backoff."+name)
 		}
 	}
-	b := &a.config.Backoff
+	b := &a.Config.Backoff
 	if f.Present("initial") {
 		if b.Initial, reason = duration(f, "initial", "backoff.initial"); reason != "" {
 			return reason
