@@ -1,6 +1,10 @@
 package hlc
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/detbus/detbus/internal/allocbound"
+)
 
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{
@@ -18,6 +22,7 @@ func FuzzParse(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		allocbound.Check(t, allocbound.Linear(len(s), 4), "Parse", func() { _, _ = Parse(s) })
 		ts, err := Parse(s)
 		if err != nil {
 			if !ts.IsZero() {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project: installs the tools the tests use
 # (scripts/install-tools.sh), checks formatting and vet, then runs
-# go test with the race detector over all packages.
+# go test with the race detector over all packages, then every fuzz
+# target briefly (scripts/fuzz.sh; FUZZTIME, default 3s each).
 #
 # Usage: scripts/test.sh [extra go test flags]
 set -euo pipefail
@@ -18,3 +19,4 @@ if [[ -n "$unformatted" ]]; then
 fi
 go vet ./...
 go test -race -count=1 -timeout 20m "$@" ./...
+FUZZTIME="${FUZZTIME:-3s}" scripts/fuzz.sh

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/detbus/detbus/internal/allocbound"
 )
 
 func TestValidateESK(t *testing.T) {
@@ -60,6 +62,10 @@ func FuzzValidateESK(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, esk string) {
+		allocbound.Check(t, allocbound.Linear(len(esk), 4), "ValidateESK", func() {
+			_ = ValidateESK(esk)
+			_ = ValidateESKPattern(esk)
+		})
 		err := ValidateESK(esk)
 		perr := ValidateESKPattern(esk)
 		if err != nil {
