@@ -2,7 +2,11 @@ package kv
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/detbus/detbus/transport"
@@ -11,13 +15,16 @@ import (
 // Options configures a [Store]. The zero value means every default.
 type Options struct {
 	// Replica names this replica: the name of its snapshot object
-	// (default "<host>-<pid>").
+	// (default "<host>-<pid>", a new name for every process; give
+	// long-lived replicas a stable name so that they replace their own
+	// snapshot instead of adding one).
 	Replica string
 	// SnapshotEvery is the number of folded ops between snapshots
 	// (0: DefaultSnapshotEvery; < 0: never snapshot).
 	SnapshotEvery int
-	// SnapshotInterval snapshots at least this often while ops arrive
-	// (0: DefaultSnapshotInterval; < 0: only by count).
+	// SnapshotInterval also snapshots this long after the last snapshot
+	// if ops were folded since (0: DefaultSnapshotInterval; < 0: only by
+	// count).
 	SnapshotInterval time.Duration
 	// Snapshots is the JetStream object store bucket holding snapshots
 	// (default DefaultSnapshotBucket).
@@ -35,95 +42,331 @@ const (
 	DefaultSnapshotBucket   = "detbus-kv-snapshots"
 )
 
-// Store is a replica of the key/value store.
+func (o *Options) setDefaults() {
+	if o.Replica == "" {
+		host, _ := os.Hostname()
+		if host == "" {
+			host = "kv"
+		}
+		o.Replica = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if o.SnapshotEvery == 0 {
+		o.SnapshotEvery = DefaultSnapshotEvery
+	}
+	if o.SnapshotInterval == 0 {
+		o.SnapshotInterval = DefaultSnapshotInterval
+	}
+	if o.Snapshots == "" {
+		o.Snapshots = DefaultSnapshotBucket
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// snapshots reports whether the options ask for snapshots at all.
+func (o *Options) snapshots() bool { return o.SnapshotEvery > 0 || o.SnapshotInterval > 0 }
+
+// recentSize is how many folded events a Store remembers the outcome of,
+// for writers whose acknowledgement arrives after the fold passed their
+// event (a power of two).
+const recentSize = 4096
+
+// outcome is what the fold did with one event.
+type outcome struct {
+	pos transport.Position
+	err error // the rejection, wrapping ErrInvalidOp, ErrTableType or ErrNoTable
+}
+
+// Store is one replica of the key/value store: a goroutine (the
+// materializer) folds the log's "kv.>" events into local state, and reads
+// are answered from that state. A Store is safe for concurrent use.
 type Store struct {
-	log *transport.Log
+	log  *transport.Log
+	opts Options
+	lg   *slog.Logger
+
+	mu     sync.RWMutex // the fold holds it to write st; reads hold it to read
+	st     *state
+	recent [recentSize]outcome // by seq modulo recentSize, under mu
+	keysMu sync.Mutex          // the tables' sorted-key caches, while reading
+
+	applied atomic.Uint64
+
+	wmu     sync.Mutex
+	waiters []*waiter
+	nwait   atomic.Int64
+
+	watchMu  sync.Mutex
+	watchers map[*watcher]struct{}
+	nwatch   atomic.Int64
+
+	snapDue   chan struct{} // the fold asks for a snapshot
+	sinceSnap atomic.Int64  // ops folded since the last snapshot
+	snapTaken atomic.Uint64 // seq of the newest snapshot written
+
+	ctx     context.Context
+	cancel  context.CancelFunc
+	done    chan struct{} // closed when the materializer has stopped
+	closing chan struct{} // closed by Close
+	wg      sync.WaitGroup
+	once    sync.Once
 }
 
-// Open opens a store on log.
+// Open opens a replica of the store on log: it restores the newest valid
+// snapshot from the Options.Snapshots bucket (unless NoRestore), then
+// starts the materializer, which folds every later event of "kv.>" in log
+// order and follows the log until [Store.Close]. Open returns once the
+// snapshot is loaded, without waiting for the fold to catch up; use
+// [Store.Sync] for that.
+//
+// A snapshot is valid when it belongs to the log's stream (same name,
+// prefix and creation time), does not lie beyond the stream's last
+// sequence, matches its hash and decodes. Invalid ones are logged and
+// skipped, falling back to older ones and finally to folding from the
+// start.
+//
+// Errors: ErrUnavailable (wrapped) when the stream cannot be read.
 func Open(ctx context.Context, log *transport.Log, opts Options) (*Store, error) {
-	return &Store{log: log}, nil
+	opts.setDefaults()
+	s := &Store{
+		log: log, opts: opts, lg: opts.Logger, st: newState(),
+		watchers: map[*watcher]struct{}{},
+		snapDue:  make(chan struct{}, 1),
+		done:     make(chan struct{}), closing: make(chan struct{}),
+	}
+	sn, err := openSnapshots(ctx, log, opts)
+	if err != nil {
+		return nil, err
+	}
+	if !opts.NoRestore {
+		if st := sn.restore(ctx, s.lg); st != nil {
+			s.st = st
+			s.applied.Store(st.applied)
+			s.snapTaken.Store(st.applied)
+		}
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	go s.run()
+	if opts.snapshots() {
+		s.wg.Add(1)
+		go s.snapshotLoop(sn)
+	}
+	return s, nil
 }
 
-// Close stops the store.
-func (s *Store) Close() error { return nil }
-
-// CreateTable declares a table.
-func (s *Store) CreateTable(ctx context.Context, name string, t Type) (transport.Position, error) {
-	return transport.Position{}, ErrClosed
+// Close stops the materializer and the snapshots, closes every Watch
+// channel and makes waiting calls return [ErrClosed]. It does not close
+// the log. It is safe to call more than once.
+func (s *Store) Close() error {
+	s.once.Do(func() {
+		s.cancel()
+		close(s.closing)
+		<-s.done
+		s.wg.Wait()
+		s.watchMu.Lock()
+		for w := range s.watchers {
+			delete(s.watchers, w)
+			close(w.ch)
+		}
+		s.watchMu.Unlock()
+	})
+	return nil
 }
 
-// Do writes op to table.
-func (s *Store) Do(ctx context.Context, table string, op Op) (transport.Position, error) {
-	return transport.Position{}, ErrClosed
+// Applied returns the stream sequence of the last event the materializer
+// folded (0 before the first).
+func (s *Store) Applied() uint64 { return s.applied.Load() }
+
+// run is the materializer: it folds the log from the event after the last
+// one applied, and starts over after an error.
+func (s *Store) run() {
+	defer close(s.done)
+	backoff := 50 * time.Millisecond
+	for s.ctx.Err() == nil {
+		from := s.applied.Load() + 1
+		for ev, err := range s.log.Events(s.ctx, []string{"kv.>"}, transport.ReadOptions{From: from, Follow: true}) {
+			if err != nil {
+				s.lg.Warn("kv: reading the log", "from", from, "err", err)
+				break
+			}
+			s.fold(ev)
+			backoff = 50 * time.Millisecond
+		}
+		select {
+		case <-s.ctx.Done():
+		case <-time.After(backoff):
+			backoff = min(2*backoff, 5*time.Second)
+		}
+	}
 }
 
-// Set sets key.
-func (s *Store) Set(ctx context.Context, table, key string, value any) (transport.Position, error) {
-	return transport.Position{}, ErrClosed
+// fold applies one event and tells waiters, watchers and the snapshotter.
+func (s *Store) fold(tev transport.Event) {
+	ev := eventOf(tev)
+	watching := s.nwatch.Load() > 0
+	var ch Change
+	s.mu.Lock()
+	r := s.st.apply(ev)
+	o := outcome{pos: ev.pos}
+	if r.rejected != nil {
+		o.err = rejectionError(r.rejected)
+	}
+	s.recent[ev.pos.Seq%recentSize] = o
+	if watching {
+		ch = Change{Table: r.table, Key: r.key, Position: ev.pos, Rejected: r.rejected}
+		if t := s.st.tables[r.table]; t != nil && r.rejected == nil {
+			if e := t.keys[r.key]; e != nil {
+				ch.Value, _ = t.value(r.key, e, false)
+			}
+		}
+	}
+	s.mu.Unlock()
+	s.applied.Store(ev.pos.Seq)
+	if s.nwait.Load() > 0 {
+		s.notify()
+	}
+	if watching {
+		s.broadcast(ch)
+	}
+	if n := s.sinceSnap.Add(1); s.opts.SnapshotEvery > 0 && n >= int64(s.opts.SnapshotEvery) {
+		select {
+		case s.snapDue <- struct{}{}:
+		default:
+		}
+	}
 }
 
-// Delete deletes key.
-func (s *Store) Delete(ctx context.Context, table, key string) (transport.Position, error) {
-	return transport.Position{}, ErrClosed
+// rejectedError is returned, with the reason, by writes that the fold
+// rejected.
+type rejectedError struct {
+	rej Rejection
+	err error
 }
 
-// Add adds element to key's set.
-func (s *Store) Add(ctx context.Context, table, key, element string) (transport.Position, error) {
-	return transport.Position{}, ErrClosed
+func (e *rejectedError) Error() string {
+	return fmt.Sprintf("kv: op at %s@%d (seq %d) rejected: %s", e.rej.Position.ESK, e.rej.Position.Index, e.rej.Position.Seq, e.rej.Reason)
 }
 
-// Remove removes element from key's set.
-func (s *Store) Remove(ctx context.Context, table, key, element string) (transport.Position, error) {
-	return transport.Position{}, ErrClosed
+func (e *rejectedError) Unwrap() error { return e.err }
+
+// rejectionError turns a rejection into an error wrapping the sentinel
+// its reason names.
+func rejectionError(r *Rejection) error {
+	cause := ErrInvalidOp
+	for _, sentinel := range []error{ErrTableType, ErrNoTable, ErrInvalidOp} {
+		if len(r.Reason) >= len(sentinel.Error()) && r.Reason[:len(sentinel.Error())] == sentinel.Error() {
+			cause = sentinel
+			break
+		}
+	}
+	return &rejectedError{rej: *r, err: cause}
 }
 
-// Incr adds delta to key's counter.
-func (s *Store) Incr(ctx context.Context, table, key string, delta int64) (transport.Position, error) {
-	return transport.Position{}, ErrClosed
+// waiter is a call waiting for the fold to reach seq.
+type waiter struct {
+	seq uint64
+	ch  chan struct{} // closed when applied >= seq
 }
 
-// SetField sets a map field.
-func (s *Store) SetField(ctx context.Context, table, key, field string, value any) (transport.Position, error) {
-	return transport.Position{}, ErrClosed
+// notify wakes the waiters whose sequence the fold has reached.
+func (s *Store) notify() {
+	applied := s.applied.Load()
+	s.wmu.Lock()
+	kept := s.waiters[:0]
+	for _, w := range s.waiters {
+		if w.seq <= applied {
+			close(w.ch)
+			s.nwait.Add(-1)
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	clear(s.waiters[len(kept):])
+	s.waiters = kept
+	s.wmu.Unlock()
 }
 
-// IncrField adds delta to a map field's counter.
-func (s *Store) IncrField(ctx context.Context, table, key, field string, delta int64) (transport.Position, error) {
-	return transport.Position{}, ErrClosed
+// waitSeq waits until the fold has reached seq.
+func (s *Store) waitSeq(ctx context.Context, seq uint64) error {
+	if s.applied.Load() >= seq {
+		return nil
+	}
+	w := &waiter{seq: seq, ch: make(chan struct{})}
+	s.wmu.Lock()
+	s.waiters = append(s.waiters, w)
+	s.nwait.Add(1)
+	s.wmu.Unlock()
+	if s.applied.Load() >= seq {
+		s.notify()
+	}
+	select {
+	case <-w.ch:
+		return nil
+	case <-ctx.Done():
+		s.dropWaiter(w)
+		return ctx.Err()
+	case <-s.closing:
+		s.dropWaiter(w)
+		return ErrClosed
+	}
 }
 
-// RemoveField removes a map field.
-func (s *Store) RemoveField(ctx context.Context, table, key, field string) (transport.Position, error) {
-	return transport.Position{}, ErrClosed
+func (s *Store) dropWaiter(w *waiter) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	for i, x := range s.waiters {
+		if x == w {
+			s.waiters = append(s.waiters[:i], s.waiters[i+1:]...)
+			s.nwait.Add(-1)
+			return
+		}
+	}
 }
 
-// Wait returns once pos is folded.
-func (s *Store) Wait(ctx context.Context, pos transport.Position) error { return ErrClosed }
-
-// Applied is the stream sequence folded so far.
-func (s *Store) Applied() uint64 { return 0 }
-
-// Tables lists the tables.
-func (s *Store) Tables() []TableInfo { return nil }
-
-// Table describes one table.
-func (s *Store) Table(name string) (TableInfo, bool) { return TableInfo{}, false }
-
-// Keys lists keys.
-func (s *Store) Keys(table, after string, limit int) ([]string, bool, error) {
-	return nil, false, ErrNoTable
+// Wait returns once the materializer has folded the event at pos (its
+// stream sequence pos.Seq): after it, reads on this Store see the op, and
+// everything before it in the log. Pass it the position a write returned
+// by another Store or process; this Store's own writes have already waited.
+// A zero position returns at once.
+//
+// Errors: ErrInvalidOp (wrapped) for a position outside "kv.>", ctx's
+// error, ErrClosed.
+func (s *Store) Wait(ctx context.Context, pos transport.Position) error {
+	if pos.Seq == 0 {
+		return nil
+	}
+	if pos.ESK != "" && (len(pos.ESK) <= len(ESKPrefix) || pos.ESK[:len(ESKPrefix)] != ESKPrefix) {
+		return fmt.Errorf("%w: position %s@%d is not in a table (ESK kv.<table>)", ErrInvalidOp, pos.ESK, pos.Index)
+	}
+	if s.ctx.Err() != nil {
+		return ErrClosed
+	}
+	return s.waitSeq(ctx, pos.Seq)
 }
 
-// Get reads a key.
-func (s *Store) Get(table, key string) (Value, error) { return Value{}, ErrNoTable }
+// Sync returns once the materializer has folded every "kv.>" event in
+// the log as of the call, asking the stream leader for the last one:
+// after it, reads on this Store reflect every op written before Sync was
+// called.
+//
+// Errors: ErrUnavailable (wrapped) when NATS does not answer, ctx's
+// error, ErrClosed.
+func (s *Store) Sync(ctx context.Context) error {
+	if s.ctx.Err() != nil {
+		return ErrClosed
+	}
+	seq, err := lastSeq(ctx, s.log, s.log.Subject(ESKPrefix+">"))
+	if err != nil {
+		return err
+	}
+	return s.waitSeq(ctx, seq)
+}
 
-// Rejections lists rejections.
-func (s *Store) Rejections(table string) []Rejection { return nil }
-
-// Watch delivers changes.
-func (s *Store) Watch(ctx context.Context, table string) <-chan Change {
-	ch := make(chan Change)
-	close(ch)
-	return ch
+// errClosed reports a closed store.
+func (s *Store) errClosed() error {
+	if s.ctx.Err() != nil {
+		return ErrClosed
+	}
+	return nil
 }

@@ -1,0 +1,622 @@
+package kv
+
+import (
+	"fmt"
+	"strconv"
+	"unicode/utf16"
+	"unicode/utf8"
+
+	"github.com/detbus/detbus/kv/crdt"
+)
+
+// maxJSONDepth bounds the nesting of a JSON value in an op, as
+// encoding/json does.
+const maxJSONDepth = 10000
+
+// decodeJSONOp decodes an op from JSON. It reads the op's fields directly,
+// rejecting what encoding/json would also reject plus: unknown and
+// duplicated fields, null where a string, number or list is expected,
+// non-integer deltas, invalid UTF-8 and lone surrogates in strings, and
+// anything after the object. Errors are deterministic: they depend on the
+// bytes alone.
+func decodeJSONOp(data []byte) (Op, error) {
+	d := jdec{b: data}
+	var op Op
+	if err := d.object(&op); err != nil {
+		return Op{}, err
+	}
+	d.ws()
+	if d.i != len(d.b) {
+		return Op{}, d.errf("trailing data after the op object")
+	}
+	return op, nil
+}
+
+// jdec reads JSON from b, at offset i.
+type jdec struct {
+	b []byte
+	i int
+}
+
+func (d *jdec) errf(format string, args ...any) error {
+	return fmt.Errorf("%w: JSON at byte %d: %s", ErrInvalidOp, d.i, fmt.Sprintf(format, args...))
+}
+
+func (d *jdec) ws() {
+	for d.i < len(d.b) {
+		switch d.b[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+		default:
+			return
+		}
+	}
+}
+
+// expect consumes c after optional white space.
+func (d *jdec) expect(c byte, what string) error {
+	d.ws()
+	if d.i >= len(d.b) {
+		return d.errf("unexpected end, want %s", what)
+	}
+	if d.b[d.i] != c {
+		return d.errf("want %s, found %s", what, d.found())
+	}
+	d.i++
+	return nil
+}
+
+// found describes the byte at the offset, for errors.
+func (d *jdec) found() string {
+	if d.i >= len(d.b) {
+		return "the end"
+	}
+	c := d.b[d.i]
+	if c >= 0x20 && c < 0x7f {
+		return strconv.QuoteRune(rune(c))
+	}
+	return fmt.Sprintf("byte 0x%02x", c)
+}
+
+// Field bits, to refuse duplicates.
+const (
+	fOp = 1 << iota
+	fKey
+	fField
+	fValue
+	fElement
+	fDelta
+	fWriter
+	fObserved
+	fContext
+)
+
+func (d *jdec) object(op *Op) error {
+	if err := d.expect('{', "an op object '{'"); err != nil {
+		return err
+	}
+	d.ws()
+	if d.i < len(d.b) && d.b[d.i] == '}' {
+		d.i++
+		return nil
+	}
+	var seen int
+	for {
+		d.ws()
+		at := d.i
+		name, err := d.str("a field name")
+		if err != nil {
+			return err
+		}
+		if err := d.expect(':', "':' after a field name"); err != nil {
+			return err
+		}
+		d.ws()
+		var bit int
+		switch name {
+		case "op":
+			bit = fOp
+			op.Op, err = d.str(`"op", a string`)
+		case "key":
+			bit = fKey
+			op.Key, err = d.str(`"key", a string`)
+		case "field":
+			bit = fField
+			op.Field, err = d.str(`"field", a string`)
+		case "element":
+			bit = fElement
+			op.Element, err = d.str(`"element", a string`)
+		case "writer":
+			bit = fWriter
+			op.Writer, err = d.str(`"writer", a string`)
+		case "value":
+			bit = fValue
+			start := d.i
+			if err = d.value(0); err == nil {
+				op.Value = append(make([]byte, 0, d.i-start), d.b[start:d.i]...)
+			}
+		case "delta":
+			bit = fDelta
+			var n int64
+			if n, err = d.int64(`"delta", an integer`); err == nil {
+				op.Delta = &n
+			}
+		case "observed":
+			bit = fObserved
+			op.Observed, err = d.dots(`"observed"`)
+		case "context":
+			bit = fContext
+			op.Context, err = d.dots(`"context"`)
+		default:
+			d.i = at
+			return d.errf("unknown field %q (an op has op, key, field, value, element, delta, writer, observed, context)", truncate(name, 64))
+		}
+		if err != nil {
+			return err
+		}
+		if seen&bit != 0 {
+			d.i = at
+			return d.errf("field %q appears twice", name)
+		}
+		seen |= bit
+		d.ws()
+		if d.i >= len(d.b) {
+			return d.errf("unexpected end, want ',' or '}'")
+		}
+		switch d.b[d.i] {
+		case ',':
+			d.i++
+		case '}':
+			d.i++
+			return nil
+		default:
+			return d.errf("want ',' or '}' after a field, found %s", d.found())
+		}
+	}
+}
+
+// str reads a JSON string (what names the expected thing for errors).
+func (d *jdec) str(what string) (string, error) {
+	if d.i >= len(d.b) || d.b[d.i] != '"' {
+		return "", d.errf("want %s, found %s", what, d.found())
+	}
+	start := d.i + 1
+	i := start
+	for i < len(d.b) {
+		c := d.b[i]
+		switch {
+		case c == '"':
+			s := d.b[start:i]
+			if !utf8.Valid(s) {
+				return "", d.errf("%s is not valid UTF-8", what)
+			}
+			d.i = i + 1
+			return string(s), nil
+		case c == '\\':
+			return d.strSlow(start, what)
+		case c < 0x20:
+			d.i = i
+			return "", d.errf("control character in a string")
+		}
+		i++
+	}
+	d.i = len(d.b)
+	return "", d.errf("unterminated string")
+}
+
+// strSlow reads a string with escapes, from its first byte after the
+// quote.
+func (d *jdec) strSlow(start int, what string) (string, error) {
+	out := make([]byte, 0, 16)
+	i := start
+	for i < len(d.b) {
+		c := d.b[i]
+		switch {
+		case c == '"':
+			if !utf8.Valid(out) {
+				return "", d.errf("%s is not valid UTF-8", what)
+			}
+			d.i = i + 1
+			return string(out), nil
+		case c < 0x20:
+			d.i = i
+			return "", d.errf("control character in a string")
+		case c != '\\':
+			out = append(out, c)
+			i++
+			continue
+		}
+		// An escape.
+		if i+1 >= len(d.b) {
+			break
+		}
+		i++
+		switch e := d.b[i]; e {
+		case '"', '\\', '/':
+			out = append(out, e)
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			d.i = i - 1
+			r, ok := hex4(d.b, i+1)
+			if !ok {
+				return "", d.errf("bad \\u escape")
+			}
+			i += 4
+			if utf16.IsSurrogate(r) {
+				r2, ok := rune(0), false
+				if i+6 < len(d.b) && d.b[i+1] == '\\' && d.b[i+2] == 'u' {
+					r2, ok = hex4(d.b, i+3)
+				}
+				dec := utf16.DecodeRune(r, r2)
+				if !ok || dec == utf8.RuneError {
+					return "", d.errf("lone surrogate in a \\u escape")
+				}
+				r = dec
+				i += 6
+			}
+			out = utf8.AppendRune(out, r)
+		default:
+			d.i = i
+			return "", d.errf("bad escape '\\%c'", e)
+		}
+		i++
+	}
+	d.i = len(d.b)
+	return "", d.errf("unterminated string")
+}
+
+func hex4(b []byte, i int) (rune, bool) {
+	if i+4 > len(b) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
+}
+
+// skipStr checks a string inside a value without decoding it.
+func (d *jdec) skipStr() error {
+	i := d.i + 1
+	for i < len(d.b) {
+		c := d.b[i]
+		switch {
+		case c == '"':
+			d.i = i + 1
+			return nil
+		case c == '\\':
+			// Validate the escape by decoding the rest of the string.
+			_, err := d.strSlow(d.i+1, "a string")
+			return err
+		case c < 0x20:
+			d.i = i
+			return d.errf("control character in a string")
+		case c < utf8.RuneSelf:
+			i++
+		default:
+			r, n := utf8.DecodeRune(d.b[i:])
+			if r == utf8.RuneError && n == 1 {
+				d.i = i
+				return d.errf("a string is not valid UTF-8")
+			}
+			i += n
+		}
+	}
+	d.i = len(d.b)
+	return d.errf("unterminated string")
+}
+
+// value checks one JSON value and moves past it.
+func (d *jdec) value(depth int) error {
+	if depth > maxJSONDepth {
+		return d.errf("value nested deeper than %d", maxJSONDepth)
+	}
+	if d.i >= len(d.b) {
+		return d.errf("unexpected end, want a value")
+	}
+	switch c := d.b[d.i]; {
+	case c == '{':
+		d.i++
+		d.ws()
+		if d.i < len(d.b) && d.b[d.i] == '}' {
+			d.i++
+			return nil
+		}
+		for {
+			d.ws()
+			if d.i >= len(d.b) || d.b[d.i] != '"' {
+				return d.errf("want an object key, found %s", d.found())
+			}
+			if err := d.skipStr(); err != nil {
+				return err
+			}
+			if err := d.expect(':', "':' after an object key"); err != nil {
+				return err
+			}
+			d.ws()
+			if err := d.value(depth + 1); err != nil {
+				return err
+			}
+			d.ws()
+			if d.i >= len(d.b) {
+				return d.errf("unexpected end in an object")
+			}
+			if d.b[d.i] == '}' {
+				d.i++
+				return nil
+			}
+			if d.b[d.i] != ',' {
+				return d.errf("want ',' or '}' in an object, found %s", d.found())
+			}
+			d.i++
+		}
+	case c == '[':
+		d.i++
+		d.ws()
+		if d.i < len(d.b) && d.b[d.i] == ']' {
+			d.i++
+			return nil
+		}
+		for {
+			d.ws()
+			if err := d.value(depth + 1); err != nil {
+				return err
+			}
+			d.ws()
+			if d.i >= len(d.b) {
+				return d.errf("unexpected end in an array")
+			}
+			if d.b[d.i] == ']' {
+				d.i++
+				return nil
+			}
+			if d.b[d.i] != ',' {
+				return d.errf("want ',' or ']' in an array, found %s", d.found())
+			}
+			d.i++
+		}
+	case c == '"':
+		return d.skipStr()
+	case c == 't':
+		return d.literal("true")
+	case c == 'f':
+		return d.literal("false")
+	case c == 'n':
+		return d.literal("null")
+	case c == '-' || (c >= '0' && c <= '9'):
+		_, err := d.number()
+		return err
+	}
+	return d.errf("want a value, found %s", d.found())
+}
+
+func (d *jdec) literal(lit string) error {
+	if len(d.b)-d.i < len(lit) || string(d.b[d.i:d.i+len(lit)]) != lit {
+		return d.errf("want a value, found %s", d.found())
+	}
+	d.i += len(lit)
+	return nil
+}
+
+// number checks a JSON number and reports whether it is an integer (no
+// fraction, no exponent).
+func (d *jdec) number() (integer bool, err error) {
+	i := d.i
+	if i < len(d.b) && d.b[i] == '-' {
+		i++
+	}
+	digits := func() int {
+		n := 0
+		for i < len(d.b) && d.b[i] >= '0' && d.b[i] <= '9' {
+			i++
+			n++
+		}
+		return n
+	}
+	switch {
+	case i < len(d.b) && d.b[i] == '0':
+		i++
+	case digits() == 0:
+		d.i = i
+		return false, d.errf("want a digit, found %s", d.found())
+	}
+	integer = true
+	if i < len(d.b) && d.b[i] == '.' {
+		i++
+		integer = false
+		if digits() == 0 {
+			d.i = i
+			return false, d.errf("want a digit after '.', found %s", d.found())
+		}
+	}
+	if i < len(d.b) && (d.b[i] == 'e' || d.b[i] == 'E') {
+		i++
+		integer = false
+		if i < len(d.b) && (d.b[i] == '+' || d.b[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			d.i = i
+			return false, d.errf("want a digit in the exponent, found %s", d.found())
+		}
+	}
+	d.i = i
+	return integer, nil
+}
+
+// int64 reads an integer that fits in an int64.
+func (d *jdec) int64(what string) (int64, error) {
+	start := d.i
+	if d.i >= len(d.b) || !(d.b[d.i] == '-' || (d.b[d.i] >= '0' && d.b[d.i] <= '9')) {
+		return 0, d.errf("want %s, found %s", what, d.found())
+	}
+	integer, err := d.number()
+	if err != nil {
+		return 0, err
+	}
+	if !integer {
+		d.i = start
+		return 0, d.errf("want %s, found a number with a fraction or exponent", what)
+	}
+	n, err := strconv.ParseInt(string(d.b[start:d.i]), 10, 64)
+	if err != nil {
+		d.i = start
+		return 0, d.errf("%s is out of the int64 range", what)
+	}
+	return n, nil
+}
+
+// uint64 reads a non-negative integer that fits in a uint64.
+func (d *jdec) uint64(what string) (uint64, error) {
+	start := d.i
+	if d.i >= len(d.b) || d.b[d.i] < '0' || d.b[d.i] > '9' {
+		return 0, d.errf("want %s, found %s", what, d.found())
+	}
+	integer, err := d.number()
+	if err != nil {
+		return 0, err
+	}
+	if !integer {
+		d.i = start
+		return 0, d.errf("want %s, found a number with a fraction or exponent", what)
+	}
+	n, err := strconv.ParseUint(string(d.b[start:d.i]), 10, 64)
+	if err != nil {
+		d.i = start
+		return 0, d.errf("%s is out of the uint64 range", what)
+	}
+	return n, nil
+}
+
+// dots reads a list of dots, [{"esk":"kv.t","index":3},...]; [] gives an
+// empty, non-nil list.
+func (d *jdec) dots(what string) ([]crdt.Dot, error) {
+	if d.i >= len(d.b) || d.b[d.i] != '[' {
+		return nil, d.errf("want %s, a list of dots, found %s", what, d.found())
+	}
+	d.i++
+	out := []crdt.Dot{}
+	d.ws()
+	if d.i < len(d.b) && d.b[d.i] == ']' {
+		d.i++
+		return out, nil
+	}
+	for {
+		d.ws()
+		dot, err := d.dot(what)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, dot)
+		d.ws()
+		if d.i >= len(d.b) {
+			return nil, d.errf("unexpected end in %s", what)
+		}
+		if d.b[d.i] == ']' {
+			d.i++
+			return out, nil
+		}
+		if d.b[d.i] != ',' {
+			return nil, d.errf("want ',' or ']' in %s, found %s", what, d.found())
+		}
+		d.i++
+	}
+}
+
+func (d *jdec) dot(what string) (crdt.Dot, error) {
+	if err := d.expect('{', "a dot {\"esk\":...,\"index\":...} in "+what); err != nil {
+		return crdt.Dot{}, err
+	}
+	var dot crdt.Dot
+	var seenESK, seenIndex bool
+	d.ws()
+	if d.i < len(d.b) && d.b[d.i] == '}' {
+		return crdt.Dot{}, d.errf("a dot in %s lacks \"esk\" and \"index\"", what)
+	}
+	for {
+		d.ws()
+		at := d.i
+		name, err := d.str("a dot field name")
+		if err != nil {
+			return crdt.Dot{}, err
+		}
+		if err := d.expect(':', "':' after a field name"); err != nil {
+			return crdt.Dot{}, err
+		}
+		d.ws()
+		switch name {
+		case "esk":
+			if seenESK {
+				d.i = at
+				return crdt.Dot{}, d.errf("field \"esk\" appears twice in a dot")
+			}
+			seenESK = true
+			if dot.ESK, err = d.str(`"esk", a string`); err == nil && dot.ESK == "" {
+				err = d.errf("a dot in %s has an empty \"esk\"", what)
+			}
+		case "index":
+			if seenIndex {
+				d.i = at
+				return crdt.Dot{}, d.errf("field \"index\" appears twice in a dot")
+			}
+			seenIndex = true
+			dot.Index, err = d.uint64(`"index", a non-negative integer`)
+		default:
+			d.i = at
+			return crdt.Dot{}, d.errf("unknown field %q in a dot (a dot has esk and index)", truncate(name, 64))
+		}
+		if err != nil {
+			return crdt.Dot{}, err
+		}
+		d.ws()
+		if d.i >= len(d.b) {
+			return crdt.Dot{}, d.errf("unexpected end in a dot")
+		}
+		if d.b[d.i] == ',' {
+			d.i++
+			continue
+		}
+		if d.b[d.i] != '}' {
+			return crdt.Dot{}, d.errf("want ',' or '}' in a dot, found %s", d.found())
+		}
+		d.i++
+		switch {
+		case !seenESK:
+			return crdt.Dot{}, d.errf("a dot in %s lacks \"esk\"", what)
+		case !seenIndex:
+			return crdt.Dot{}, d.errf("a dot in %s lacks \"index\"", what)
+		}
+		return dot, nil
+	}
+}
+
+// truncate shortens s to at most n bytes (on a rune boundary) for messages.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,277 @@
+package kv
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/detbus/detbus/transport"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Snapshot object metadata keys.
+const (
+	metaFormat  = "detbus-kv-format"
+	metaStream  = "detbus-stream"
+	metaPrefix  = "detbus-prefix"
+	metaCreated = "detbus-stream-created"
+	metaSeq     = "detbus-seq"
+	metaHash    = "detbus-sha256"
+)
+
+// snapshots reads and writes the snapshots of a store: one object per
+// replica in a JetStream object store bucket, holding the state's
+// deterministic encoding, with the stream position it covers in the
+// object's metadata.
+type snapshots struct {
+	log      *transport.Log
+	opts     Options
+	stream   string
+	prefix   string
+	created  string // the stream's creation time, telling a recreated stream apart
+	lastSeq  uint64 // the stream's last sequence at Open
+	replicas int
+	obs      jetstream.ObjectStore // nil until bound or created
+}
+
+func openSnapshots(ctx context.Context, log *transport.Log, opts Options) (*snapshots, error) {
+	cfg := log.Config()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
+		defer cancel()
+	}
+	st, err := log.JetStream().Stream(ctx, cfg.Stream)
+	if err != nil {
+		return nil, fmt.Errorf("%w: kv: stream %q: %v", transport.ErrUnavailable, cfg.Stream, err)
+	}
+	info := st.CachedInfo()
+	return &snapshots{
+		log: log, opts: opts, stream: cfg.Stream, prefix: cfg.Prefix,
+		created: info.Created.UTC().Format(time.RFC3339Nano), lastSeq: info.State.LastSeq,
+		replicas: max(info.Config.Replicas, 1),
+	}, nil
+}
+
+// bind binds the bucket, creating it when create is set.
+func (sn *snapshots) bind(ctx context.Context, create bool) error {
+	if sn.obs != nil {
+		return nil
+	}
+	js := sn.log.JetStream()
+	obs, err := js.ObjectStore(ctx, sn.opts.Snapshots)
+	if errors.Is(err, jetstream.ErrBucketNotFound) && create {
+		obs, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket: sn.opts.Snapshots, Description: "detbus kv snapshots",
+			Storage: jetstream.FileStorage, Replicas: sn.replicas,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			obs, err = js.ObjectStore(ctx, sn.opts.Snapshots)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	sn.obs = obs
+	return nil
+}
+
+// restore returns the state of the newest valid snapshot, or nil.
+func (sn *snapshots) restore(ctx context.Context, lg *slog.Logger) *state {
+	if err := sn.bind(ctx, false); err != nil {
+		if !errors.Is(err, jetstream.ErrBucketNotFound) {
+			lg.Warn("kv: snapshots unavailable, folding from the start", "bucket", sn.opts.Snapshots, "err", err)
+		}
+		return nil
+	}
+	infos, err := sn.obs.List(ctx)
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrNoObjectsFound) {
+			lg.Warn("kv: cannot list snapshots, folding from the start", "bucket", sn.opts.Snapshots, "err", err)
+		}
+		return nil
+	}
+	type cand struct {
+		name string
+		seq  uint64
+		hash string
+	}
+	var cands []cand
+	for _, in := range infos {
+		m := in.Metadata
+		if in.Deleted || m[metaStream] != sn.stream || m[metaPrefix] != sn.prefix || m[metaFormat] != strconv.Itoa(dumpFormat) {
+			continue
+		}
+		seq, err := strconv.ParseUint(m[metaSeq], 10, 64)
+		if err != nil {
+			continue
+		}
+		if m[metaCreated] != sn.created || seq > sn.lastSeq {
+			lg.Warn("kv: skipping a snapshot of another incarnation of the stream", "object", in.Name, "seq", seq)
+			continue
+		}
+		cands = append(cands, cand{in.Name, seq, m[metaHash]})
+	}
+	slices.SortFunc(cands, func(a, b cand) int {
+		switch {
+		case a.seq > b.seq:
+			return -1
+		case a.seq < b.seq:
+			return 1
+		}
+		return 0
+	})
+	for _, c := range cands {
+		data, err := sn.obs.GetBytes(ctx, c.name)
+		if err != nil {
+			lg.Warn("kv: cannot read a snapshot", "object", c.name, "seq", c.seq, "err", err)
+			continue
+		}
+		sum := sha256.Sum256(data)
+		if hex.EncodeToString(sum[:]) != c.hash {
+			lg.Warn("kv: a snapshot does not match its hash", "object", c.name, "seq", c.seq)
+			continue
+		}
+		st, err := loadState(data)
+		if err == nil && st.applied != c.seq {
+			err = fmt.Errorf("%w: it covers seq %d, its metadata says %d", errCorrupt, st.applied, c.seq)
+		}
+		if err != nil {
+			lg.Warn("kv: a snapshot does not decode", "object", c.name, "seq", c.seq, "err", err)
+			continue
+		}
+		return st
+	}
+	return nil
+}
+
+// save writes a snapshot of state covering seq as this replica's object.
+func (sn *snapshots) save(ctx context.Context, data []byte, seq uint64) error {
+	if err := sn.bind(ctx, true); err != nil {
+		return fmt.Errorf("kv: snapshot bucket %q: %w", sn.opts.Snapshots, err)
+	}
+	sum := sha256.Sum256(data)
+	meta := jetstream.ObjectMeta{
+		Name:        sn.opts.Replica,
+		Description: "detbus kv state at seq " + strconv.FormatUint(seq, 10),
+		Metadata: map[string]string{
+			metaFormat: strconv.Itoa(dumpFormat), metaStream: sn.stream, metaPrefix: sn.prefix,
+			metaCreated: sn.created, metaSeq: strconv.FormatUint(seq, 10), metaHash: hex.EncodeToString(sum[:]),
+		},
+	}
+	if _, err := sn.obs.Put(ctx, meta, bytes.NewReader(data)); err != nil {
+		return fmt.Errorf("kv: save snapshot %q at seq %d: %w", sn.opts.Replica, seq, err)
+	}
+	return nil
+}
+
+// snapshotLoop takes a snapshot when the fold asks (every SnapshotEvery
+// ops) or SnapshotInterval after the last one, if anything was folded
+// since. Encoding the state holds off the fold; saving it does not.
+func (s *Store) snapshotLoop(sn *snapshots) {
+	defer s.wg.Done()
+	var tick <-chan time.Time
+	if s.opts.SnapshotInterval > 0 {
+		t := time.NewTicker(s.opts.SnapshotInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.snapDue:
+		case <-tick:
+		}
+		if s.sinceSnap.Load() == 0 {
+			continue
+		}
+		s.sinceSnap.Store(0)
+		data, seq, err := s.Dump()
+		if err == nil && seq > s.snapTaken.Load() {
+			ctx, cancel := context.WithTimeout(s.ctx, max(s.log.Config().Timeout, time.Minute))
+			err = sn.save(ctx, data, seq)
+			cancel()
+			if err == nil {
+				s.snapTaken.Store(seq)
+			}
+		}
+		if err != nil && s.ctx.Err() == nil {
+			s.lg.Warn("kv: snapshot failed", "replica", s.opts.Replica, "err", err)
+		}
+	}
+}
+
+// Snapshot writes a snapshot of the current state now (unless one of this
+// state was written already) and returns the stream sequence it covers.
+//
+// Errors: the bucket's or NATS's, wrapped.
+func (s *Store) Snapshot(ctx context.Context) (uint64, error) {
+	data, seq, err := s.Dump()
+	if err != nil {
+		return 0, err
+	}
+	if seq == s.snapTaken.Load() {
+		return seq, nil
+	}
+	sn, err := openSnapshots(ctx, s.log, s.opts)
+	if err != nil {
+		return 0, err
+	}
+	if err := sn.save(ctx, data, seq); err != nil {
+		return 0, err
+	}
+	s.snapTaken.Store(seq)
+	return seq, nil
+}
+
+// lastSeq asks the stream leader for the sequence of the last message on
+// subject (wildcards allowed), 0 when there is none.
+func lastSeq(ctx context.Context, log *transport.Log, subject string) (uint64, error) {
+	cfg := log.Config()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
+		defer cancel()
+	}
+	req, _ := json.Marshal(struct {
+		LastBySubject string `json:"last_by_subj"`
+	}{subject})
+	msg, err := log.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+cfg.Stream, req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		return 0, fmt.Errorf("%w: kv: last message on %s: %v", transport.ErrUnavailable, subject, err)
+	}
+	var resp struct {
+		Message *struct {
+			Seq uint64 `json:"seq"`
+		} `json:"message"`
+		Error *struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return 0, fmt.Errorf("%w: kv: last message on %s: %v", transport.ErrUnavailable, subject, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.Code == 404:
+		return 0, nil
+	case resp.Error != nil:
+		return 0, fmt.Errorf("%w: kv: last message on %s: %s (%d)", transport.ErrUnavailable, subject, resp.Error.Description, resp.Error.ErrCode)
+	case resp.Message == nil:
+		return 0, fmt.Errorf("%w: kv: last message on %s: empty reply", transport.ErrUnavailable, subject)
+	}
+	return resp.Message.Seq, nil
+}

@@ -1,0 +1,424 @@
+package kv
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/detbus/detbus/hlc"
+	"github.com/detbus/detbus/kv/crdt"
+	"github.com/detbus/detbus/transport"
+)
+
+// event is what the fold reads of a log event.
+type event struct {
+	pos         transport.Position
+	ts          hlc.Timestamp
+	contentType string
+	data        []byte
+}
+
+func eventOf(ev transport.Event) event {
+	return event{pos: ev.Position(), ts: ev.Time, contentType: ev.ContentType(), data: ev.Data}
+}
+
+// state is the store's deterministic core: what the ops folded so far
+// make of every table. It does no I/O and is not safe for concurrent use.
+type state struct {
+	applied uint64 // stream sequence of the last event folded
+	tables  map[string]*table
+	other   rejections // ops on tables that are not declared
+}
+
+// table is one declared table.
+type table struct {
+	name     string
+	typ      Type
+	declared transport.Position
+	ops      uint64
+	rej      rejections
+	keys     map[string]*entry
+	nexist   int // keys that exist
+
+	// sorted holds the keys in order as of the last call of sortedKeys;
+	// added, those created since.
+	sorted []string
+	added  []string
+}
+
+// entry is the CRDT of one key: a *crdt.LWW, *crdt.ORSet, *crdt.Counter,
+// *crdt.Map or *crdt.MVReg as the table's type says.
+type entry struct {
+	c      any
+	exists bool
+}
+
+// rejections counts rejections and keeps the newest MaxRejections.
+type rejections struct {
+	count uint64
+	ring  []Rejection
+	next  int // where the next one goes once ring is full
+}
+
+func (r *rejections) add(x Rejection) {
+	r.count++
+	if len(r.ring) < MaxRejections {
+		r.ring = append(r.ring, x)
+		return
+	}
+	r.ring[r.next] = x
+	r.next = (r.next + 1) % MaxRejections
+}
+
+// list returns the kept rejections, oldest first.
+func (r *rejections) list() []Rejection {
+	out := make([]Rejection, 0, len(r.ring))
+	out = append(out, r.ring[r.next:]...)
+	return append(out, r.ring[:r.next]...)
+}
+
+func newState() *state {
+	st := &state{tables: map[string]*table{}}
+	st.tables[ConfigTable] = newTable(ConfigTable, TypeLWW, transport.Position{})
+	return st
+}
+
+func newTable(name string, t Type, declared transport.Position) *table {
+	return &table{name: name, typ: t, declared: declared, keys: map[string]*entry{}}
+}
+
+// result says what one event did.
+type result struct {
+	table, key string
+	rejected   *Rejection
+}
+
+// maxRejectedData is how much of a rejected event's payload is kept.
+const maxRejectedData = 1024
+
+// apply folds one event. Every outcome depends only on the event and the
+// state, so every replica folding the same events in the same order
+// reaches the same state.
+func (st *state) apply(ev event) result {
+	st.applied = ev.pos.Seq
+	name := strings.TrimPrefix(ev.pos.ESK, ESKPrefix)
+	t := st.tables[name]
+	res := result{table: name}
+	reject := func(key string, err error) result {
+		x := Rejection{Position: ev.pos, Table: name, Reason: err.Error(), Data: bytes.Clone(ev.data[:min(len(ev.data), maxRejectedData)])}
+		if t != nil {
+			t.rej.add(x)
+		} else {
+			st.other.add(x)
+		}
+		res.key, res.rejected = key, &x
+		return res
+	}
+	if t == nil {
+		if err := ValidateTable(name); err != nil {
+			return reject("", err)
+		}
+	}
+	op, err := DecodeOp(ev.data, ev.contentType)
+	if err != nil {
+		return reject("", err)
+	}
+	res.key = op.Key
+	if t == nil {
+		return reject(op.Key, fmt.Errorf("%w: table %q is not declared (set %s/%s to {\"crdt\":\"<type>\"} first)", ErrNoTable, name, ConfigTable, name))
+	}
+	if err := CheckOp(t.typ, op); err != nil {
+		return reject(op.Key, err)
+	}
+	if t.name == ConfigTable {
+		if err := st.declare(t, op, ev); err != nil {
+			return reject(op.Key, err)
+		}
+		return res
+	}
+	e := t.keys[op.Key]
+	fresh := e == nil
+	if fresh {
+		e = &entry{c: newCRDT(t.typ)}
+	}
+	was := e.exists
+	if err := applyOp(t.typ, e, op, ev); err != nil {
+		return reject(op.Key, err)
+	}
+	t.countExists(was, e.exists)
+	if fresh {
+		t.keys[op.Key] = e
+		t.added = append(t.added, op.Key)
+	}
+	t.ops++
+	return res
+}
+
+func newCRDT(t Type) any {
+	switch t {
+	case TypeLWW:
+		return new(crdt.LWW)
+	case TypeORSet:
+		return new(crdt.ORSet)
+	case TypeCounter:
+		return new(crdt.Counter)
+	case TypeMap:
+		return new(crdt.Map)
+	case TypeMVReg:
+		return new(crdt.MVReg)
+	}
+	panic("kv: unknown table type " + string(t))
+}
+
+// applyOp applies a checked op to a key's CRDT and updates whether the key
+// exists (the table's count is left to the caller through t).
+func applyOp(t Type, e *entry, op Op, ev event) error {
+	dot := crdt.Dot{ESK: ev.pos.ESK, Index: ev.pos.Index}
+	was := e.exists
+	var err error
+	switch c := e.c.(type) {
+	case *crdt.LWW:
+		err = c.Apply(crdt.LWWOp{Dot: dot, TS: ev.ts, Delete: op.Op == OpDelete, Value: op.Value})
+		if err == nil {
+			_, _, ok := c.Winner()
+			e.exists = ok && !c.Deleted()
+		}
+	case *crdt.ORSet:
+		so := crdt.ORSetOp{Dot: dot, TS: ev.ts, Remove: op.Op == OpRemove, Element: op.Element, Observed: op.Observed}
+		if so.Remove && so.Observed == nil {
+			so.Observed = c.Tags(op.Element)
+		}
+		if err = c.Apply(so); err == nil {
+			switch {
+			case c.Contains(op.Element):
+				e.exists = true
+			case so.Remove || !was:
+				e.exists = len(c.Value()) > 0
+			}
+		}
+	case *crdt.Counter:
+		err = c.Apply(crdt.CounterOp{Dot: dot, TS: ev.ts, Writer: writerOf(op, ev), Delta: deltaOf(op)})
+		if err == nil {
+			e.exists = true
+		}
+	case *crdt.Map:
+		mo := crdt.MapOp{Key: op.Field, Dot: dot, TS: ev.ts}
+		switch op.Op {
+		case OpSet:
+			mo.Kind, mo.Value = crdt.MapSet, op.Value
+		case OpIncr:
+			mo.Kind, mo.Writer, mo.Delta = crdt.MapAdd, writerOf(op, ev), deltaOf(op)
+		case OpRemove:
+			mo.Kind, mo.Observed = crdt.MapRemove, op.Observed
+			if mo.Observed == nil {
+				mo.Observed = c.Tags(op.Field)
+			}
+		}
+		if err = c.Apply(mo); err == nil {
+			if _, ok := c.Get(op.Field); ok {
+				e.exists = true
+			} else if mo.Kind == crdt.MapRemove || !was {
+				e.exists = len(c.Value()) > 0
+			}
+		}
+	case *crdt.MVReg:
+		mo := crdt.MVRegOp{Dot: dot, TS: ev.ts, Value: op.Value, Context: op.Context}
+		if mo.Context == nil {
+			mo.Context = c.Context()
+		}
+		if err = c.Apply(mo); err == nil {
+			e.exists = len(c.Context()) > 0
+		}
+	default:
+		return fmt.Errorf("%w: table type %s", ErrTableType, t)
+	}
+	if err != nil {
+		e.exists = was
+		return err
+	}
+	return nil
+}
+
+// countExists adjusts a table's count of existing keys after an op.
+func (t *table) countExists(was, now bool) {
+	switch {
+	case now && !was:
+		t.nexist++
+	case was && !now:
+		t.nexist--
+	}
+}
+
+// writerOf is a counter op's writer: its "writer" field, else its ESK.
+func writerOf(op Op, ev event) string {
+	if op.Writer != "" {
+		return op.Writer
+	}
+	return ev.pos.ESK
+}
+
+func deltaOf(op Op) int64 {
+	if op.Delta == nil {
+		return 1
+	}
+	return *op.Delta
+}
+
+// declare applies a checked op on the config table.
+func (st *state) declare(cfg *table, op Op, ev event) error {
+	if op.Op == OpDelete {
+		t := st.tables[op.Key]
+		if t == nil {
+			return fmt.Errorf("%w: %s/%s: a declaration cannot be deleted, and table %q is not declared", ErrTableType, ConfigTable, op.Key, op.Key)
+		}
+		return fmt.Errorf("%w: %s/%s: a declaration cannot be deleted; table %q stays %s", ErrTableType, ConfigTable, op.Key, op.Key, t.typ)
+	}
+	if op.Key == ConfigTable {
+		return fmt.Errorf("%w: %s is built in and cannot be declared", ErrInvalidOp, ConfigTable)
+	}
+	if err := ValidateTable(op.Key); err != nil {
+		return err
+	}
+	typ, err := parseTableConfig(op.Value)
+	if err != nil {
+		return fmt.Errorf("%w: %s/%s: %w", ErrInvalidOp, ConfigTable, op.Key, err)
+	}
+	if t := st.tables[op.Key]; t != nil {
+		if t.typ != typ {
+			return fmt.Errorf("%w: table %q is declared %s (at %s@%d, seq %d); a declaration as %s is refused",
+				ErrTableType, op.Key, t.typ, t.declared.ESK, t.declared.Index, t.declared.Seq, typ)
+		}
+		cfg.ops++ // an equal declaration: accepted, changes nothing
+		return nil
+	}
+	e := cfg.keys[op.Key]
+	fresh := e == nil
+	if fresh {
+		e = &entry{c: new(crdt.LWW)}
+	}
+	was := e.exists
+	if err := applyOp(TypeLWW, e, op, ev); err != nil {
+		return err
+	}
+	cfg.countExists(was, e.exists)
+	if fresh {
+		cfg.keys[op.Key] = e
+		cfg.added = append(cfg.added, op.Key)
+	}
+	cfg.ops++
+	st.tables[op.Key] = newTable(op.Key, typ, ev.pos)
+	return nil
+}
+
+// parseTableConfig reads a declaration's value, {"crdt":"<type>"}.
+func parseTableConfig(v json.RawMessage) (Type, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(v, &raw); err != nil || raw == nil {
+		return "", errors.New(`the value must be an object {"crdt":"<type>"}`)
+	}
+	var typ string
+	for k, f := range raw {
+		if k != "crdt" {
+			return "", fmt.Errorf("unknown field %q in a declaration (it has only \"crdt\")", truncate(k, 64))
+		}
+		if err := json.Unmarshal(f, &typ); err != nil {
+			return "", errors.New(`"crdt" must be a string`)
+		}
+	}
+	if _, ok := raw["crdt"]; !ok {
+		return "", errors.New(`the declaration lacks "crdt"`)
+	}
+	t, err := ParseType(typ)
+	if err != nil {
+		return "", fmt.Errorf("unknown table type %q (want one of lww, orset, counter, map, mvreg)", truncate(typ, 64))
+	}
+	return t, nil
+}
+
+// sortedKeys returns every key of t in increasing byte order, existing or
+// not. It merges the keys added since the last call into t.sorted.
+func (t *table) sortedKeys() []string {
+	if len(t.added) == 0 {
+		return t.sorted
+	}
+	slices.Sort(t.added)
+	merged := make([]string, 0, len(t.sorted)+len(t.added))
+	i, j := 0, 0
+	for i < len(t.sorted) && j < len(t.added) {
+		if t.sorted[i] < t.added[j] {
+			merged = append(merged, t.sorted[i])
+			i++
+		} else {
+			merged = append(merged, t.added[j])
+			j++
+		}
+	}
+	merged = append(append(merged, t.sorted[i:]...), t.added[j:]...)
+	t.sorted, t.added = merged, nil
+	return merged
+}
+
+// info describes t.
+func (t *table) info() TableInfo {
+	return TableInfo{Name: t.name, Type: t.typ, Keys: t.nexist, Ops: t.ops, Rejected: t.rej.count, Declared: t.declared}
+}
+
+// value builds the Value of a key, with its Meta when meta is set.
+func (t *table) value(key string, e *entry, meta bool) (Value, error) {
+	v := Value{Table: t.name, Key: key, Type: t.typ, Exists: e.exists}
+	switch c := e.c.(type) {
+	case *crdt.LWW:
+		if x, ok := c.Value(); ok {
+			v.Value = x
+		}
+	case *crdt.ORSet:
+		b := []byte{'['}
+		for i, el := range c.Value() {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, el)
+		}
+		v.Value = append(b, ']')
+	case *crdt.Counter:
+		v.Value = strconv.AppendInt(nil, c.Value(), 10)
+	case *crdt.Map:
+		b := []byte{'{'}
+		for i, f := range c.Value() {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(appendJSONString(b, f.Key), ':')
+			if f.HasRegister {
+				b = append(b, f.Register...)
+			} else {
+				b = strconv.AppendInt(b, f.Counter, 10)
+			}
+		}
+		v.Value = append(b, '}')
+	case *crdt.MVReg:
+		b := []byte{'['}
+		for i, x := range c.Value() {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, x.Value...)
+		}
+		v.Value = append(b, ']')
+	}
+	if !e.exists {
+		v.Value = json.RawMessage("null")
+	}
+	if meta {
+		m, err := json.Marshal(e.c)
+		if err != nil {
+			return Value{}, fmt.Errorf("kv: encode %s/%s: %w", t.name, key, err)
+		}
+		v.Meta = m
+	}
+	return v, nil
+}
