@@ -60,6 +60,10 @@ type ClusterConfig struct {
 	Host   string   // route listener host
 	Port   int      // route listener port
 	Routes []string // nats-route://host:port of every node, this one included
+	// Advertise is the host:port other nodes are told to dial for this
+	// node's routes ("" advertises the route listener): set it when peers
+	// reach the node through a proxy or NAT.
+	Advertise string
 }
 
 // DefaultServerConfig is a single node on 127.0.0.1:4222 with monitoring
@@ -146,6 +150,7 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		opts.Cluster.Name = cfg.Cluster.Name
 		opts.Cluster.Host = cfg.Cluster.Host
 		opts.Cluster.Port = cfg.Cluster.Port
+		opts.Cluster.Advertise = cfg.Cluster.Advertise
 		for _, r := range cfg.Cluster.Routes {
 			u, err := url.Parse(r)
 			if err != nil {

@@ -30,6 +30,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.Cluster.Host, "cluster-host", "127.0.0.1", "route listener host")
 	fs.IntVar(&cfg.Cluster.Port, "cluster-port", 0, "route listener port")
 	routes := fs.String("routes", "", "comma-separated nats-route://host:port of every node")
+	fs.StringVar(&cfg.Cluster.Advertise, "cluster-advertise", "", "host:port other nodes dial for this node's routes (default: the route listener)")
 	var lc transport.Config
 	fs.StringVar(&lc.Stream, "stream", transport.DefaultStream, "JetStream stream holding the log")
 	fs.StringVar(&lc.Prefix, "prefix", transport.DefaultPrefix, "subject prefix of ESKs")
