@@ -1,6 +1,7 @@
 // Command detbus runs a detbus node and talks to one.
 //
 //	detbus serve                      start a node: embedded NATS + JetStream
+//	detbus cluster                    start three nodes on loopback as one cluster
 //	detbus write <esk> <json>         append an event (--index N: conditionally)
 //	detbus tail <esk> [--from N]      print an ESK's events (--follow to wait for more)
 //	detbus status                     stream state and every ESK with its count
@@ -50,6 +51,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "[flags]", "start a node: embedded NATS with JetStream, the EVENTS stream and the request service", runServe},
+		{"cluster", "[--nodes 3] [--port 4222]", "start a development cluster: serve processes on loopback, the log on every node", runCluster},
 		{"write", "<esk> <json> [--index N]", "append an event; with --index, only if N is the ESK's next index", runWrite},
 		{"tail", "<esk|pattern> [--from N] [--follow]", "print events in log order", runTail},
 		{"status", "[--esk pattern]", "show the stream and every ESK with its count", runStatus},

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// runCluster starts a development cluster: n `detbus serve` processes on
+// loopback forming one NATS cluster with the log replicated on every node.
+// It stops them all when it is stopped, or when one of them exits.
+func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("cluster", stderr)
+	nodes := fs.Int("nodes", 3, "number of nodes (each a detbus serve process)")
+	port := fs.Int("port", 4222, "client port of the first node; the others follow (-1: free ports)")
+	clusterPort := fs.Int("cluster-port", 6222, "route port of the first node; the others follow (-1: free ports)")
+	httpPort := fs.Int("http-port", 8080, "HTTP port (/metrics, /healthz, the UI) of the first node; the others follow (0: off, -1: free ports)")
+	data := fs.String("data", "./detbus-cluster", "parent of each node's data directory")
+	var extra multiFlag
+	fs.Var(&extra, "serve-flag", "a flag passed to every node's serve, e.g. --serve-flag=--sync=always (repeatable)")
+	if _, err := parse(fs, args, 0, 0); err != nil {
+		return helpOK(err)
+	}
+	if *nodes < 1 {
+		return usagef("--nodes must be at least 1")
+	}
+	clientPorts, err := portRange(*port, *nodes)
+	if err != nil {
+		return err
+	}
+	routePorts, err := portRange(*clusterPort, *nodes)
+	if err != nil {
+		return err
+	}
+	var httpPorts []int
+	if *httpPort != 0 {
+		if httpPorts, err = portRange(*httpPort, *nodes); err != nil {
+			return err
+		}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the detbus binary: %w", err)
+	}
+	routes := make([]string, *nodes)
+	for i, p := range routePorts {
+		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", p)
+	}
+	var urls []string
+	procs := make([]*node, *nodes)
+	ready := make(chan int, *nodes)
+	exited := make(chan error, *nodes)
+	var outMu sync.Mutex
+	for i := range *nodes {
+		name := fmt.Sprintf("n%d", i+1)
+		a := []string{"serve", "--name", name, "--host", "127.0.0.1", "--port", strconv.Itoa(clientPorts[i]), "--http-port", "0",
+			"--data", filepath.Join(*data, name), "--cluster", "detbus", "--cluster-port", strconv.Itoa(routePorts[i]),
+			"--routes", strings.Join(routes, ","), "--replicas", strconv.Itoa(*nodes)}
+		if httpPorts != nil {
+			a = append(a, "--http", fmt.Sprintf("127.0.0.1:%d", httpPorts[i]))
+		} else {
+			a = append(a, "--http", "")
+		}
+		a = append(a, extra...)
+		cmd := exec.Command(exe, a...)
+		pr, pw := io.Pipe()
+		cmd.Stdout, cmd.Stderr = pw, pw
+		if err := cmd.Start(); err != nil {
+			stopAll(procs)
+			return fmt.Errorf("start node %s: %w", name, err)
+		}
+		nd := &node{cmd: cmd, done: make(chan struct{})}
+		procs[i] = nd
+		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", clientPorts[i]))
+		go func() {
+			sc := bufio.NewScanner(pr)
+			said := false
+			for sc.Scan() {
+				line := sc.Text()
+				outMu.Lock()
+				fmt.Fprintf(stdout, "[%s] %s\n", name, line)
+				outMu.Unlock()
+				if !said && strings.Contains(line, "detbus node ready") {
+					said = true
+					ready <- i
+				}
+			}
+		}()
+		go func() {
+			err := cmd.Wait()
+			pw.Close()
+			close(nd.done)
+			exited <- fmt.Errorf("node %s exited: %v", name, err)
+		}()
+	}
+	defer stopAll(procs)
+	for n := 0; n < *nodes; {
+		select {
+		case <-ready:
+			n++
+		case err := <-exited:
+			return err
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	outMu.Lock()
+	fmt.Fprintf(stdout, "detbus cluster ready: %d nodes, the log on every node\n  NATS: %s\n  try:  go run ./cmd/detbus status --nats %s\nStop with Ctrl-C.\n",
+		*nodes, strings.Join(urls, ","), strings.Join(urls, ","))
+	outMu.Unlock()
+	select {
+	case err := <-exited:
+		return err
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+// node is one serve process of the cluster; done is closed when it has
+// exited.
+type node struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// stopAll asks every node to stop (SIGTERM) and kills those still running
+// after ten seconds.
+func stopAll(procs []*node) {
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		if p == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-p.done:
+			case <-time.After(10 * time.Second):
+				_ = p.cmd.Process.Kill()
+				<-p.done
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// portRange is n ports from first on, or n free loopback ports for -1.
+func portRange(first, n int) ([]int, error) {
+	ports := make([]int, n)
+	if first != -1 {
+		if first <= 0 || first+n-1 > 65535 {
+			return nil, usagef("port %d leaves no room for %d nodes", first, n)
+		}
+		for i := range ports {
+			ports[i] = first + i
+		}
+		return ports, nil
+	}
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for i := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("find a free port: %w", err)
+		}
+		lns = append(lns, ln)
+		ports[i] = ln.Addr().(*net.TCPAddr).Port
+	}
+	return ports, nil
+}

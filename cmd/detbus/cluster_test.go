@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/detbus/detbus/internal/testnats"
+	"github.com/detbus/detbus/transport"
+)
+
+// TestClusterCommand starts the development cluster with one command, uses
+// the log replicated on its three nodes, and stops every node with it.
+func TestClusterCommand(t *testing.T) {
+	cmd := exec.Command(detbusBinary(t), "cluster", "--port", "-1", "--cluster-port", "-1", "--http-port", "0", "--data", t.TempDir())
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("cluster output:\n%s", out)
+		}
+	})
+	ready := regexp.MustCompile(`NATS: (nats://\S+)`)
+	var urls string
+	testnats.WaitFor(t, 2*time.Minute, "the cluster", func() error {
+		select {
+		case err := <-exited:
+			t.Fatalf("cluster exited: %v", err)
+		default:
+		}
+		m := ready.FindStringSubmatch(out.String())
+		if !strings.Contains(out.String(), "detbus cluster ready") || m == nil {
+			return fmt.Errorf("not ready")
+		}
+		urls = m[1]
+		return nil
+	})
+	if n := strings.Count(urls, "nats://"); n != 3 {
+		t.Fatalf("cluster names %d URLs, want 3: %s", n, urls)
+	}
+	for i, u := range strings.Split(urls, ",") {
+		got, err := runCLI(t, "write", "dev.k", fmt.Sprintf(`{"i":%d}`, i), "--nats", u, "--index", fmt.Sprint(i))
+		if err != nil || !strings.Contains(got, `"outcome":"written"`) {
+			t.Fatalf("write via %s: %v\n%s", u, err, got)
+		}
+	}
+	got, err := runCLI(t, "status", "--nats", urls)
+	if err != nil || !strings.Contains(got, "replicas 3") || !regexpLine(got, "dev.k", "3") {
+		t.Fatalf("status: %v\n%s", err, got)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("cluster stopped with %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("cluster did not stop within a minute of SIGTERM")
+	}
+	for _, u := range strings.Split(urls, ",") {
+		if _, err := runCLI(t, "status", "--nats", u, "--timeout", "1s"); err == nil {
+			t.Errorf("node %s still answers after the cluster stopped", u)
+		}
+	}
+}
+
+// TestExternalCluster uses the CLI against a NATS cluster that detbus did
+// not start: three plain JetStream servers, the stream made R3 by a client.
+func TestExternalCluster(t *testing.T) {
+	servers := testnats.Cluster(t, 3)
+	urls := testnats.URLs(servers)
+	l := testnats.Log(t, urls, transport.Config{Replicas: 3})
+	ctx := context.Background()
+	if _, err := l.Write(ctx, "ext.k", []byte(`{"from":"sdk"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := runCLI(t, "write", "ext.k", `{"from":"cli"}`, "--nats", urls, "--index", "1"); err != nil || !strings.Contains(got, `"outcome":"written"`) {
+		t.Fatalf("write: %v\n%s", err, got)
+	}
+	got, err := runCLI(t, "tail", "ext.k", "--nats", urls)
+	if err != nil || !strings.Contains(got, `"from":"sdk"`) || !strings.Contains(got, `"from":"cli"`) {
+		t.Fatalf("tail: %v\n%s", err, got)
+	}
+	got, err = runCLI(t, "status", "--nats", urls)
+	if err != nil || !strings.Contains(got, "replicas 3") || !regexpLine(got, "ext.k", "2") {
+		t.Fatalf("status: %v\n%s", err, got)
+	}
+}
