@@ -6,10 +6,21 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/detbus/detbus/internal/telemetry"
+	"github.com/detbus/detbus/kv/kvhttp"
 )
+
+// nodeHTTP is a node's HTTP server: /healthz for anyone, and behind the
+// access rule of kvhttp.Protect, /metrics and the kv API and UI, which
+// answer 503 until mount is called.
+type nodeHTTP struct {
+	addr  string // the address it listens on
+	token bool   // whether requests need the token
+	kv    atomic.Pointer[http.Handler]
+}
 
 // serveHTTP serves /metrics (Prometheus format) and /healthz on addr until
 // ctx is done. It returns the address it listens on.
@@ -20,8 +31,51 @@ func serveHTTP(ctx context.Context, addr string, tel *telemetry.Telemetry) (stri
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", tel.Handler())
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	mux.HandleFunc("GET /healthz", healthz)
+	startHTTP(ctx, ln, mux)
+	return ln.Addr().String(), nil
+}
+
+// serveNodeHTTP serves a node's HTTP endpoints on addr until ctx is done.
+// Without a token it refuses, with a usage error, to listen anywhere but
+// on loopback.
+func serveNodeHTTP(ctx context.Context, addr, token string, tel *telemetry.Telemetry) (*nodeHTTP, error) {
+	if err := kvhttp.ValidateToken(token); err != nil {
+		return nil, usagef("--http-token: %v", err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("http listener on %s: %w", addr, err)
+	}
+	if ta, ok := ln.Addr().(*net.TCPAddr); token == "" && (!ok || !ta.IP.IsLoopback()) {
+		ln.Close()
+		return nil, usagef("--http %s listens beyond loopback (%s): the kv API would let anyone who reaches it write to the log; "+
+			"set --http-token (or $DETBUS_HTTP_TOKEN) to a secret of at least %d characters, or listen on 127.0.0.1",
+			addr, ln.Addr(), kvhttp.MinTokenLength)
+	}
+	n := &nodeHTTP{addr: ln.Addr().String(), token: token != ""}
+	inner := http.NewServeMux()
+	inner.Handle("GET /metrics", tel.Handler())
+	inner.HandleFunc("/", n.serveKV)
+	protected, err := kvhttp.Protect(inner, token)
+	if err != nil {
+		ln.Close()
+		return nil, usagef("--http-token: %v", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", healthz)
+	mux.Handle("/", protected)
+	startHTTP(ctx, ln, mux)
+	return n, nil
+}
+
+func healthz(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }
+
+// startHTTP serves h on ln until ctx is done. Requests, event streams
+// included, see ctx end.
+func startHTTP(ctx context.Context, ln net.Listener, h http.Handler) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return
@@ -32,5 +86,18 @@ func serveHTTP(ctx context.Context, addr string, tel *telemetry.Telemetry) (stri
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	})
-	return ln.Addr().String(), nil
+}
+
+// mount serves h (the kv API and UI) from now on.
+func (n *nodeHTTP) mount(h http.Handler) { n.kv.Store(&h) }
+
+func (n *nodeHTTP) serveKV(w http.ResponseWriter, r *http.Request) {
+	if h := n.kv.Load(); h != nil {
+		(*h).ServeHTTP(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", "1")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	fmt.Fprintln(w, `{"error":"the kv store is not open yet: the node is starting"}`)
 }

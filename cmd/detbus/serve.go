@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/detbus/detbus/internal/telemetry"
+	"github.com/detbus/detbus/kv"
+	"github.com/detbus/detbus/kv/kvhttp"
 	"github.com/detbus/detbus/transform"
 	"github.com/detbus/detbus/transport"
 )
@@ -35,7 +38,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&lc.Stream, "stream", transport.DefaultStream, "JetStream stream holding the log")
 	fs.StringVar(&lc.Prefix, "prefix", transport.DefaultPrefix, "subject prefix of ESKs")
 	fs.IntVar(&lc.Replicas, "replicas", 0, "stream replicas (0: 1 for a new stream, an existing stream's unchanged)")
-	httpAddr := fs.String("http", "127.0.0.1:8080", `HTTP address for /metrics and /healthz ("" to disable)`)
+	httpAddr := fs.String("http", "127.0.0.1:8080", `HTTP address for the kv API and UI, /metrics and /healthz ("" to disable)`)
+	httpToken := fs.String("http-token", "", "bearer token the HTTP API and UI require (default $DETBUS_HTTP_TOKEN; needed when --http is beyond loopback)")
 	var sec securityFlags
 	sec.register(fs)
 	var dets multiFlag
@@ -47,6 +51,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if _, ok := transforms[d]; !ok {
 			return usagef("unknown transform %q (known: %s)", d, transformNames())
 		}
+	}
+	if *httpToken == "" {
+		*httpToken = os.Getenv("DETBUS_HTTP_TOKEN")
 	}
 	if *routes != "" {
 		cfg.Cluster.Routes = strings.Split(*routes, ",")
@@ -62,13 +69,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer tel.Shutdown(context.WithoutCancel(ctx))
-	httpURL := "off"
+	httpURL, uiURL := "off", "off"
+	var web *nodeHTTP
 	if *httpAddr != "" {
-		addr, err := serveHTTP(ctx, *httpAddr, tel)
-		if err != nil {
+		if web, err = serveNodeHTTP(ctx, *httpAddr, *httpToken, tel); err != nil {
 			return err
 		}
-		httpURL = "http://" + addr + "/metrics"
+		httpURL = "http://" + web.addr + "/metrics"
+		uiURL = "http://" + web.addr + "/"
+		if web.token {
+			uiURL += "  (token: open once with ?token=<token>, or enter it; API: Authorization: Bearer <token>)"
+		}
 	}
 	srv, err := transport.StartServer(cfg)
 	if err != nil {
@@ -88,6 +99,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer svc.Stop()
+	if web != nil {
+		store, err := openKV(ctx, l, cfg.Name)
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		h, err := kvhttp.New(store, kvhttp.Options{})
+		if err != nil {
+			return err
+		}
+		web.mount(h)
+	}
 	for _, d := range dets {
 		stop, err := runInNode(ctx, l, d, cfg.Name, max(lc.Replicas, 1))
 		if err != nil {
@@ -104,6 +127,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
   NATS:        %s  (stream %s, subjects %s.>)
   monitoring:  %s
   metrics:     %s
+  kv UI:       %s
   transforms:  %s
   data:        %s
   fsync:       %s
@@ -117,10 +141,21 @@ Try next, in another terminal:
   nats --server %s pub -J %s.orders.eu '{"side":"buy","qty":7}'
   nats --server %s req %s '{"esk":"orders.eu","index":3,"event":{"qty":1}}'
 Stop with Ctrl-C.
-`, url, lc.Stream, lc.Prefix, orNone(srv.MonitorURL()), httpURL, orNone(strings.Join(dets, ", ")), cfg.StoreDir, sync, describeAuth(cfg), url, lc.Prefix, url, transport.SubjectExistsOrWrite)
+`, url, lc.Stream, lc.Prefix, orNone(srv.MonitorURL()), httpURL, uiURL, orNone(strings.Join(dets, ", ")), cfg.StoreDir, sync, describeAuth(cfg), url, lc.Prefix, url, transport.SubjectExistsOrWrite)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "detbus node stopping")
 	return nil
+}
+
+// openKV opens the node's kv store (its snapshots named after the node),
+// retrying while the cluster cannot place the snapshot bucket yet.
+func openKV(ctx context.Context, l *transport.Log, node string) (*kv.Store, error) {
+	var store *kv.Store
+	err := retry(ctx, "open the kv store", func(ctx context.Context) (err error) {
+		store, err = kv.Open(ctx, l, kv.Options{Replica: node})
+		return err
+	})
+	return store, err
 }
 
 // openWhenReady opens the log, retrying while JetStream cannot place the
