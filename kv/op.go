@@ -181,7 +181,7 @@ func CheckOp(t Type, op Op) error {
 		return fmt.Errorf("%w: unknown table type %q", ErrTableType, t)
 	}
 	if op.Op == OpSet && op.Value == nil {
-		return fmt.Errorf("%w: %s on a %s table needs a \"value\"", ErrInvalidOp, op.Op, t)
+		return fmt.Errorf("%w: %s on %s table needs a \"value\"", ErrInvalidOp, op.Op, t.article())
 	}
 	if op.Writer != "" {
 		if err := ValidateKey("writer", op.Writer); err != nil {
@@ -202,7 +202,7 @@ func CheckOp(t Type, op Op) error {
 		{fContext, "context", op.Context != nil},
 	} {
 		if f.present && allowed&f.bit == 0 {
-			return fmt.Errorf("%w: %s on a %s table takes no %q", ErrTableType, op.Op, t, f.name)
+			return fmt.Errorf("%w: %s on %s table takes no %q", ErrTableType, op.Op, t.article(), f.name)
 		}
 	}
 	for _, ds := range [][]crdt.Dot{op.Observed, op.Context} {
@@ -215,13 +215,22 @@ func CheckOp(t Type, op Op) error {
 	return nil
 }
 
+// article is "a" or "an" for a table type's name.
+func (t Type) article() string {
+	switch t {
+	case TypeCounter, TypeMap:
+		return "a " + string(t)
+	}
+	return "an " + string(t)
+}
+
 func wrongOp(t Type, op, want string) error {
 	if op == "" {
-		return fmt.Errorf("%w: no \"op\" (a %s table takes %s)", ErrInvalidOp, t, want)
+		return fmt.Errorf("%w: no \"op\" (%s table takes %s)", ErrInvalidOp, t.article(), want)
 	}
 	switch op {
 	case OpSet, OpDelete, OpAdd, OpRemove, OpIncr:
-		return fmt.Errorf("%w: %s is not an op of a %s table (it takes %s)", ErrTableType, op, t, want)
+		return fmt.Errorf("%w: %s is not an op of %s table (it takes %s)", ErrTableType, op, t.article(), want)
 	}
-	return fmt.Errorf("%w: unknown op %q (a %s table takes %s)", ErrInvalidOp, truncate(op, 64), t, want)
+	return fmt.Errorf("%w: unknown op %q (%s table takes %s)", ErrInvalidOp, truncate(op, 64), t.article(), want)
 }

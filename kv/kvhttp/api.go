@@ -141,6 +141,10 @@ func (h *Handler) createTable(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, err)
 		return
 	}
+	if req.Name == kv.ConfigTable {
+		h.writeError(w, r, badRequest("%s is reserved: it declares the other tables", kv.ConfigTable))
+		return
+	}
 	if t, ok := h.store.Table(req.Name); ok {
 		if t.Type != req.CRDT {
 			h.writeError(w, r, fmt.Errorf("%w: table %q is %s, not %s", kv.ErrTableType, req.Name, t.Type, req.CRDT))
@@ -154,23 +158,17 @@ func (h *Handler) createTable(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
 	defer cancel()
+	// CreateTable returns once this store has folded the declaration, or
+	// with the fold's verdict: another declaration of the name may have
+	// landed first.
 	pos, err := h.store.CreateTable(ctx, req.Name, req.CRDT)
 	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	if err := h.store.Wait(ctx, pos); err != nil {
-		h.writeWaitError(w, r, pos, err)
-		return
-	}
-	if rej, ok := h.rejected(kv.ConfigTable, pos); ok {
-		writeJSON(w, http.StatusConflict, errorBody{Error: "the table was not declared: " + rej.Reason, Reason: rej.Reason, Position: ptr(toPosition(pos))})
+		h.writeWriteError(w, r, pos, err)
 		return
 	}
 	t, ok := h.store.Table(req.Name)
-	if !ok || t.Type != req.CRDT {
-		// Another declaration of the name landed first.
-		h.writeError(w, r, fmt.Errorf("%w: table %q is %s, not %s", kv.ErrTableType, req.Name, t.Type, req.CRDT))
+	if !ok {
+		h.writeWriteError(w, r, pos, fmt.Errorf("%w: %q not declared after its declaration was applied", kv.ErrNoTable, req.Name))
 		return
 	}
 	writeJSON(w, http.StatusCreated, struct {
@@ -228,8 +226,8 @@ func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request) {
 		for _, k := range keys {
 			v, err := h.store.Get(t.Name, k)
 			if err != nil {
-				// A key listed a moment ago cannot vanish: keys are never
-				// removed from a table, only marked deleted.
+				// Keys are never forgotten, only emptied: a key listed a
+				// moment ago is still there, perhaps with Exists false.
 				h.writeError(w, r, err)
 				return
 			}
@@ -266,17 +264,11 @@ func (h *Handler) postOp(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
 	defer cancel()
+	// Do returns once this store has folded the op, or with the fold's
+	// rejection.
 	pos, err := h.store.Do(ctx, t.Name, op)
 	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	if err := h.store.Wait(ctx, pos); err != nil {
-		h.writeWaitError(w, r, pos, err)
-		return
-	}
-	if rej, ok := h.rejected(t.Name, pos); ok {
-		writeJSON(w, http.StatusConflict, errorBody{Error: "the op was written but rejected: " + rej.Reason, Reason: rej.Reason, Position: ptr(toPosition(pos))})
+		h.writeWriteError(w, r, pos, err)
 		return
 	}
 	resp := struct {
@@ -289,29 +281,23 @@ func (h *Handler) postOp(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// writeWaitError answers a write that landed at pos but was not seen
-// applied.
-func (h *Handler) writeWaitError(w http.ResponseWriter, r *http.Request, pos transport.Position, err error) {
+// writeWriteError answers a write that failed. When the op reached the
+// log (pos.Seq is set: the fold rejected it, or it was not seen applied in
+// time) the body gives its position.
+func (h *Handler) writeWriteError(w http.ResponseWriter, r *http.Request, pos transport.Position, err error) {
+	if pos.Seq == 0 {
+		h.writeError(w, r, err)
+		return
+	}
 	status := statusOf(err)
 	msg := fmt.Sprintf("written at %s index %d (seq %d) but not applied: %v", pos.ESK, pos.Index, pos.Seq, err)
 	if errors.Is(err, context.DeadlineExceeded) {
 		msg = fmt.Sprintf("written at %s index %d (seq %d) but not applied within %v", pos.ESK, pos.Index, pos.Seq, h.opts.Timeout)
 	}
 	if status == http.StatusInternalServerError {
-		h.opts.Logger.Error("kv http: waiting for an op", "seq", pos.Seq, "err", err)
+		h.opts.Logger.Error("kv http: write", "seq", pos.Seq, "err", err)
 	}
 	writeJSON(w, status, errorBody{Error: msg, Position: ptr(toPosition(pos))})
-}
-
-// rejected reports whether the fold rejected the op at pos, from the
-// table's kept rejections.
-func (h *Handler) rejected(tableName string, pos transport.Position) (kv.Rejection, bool) {
-	for _, rej := range h.store.Rejections(tableName) {
-		if rej.Position.Seq == pos.Seq {
-			return rej, true
-		}
-	}
-	return kv.Rejection{}, false
 }
 
 func (h *Handler) listRejections(w http.ResponseWriter, r *http.Request) {

@@ -42,8 +42,10 @@
 //
 // # Errors
 //
-// Errors have a JSON body {"error": "..."} (and "position" when an op was
-// written but not applied):
+// Errors have a JSON body {"error": "..."}. When the op reached the log but
+// did not take effect (the fold rejected it, the same way on every
+// replica, or it was not seen applied in time), the body also has its
+// "position" and the status follows the reason.
 //
 //   - 400: malformed JSON (the message names the field or byte offset), an
 //     invalid op, table name, key or query parameter
@@ -52,8 +54,8 @@
 //     whose Host is not a loopback name
 //   - 404: unknown table, key or path
 //   - 405: a method the path does not serve (with Allow)
-//   - 409: the op does not fit the table's type, a table is re-declared with
-//     another type, or the fold rejected the op (the reason is given)
+//   - 409: the op does not fit the table's type, or a table is re-declared
+//     with another type
 //   - 413: a body larger than Options.MaxBody (default 1 MiB + 4 KiB)
 //   - 503: NATS unavailable, the store closed, or the op not applied within
 //     Options.Timeout

@@ -17,7 +17,6 @@ import (
 type errorBody struct {
 	Error    string    `json:"error"`
 	Position *position `json:"position,omitempty"`
-	Reason   string    `json:"reason,omitempty"`
 }
 
 // httpError is an error with the status it is answered with.
@@ -109,7 +108,7 @@ func describeJSONError(err error, body []byte) string {
 	var te *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &se):
-		return fmt.Sprintf("%v (at byte %d)", se, se.Offset)
+		return fmt.Sprintf("%v (at byte offset %d)", se, se.Offset-1)
 	case errors.As(err, &te):
 		if te.Field != "" {
 			return fmt.Sprintf("field %q: want %s, got JSON %s", te.Field, te.Type, te.Value)

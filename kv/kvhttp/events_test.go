@@ -1,0 +1,146 @@
+package kvhttp_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detbus/detbus/kv"
+	"github.com/detbus/detbus/kv/kvhttp"
+)
+
+type sseEvent struct {
+	name, id, data string
+}
+
+// subscribe opens the events stream at path and delivers its events until
+// the test ends.
+func subscribe(t *testing.T, e *env, path string) <-chan sseEvent {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, err := http.NewRequestWithContext(ctx, "GET", e.url+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("events: %s, Content-Type %q", resp.Status, resp.Header.Get("Content-Type"))
+	}
+	out := make(chan sseEvent, 100)
+	go func() {
+		defer resp.Body.Close()
+		defer close(out)
+		sc := bufio.NewScanner(resp.Body)
+		var ev sseEvent
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case line == "":
+				if ev.name != "" {
+					out <- ev
+				}
+				ev = sseEvent{}
+			case strings.HasPrefix(line, "event: "):
+				ev.name = strings.TrimPrefix(line, "event: ")
+			case strings.HasPrefix(line, "id: "):
+				ev.id = strings.TrimPrefix(line, "id: ")
+			case strings.HasPrefix(line, "data: "):
+				ev.data = strings.TrimPrefix(line, "data: ")
+			}
+		}
+	}()
+	return out
+}
+
+// next returns the next event other than a keep-alive.
+func next(t *testing.T, events <-chan sseEvent) sseEvent {
+	t.Helper()
+	select {
+	case ev, ok := <-events:
+		if !ok {
+			t.Fatal("the event stream ended")
+		}
+		return ev
+	case <-time.After(20 * time.Second):
+		t.Fatal("no event within 20s")
+	}
+	return sseEvent{}
+}
+
+// TestEvents: the stream starts with "ready", then delivers an SDK write
+// and an API write as changes, and a rejected op as a rejection, in log
+// order, with heartbeats in between.
+func TestEvents(t *testing.T) {
+	e := newEnv(t, envConfig{opts: kvhttp.Options{Heartbeat: 50 * time.Millisecond}})
+	e.createTable("users", kv.TypeLWW)
+	events := subscribe(t, e, "/api/kv/events")
+	if ev := next(t, events); ev.name != "ready" || !strings.Contains(ev.data, `"applied":`) {
+		t.Fatalf("first event %+v, want ready", ev)
+	}
+	ctx := ctxT(t)
+	pos, err := e.store.Set(ctx, "users", "alice", map[string]int{"age": 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := next(t, events)
+	var c struct {
+		Table, Key string
+		Position   struct{ ESK, Index, Seq any }
+		Value      struct {
+			Exists bool
+			Value  json.RawMessage
+		}
+	}
+	if err := json.Unmarshal([]byte(ev.data), &c); err != nil {
+		t.Fatalf("change %q: %v", ev.data, err)
+	}
+	if ev.name != "change" || c.Table != "users" || c.Key != "alice" || !c.Value.Exists || string(c.Value.Value) != `{"age":3}` ||
+		ev.id != jsonNum(pos.Seq) {
+		t.Fatalf("event %+v, want the change of users/alice at seq %d", ev, pos.Seq)
+	}
+
+	if _, err := e.log.Write(ctx, "kv.users", []byte(`not json`)); err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(t, events); ev.name != "rejection" || !strings.Contains(ev.data, `"data":"not json"`) || !strings.Contains(ev.data, `"reason":"`) {
+		t.Fatalf("event %+v, want the rejection", ev)
+	}
+	e.do("POST", "/api/kv/tables/users/ops", `{"op":"delete","key":"alice"}`).want(t, 200)
+	if ev := next(t, events); ev.name != "change" || !strings.Contains(ev.data, `"exists":false`) {
+		t.Fatalf("event %+v, want the delete", ev)
+	}
+}
+
+// TestEventsOfOneTable: ?table= filters the stream.
+func TestEventsOfOneTable(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	e.createTable("users", kv.TypeLWW)
+	e.createTable("hits", kv.TypeCounter)
+	events := subscribe(t, e, "/api/kv/events?table=hits")
+	if ev := next(t, events); ev.name != "ready" {
+		t.Fatalf("first event %+v, want ready", ev)
+	}
+	ctx := ctxT(t)
+	if _, err := e.store.Set(ctx, "users", "alice", 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.Incr(ctx, "hits", "home", 2); err != nil {
+		t.Fatal(err)
+	}
+	if ev := next(t, events); ev.name != "change" || !strings.Contains(ev.data, `"table":"hits"`) {
+		t.Fatalf("event %+v, want only the change of hits", ev)
+	}
+}
+
+func jsonNum(n uint64) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
