@@ -190,19 +190,17 @@ async function selectTable(name) {
   renderTables();
   renderTableHead();
   setupOpForm(changed);
-  await loadKeys(state.after, false);
+  await loadKeys(state.after);
 }
 
 // ---- keys
 
-async function loadKeys(after, append) {
+async function loadKeys(after) {
   const name = state.table;
   const page = await api(`/tables/${enc(name)}/keys?values=true&limit=${PAGE}&after=${enc(after)}`);
   if (name !== state.table) return;
-  if (!append) {
-    state.keys = [];
-    $("keys").replaceChildren();
-  }
+  state.keys = [];
+  $("keys").replaceChildren();
   state.after = after;
   (page.values || []).forEach((v) => {
     state.keys.push(v.key);
@@ -215,13 +213,12 @@ async function loadKeys(after, append) {
 }
 
 function keyRow(v) {
-  const tr = el(
+  return el(
     "tr",
-    { dataset: { key: v.key }, class: v.exists ? "" : "deleted", onclick: () => selectKey(v.key) },
+    { dataset: { key: v.key }, onclick: () => selectKey(v.key) },
     el("td", { class: "key", title: v.key }, v.key),
-    el("td", { class: "value" }, v.exists ? compact(v.value) : "(deleted)"),
+    el("td", { class: "value" }, compact(v.value)),
   );
-  return tr;
 }
 
 function rowFor(key) {
@@ -230,10 +227,20 @@ function rowFor(key) {
 }
 
 // upsertRow shows a changed key in the loaded page: replaces its row, or
-// inserts it in order when it falls inside the loaded range.
+// inserts it in order when it falls inside the loaded range. A key that
+// holds no value any more leaves the list, as the API lists only keys that
+// hold one.
 function upsertRow(v) {
-  const row = keyRow(v);
   const old = rowFor(v.key);
+  if (!v.exists) {
+    if (old) {
+      old.remove();
+      state.keys = state.keys.filter((k) => k !== v.key);
+      $("keys-empty").hidden = state.keys.length > 0;
+    }
+    return;
+  }
+  const row = keyRow(v);
   if (old) {
     if (old.classList.contains("selected")) row.classList.add("selected");
     old.replaceWith(row);
@@ -277,7 +284,7 @@ function showValue(v) {
   $("key-detail").hidden = false;
   $("detail-key").textContent = v.key;
   const ex = $("detail-exists");
-  ex.textContent = v.exists ? "present" : "deleted";
+  ex.textContent = v.exists ? "has a value" : "no value";
   ex.className = "badge" + (v.exists ? "" : " gone");
   renderJSON($("detail-value"), v.value);
   renderJSON($("detail-meta"), v.meta);
@@ -345,6 +352,7 @@ async function submitOp(ev) {
       markSelectedRow();
       showValue(r.value);
     }
+    refreshTablesSoon();
   } catch (e) {
     showMsg("op-msg", e.message, false);
   } finally {
@@ -399,7 +407,7 @@ function onChange(c) {
       el("span", { class: "where" }, `${c.table} / ${c.key}`),
       " ",
       el("span", { class: "pos" }, posText(c.position)),
-      el("span", { class: "val" }, v.exists ? compact(v.value) : "(deleted)"),
+      el("span", { class: "val" }, v.exists ? compact(v.value) : "(no value)"),
     ),
   );
   if (c.table === state.table) {
@@ -461,7 +469,7 @@ async function reload() {
   await loadTables();
   await loadRejections();
   if (state.table && state.tables.has(state.table)) {
-    await loadKeys(state.after, false);
+    await loadKeys(state.after);
     await refreshDetail();
   }
 }
@@ -477,11 +485,11 @@ async function start() {
   });
   $("key-jump").addEventListener("submit", (ev) => {
     ev.preventDefault();
-    loadKeys($("key-after").value, false);
+    loadKeys($("key-after").value);
   });
   $("key-reset").addEventListener("click", () => {
     $("key-after").value = "";
-    loadKeys("", false);
+    loadKeys("");
   });
   try {
     await loadTables();
