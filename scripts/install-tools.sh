@@ -49,7 +49,7 @@ install_chromium() {
 	echo "installing chromium..."
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
-	echo "chromium installed: $(/usr/bin/chromium --version 2>&1)"
+	echo "chromium installed: $(/usr/bin/chromium --version 2>/dev/null)"
 }
 
 main() {
