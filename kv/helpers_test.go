@@ -3,6 +3,8 @@ package kv
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -83,4 +85,9 @@ func dump(t testing.TB, s *Store) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// newTestLogger logs text to w.
+func newTestLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, nil))
 }

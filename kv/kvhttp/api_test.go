@@ -321,3 +321,18 @@ func waitApplied(t *testing.T, e *env, seq uint64) {
 		return nil
 	})
 }
+
+// TestDeletedKeys: a deleted key leaves the pages of keys but can still be
+// read, with its tombstone.
+func TestDeletedKeys(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	e.createTable("users", kv.TypeLWW)
+	run(t, e, []step{
+		{"POST", "/api/kv/tables/users/ops", `{"op":"set","key":"a","value":1}`, 200, nil},
+		{"POST", "/api/kv/tables/users/ops", `{"op":"set","key":"b","value":2}`, 200, nil},
+		{"POST", "/api/kv/tables/users/ops", `{"op":"delete","key":"a"}`, 200, []string{`"exists":false`}},
+		{"GET", "/api/kv/tables/users/keys", "", 200, []string{`"keys":["b"]`}},
+		{"GET", "/api/kv/tables/users", "", 200, []string{`"keys":1`}},
+		{"GET", "/api/kv/tables/users/keys/a", "", 200, []string{`"exists":false`, `"value":null`, `"deleted":true`}},
+	})
+}

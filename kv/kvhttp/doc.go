@@ -26,9 +26,11 @@
 //
 // Keys may hold any byte but must be escaped in the path (%2F for "/"); the
 // {key} segment takes the rest of the path. A page of keys holds at most
-// "limit" keys (default 100, at most 1000) greater than "after", with
-// "more" and "next" (the last key, to pass as "after") when there are more;
-// values=true adds each key's value.
+// "limit" keys (default 100, at most 1000) greater than "after" in byte
+// order, with "more" and "next" (the last key, to pass as "after") when
+// there are more; values=true adds each key's value. Pages list the keys
+// that hold a value; a key deleted or emptied is not listed but can still
+// be read, with "exists": false and its CRDT state.
 //
 // # Writes
 //

@@ -144,3 +144,24 @@ func jsonNum(n uint64) string {
 	b, _ := json.Marshal(n)
 	return string(b)
 }
+
+// TestEventsEndWithTheStore: closing the store ends every event stream.
+func TestEventsEndWithTheStore(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	events := subscribe(t, e, "/api/kv/events")
+	if ev := next(t, events); ev.name != "ready" {
+		t.Fatalf("first event %+v, want ready", ev)
+	}
+	if err := e.store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev, ok := <-events:
+		if ok {
+			t.Fatalf("event %+v after the store closed", ev)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream outlived the store")
+	}
+	e.do("POST", "/api/kv/tables", `{"name":"users","crdt":"lww"}`).want(t, http.StatusServiceUnavailable)
+}

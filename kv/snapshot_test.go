@@ -1,0 +1,138 @@
+package kv
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/detbus/detbus/internal/testnats"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// TestStoreRestartFromSnapshot checks that a store restored from a
+// snapshot, larger than a NATS message, and folding the rest holds the
+// same state as one that folds the whole log.
+func TestStoreRestartFromSnapshot(t *testing.T) {
+	t.Parallel()
+	_, l := node(t)
+	ctx := testCtx(t)
+	a := open(t, l, Options{Replica: "a", SnapshotEvery: 40, SnapshotInterval: -1})
+	for name, typ := range map[string]Type{"l": TypeLWW, "s": TypeORSet, "c": TypeCounter, "m": TypeMap, "v": TypeMVReg} {
+		must(t)(a.CreateTable(ctx, name, typ))
+	}
+	big := strings.Repeat("x", 600<<10)
+	for i := range 3 {
+		must(t)(a.Set(ctx, "l", fmt.Sprint("big", i), big)) // the state outgrows 1 MiB
+	}
+	write := func(n int) {
+		for i := range n {
+			k := fmt.Sprint("k", i%9)
+			must(t)(a.Set(ctx, "l", k, i))
+			must(t)(a.Add(ctx, "s", k, fmt.Sprint(i%4)))
+			must(t)(a.Incr(ctx, "c", k, int64(i)))
+			must(t)(a.IncrField(ctx, "m", k, "n", 1))
+			must(t)(a.Set(ctx, "v", k, i))
+			if _, err := l.Write(ctx, "kv.l", []byte("garbage")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write(30)
+	testnats.WaitFor(t, 20*time.Second, "a snapshot", func() error {
+		if a.snapTaken.Load() == 0 {
+			return errors.New("none yet")
+		}
+		return nil
+	})
+	a.Close()
+	snapAt := a.snapTaken.Load()
+	if snapAt >= a.Applied() {
+		// Make sure there is something to fold after the snapshot.
+		b := open(t, l, Options{})
+		must(t)(b.Set(ctx, "l", "tail", 1))
+		b.Close()
+	}
+
+	obs, err := l.JetStream().ObjectStore(ctx, DefaultSnapshotBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := obs.GetInfo(ctx, "a")
+	if err != nil || info.Size <= 1<<20 {
+		t.Fatalf("snapshot object: %+v, %v; want one over 1 MiB", info, err)
+	}
+
+	restored := open(t, l, Options{})
+	if got := restored.Applied(); got != snapAt {
+		t.Errorf("restored at seq %d, the snapshot covers %d", got, snapAt)
+	}
+	replayed := open(t, l, Options{NoRestore: true})
+	for _, s := range []*Store{restored, replayed} {
+		if err := s.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if dr, dp := dump(t, restored), dump(t, replayed); dr != dp {
+		t.Fatalf("restored state differs from replayed state:\n%.2000s\n%.2000s", dr, dp)
+	}
+
+	// A newer snapshot that does not match its hash is skipped, with a
+	// warning, in favour of the valid one.
+	meta := info.ObjectMeta
+	meta.Name = "corrupt"
+	meta.Metadata = map[string]string{}
+	for k, v := range info.Metadata {
+		meta.Metadata[k] = v
+	}
+	meta.Metadata[metaSeq] = fmt.Sprint(restored.Applied())
+	if _, err := obs.Put(ctx, meta, bytes.NewReader([]byte("{}"))); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	again := open(t, l, Options{Logger: newTestLogger(&logs)})
+	if got := again.Applied(); got != snapAt {
+		t.Errorf("with a corrupt newer snapshot, restored at %d, want %d", got, snapAt)
+	}
+	if !strings.Contains(logs.String(), "does not match its hash") {
+		t.Errorf("no warning about the corrupt snapshot: %s", logs.String())
+	}
+}
+
+func TestStoreSnapshotNow(t *testing.T) {
+	t.Parallel()
+	_, l := node(t)
+	ctx := testCtx(t)
+	a := open(t, l, Options{Replica: "a"})
+	must(t)(a.CreateTable(ctx, "t", TypeLWW))
+	p := must(t)(a.Set(ctx, "t", "k", 1))
+	seq, err := a.Snapshot(ctx)
+	if err != nil || seq != p.Seq {
+		t.Fatalf("snapshot at %d, %v; want %d", seq, err, p.Seq)
+	}
+	b := open(t, l, Options{})
+	if b.Applied() != p.Seq || getValue(t, b, "t", "k") != "1" {
+		t.Errorf("restored at %d", b.Applied())
+	}
+	if _, err := l.JetStream().ObjectStore(ctx, DefaultSnapshotBucket); err != nil {
+		t.Fatal(err)
+	}
+	// No bucket: a store folds from the start.
+	if err := l.JetStream().DeleteObjectStore(ctx, DefaultSnapshotBucket); err != nil {
+		t.Fatal(err)
+	}
+	c := open(t, l, Options{})
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if dump(t, c) != dump(t, b) {
+		t.Error("a full replay differs from the restored store")
+	}
+	_, err = l.JetStream().ObjectStore(context.Background(), DefaultSnapshotBucket)
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		t.Errorf("a store without snapshots created the bucket: %v", err)
+	}
+}
