@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/detbus/detbus/internal/testnats"
 	"github.com/detbus/detbus/kv"
 	"github.com/detbus/detbus/kv/kvhttp"
 	"github.com/detbus/detbus/transport"
@@ -309,17 +308,6 @@ func natsPub(t *testing.T, cli, url, subject, body string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("nats %v: %v\n%s", args, err, out)
 	}
-}
-
-// waitApplied waits until the store has folded through seq.
-func waitApplied(t *testing.T, e *env, seq uint64) {
-	t.Helper()
-	testnats.WaitFor(t, 20*time.Second, fmt.Sprintf("seq %d applied", seq), func() error {
-		if a := e.store.Applied(); a < seq {
-			return fmt.Errorf("applied %d", a)
-		}
-		return nil
-	})
 }
 
 // TestDeletedKeys: a deleted key leaves the pages of keys but can still be
