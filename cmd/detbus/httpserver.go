@@ -14,12 +14,13 @@ import (
 )
 
 // nodeHTTP is a node's HTTP server: /healthz for anyone, and behind the
-// access rule of kvhttp.Protect, /metrics and the kv API and UI, which
-// answer 503 until mount is called.
+// access rule of kvhttp.Protect, /metrics, the kv API and UI, and the
+// tasks API, which answer 503 until mounted.
 type nodeHTTP struct {
 	addr  string // the address it listens on
 	token bool   // whether requests need the token
-	kv    atomic.Pointer[http.Handler]
+	kv    mounted
+	tasks mounted
 }
 
 // serveHTTP serves /metrics (Prometheus format) and /healthz on addr until
@@ -54,9 +55,11 @@ func serveNodeHTTP(ctx context.Context, addr, token string, tel *telemetry.Telem
 			addr, ln.Addr(), kvhttp.MinTokenLength)
 	}
 	n := &nodeHTTP{addr: ln.Addr().String(), token: token != ""}
+	n.kv.what, n.tasks.what = "the kv store", "the tasks client"
 	inner := http.NewServeMux()
 	inner.Handle("GET /metrics", tel.Handler())
-	inner.HandleFunc("/", n.serveKV)
+	inner.Handle("/api/tasks/", &n.tasks)
+	inner.Handle("/", &n.kv)
 	protected, err := kvhttp.Protect(inner, token)
 	if err != nil {
 		ln.Close()
@@ -89,15 +92,25 @@ func startHTTP(ctx context.Context, ln net.Listener, h http.Handler) {
 }
 
 // mount serves h (the kv API and UI) from now on.
-func (n *nodeHTTP) mount(h http.Handler) { n.kv.Store(&h) }
+func (n *nodeHTTP) mount(h http.Handler) { n.kv.h.Store(&h) }
 
-func (n *nodeHTTP) serveKV(w http.ResponseWriter, r *http.Request) {
-	if h := n.kv.Load(); h != nil {
+// mountTasks serves h (the tasks API) under /api/tasks/ from now on.
+func (n *nodeHTTP) mountTasks(h http.Handler) { n.tasks.h.Store(&h) }
+
+// mounted serves a handler mounted once the node has opened what it
+// serves, and 503 before.
+type mounted struct {
+	what string
+	h    atomic.Pointer[http.Handler]
+}
+
+func (m *mounted) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h := m.h.Load(); h != nil {
 		(*h).ServeHTTP(w, r)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Retry-After", "1")
 	w.WriteHeader(http.StatusServiceUnavailable)
-	fmt.Fprintln(w, `{"error":"the kv store is not open yet: the node is starting"}`)
+	fmt.Fprintf(w, "{\"error\":\"%s is not open yet: the node is starting\"}\n", m.what)
 }

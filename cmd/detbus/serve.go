@@ -15,6 +15,8 @@ import (
 	"github.com/detbus/detbus/internal/telemetry"
 	"github.com/detbus/detbus/kv"
 	"github.com/detbus/detbus/kv/kvhttp"
+	"github.com/detbus/detbus/tasks"
+	"github.com/detbus/detbus/tasks/taskshttp"
 	"github.com/detbus/detbus/transform"
 	"github.com/detbus/detbus/transport"
 )
@@ -38,7 +40,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&lc.Stream, "stream", transport.DefaultStream, "JetStream stream holding the log")
 	fs.StringVar(&lc.Prefix, "prefix", transport.DefaultPrefix, "subject prefix of ESKs")
 	fs.IntVar(&lc.Replicas, "replicas", 0, "stream replicas (0: 1 for a new stream, an existing stream's unchanged)")
-	httpAddr := fs.String("http", "127.0.0.1:8080", `HTTP address for the kv API and UI, /metrics and /healthz ("" to disable)`)
+	httpAddr := fs.String("http", "127.0.0.1:8080", `HTTP address for the kv and tasks APIs and UI, /metrics and /healthz ("" to disable)`)
 	httpToken := fs.String("http-token", "", "bearer token the HTTP API and UI require (default $DETBUS_HTTP_TOKEN; needed when --http is beyond loopback)")
 	var sec securityFlags
 	sec.register(fs)
@@ -69,7 +71,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer tel.Shutdown(context.WithoutCancel(ctx))
-	httpURL, uiURL := "off", "off"
+	httpURL, uiURL, tasksURL := "off", "off", "off"
 	var web *nodeHTTP
 	if *httpAddr != "" {
 		if web, err = serveNodeHTTP(ctx, *httpAddr, *httpToken, tel); err != nil {
@@ -77,6 +79,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		httpURL = "http://" + web.addr + "/metrics"
 		uiURL = "http://" + web.addr + "/"
+		tasksURL = "http://" + web.addr + "/tasks"
 		if web.token {
 			uiURL += "  (token: open once with ?token=<token>, or enter it; API: Authorization: Bearer <token>)"
 		}
@@ -110,6 +113,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		web.mount(h)
+		tc, err := openTasks(ctx, l)
+		if err != nil {
+			return err
+		}
+		defer tc.Close()
+		th, err := taskshttp.New(tc, taskshttp.Options{})
+		if err != nil {
+			return err
+		}
+		web.mountTasks(th)
 	}
 	for _, d := range dets {
 		stop, err := runInNode(ctx, l, d, cfg.Name, max(lc.Replicas, 1))
@@ -128,6 +141,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
   monitoring:  %s
   metrics:     %s
   kv UI:       %s
+  tasks UI:    %s
   transforms:  %s
   data:        %s
   fsync:       %s
@@ -141,7 +155,7 @@ Try next, in another terminal:
   nats --server %s pub -J %s.orders.eu '{"side":"buy","qty":7}'
   nats --server %s req %s '{"esk":"orders.eu","index":3,"event":{"qty":1}}'
 Stop with Ctrl-C.
-`, url, lc.Stream, lc.Prefix, orNone(srv.MonitorURL()), httpURL, uiURL, orNone(strings.Join(dets, ", ")), cfg.StoreDir, sync, describeAuth(cfg), url, lc.Prefix, url, transport.SubjectExistsOrWrite)
+`, url, lc.Stream, lc.Prefix, orNone(srv.MonitorURL()), httpURL, uiURL, tasksURL, orNone(strings.Join(dets, ", ")), cfg.StoreDir, sync, describeAuth(cfg), url, lc.Prefix, url, transport.SubjectExistsOrWrite)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "detbus node stopping")
 	return nil
@@ -156,6 +170,17 @@ func openKV(ctx context.Context, l *transport.Log, node string) (*kv.Store, erro
 		return err
 	})
 	return store, err
+}
+
+// openTasks opens the node's tasks client, retrying while the log does
+// not answer.
+func openTasks(ctx context.Context, l *transport.Log) (*tasks.Client, error) {
+	var c *tasks.Client
+	err := retry(ctx, "open the tasks client", func(ctx context.Context) (err error) {
+		c, err = tasks.Open(ctx, l, tasks.Options{})
+		return err
+	})
+	return c, err
 }
 
 // openWhenReady opens the log, retrying while JetStream cannot place the
