@@ -71,10 +71,12 @@
 // # Time and ties
 //
 // Registers (lww tables, map fields) keep the write with the greatest
-// (time, dot): the time is the event's HLC header (Detbus-Hlc, which this
-// package's writes carry) or, for events without it, the time the stream
-// stored the event; ties go to the greater dot (ESK, then index). Other
-// types do not use time.
+// (time, dot), whatever the order ops arrive in. The time is the event's
+// HLC header (Detbus-Hlc) when it has one, else the time the stream stored
+// it, so that without headers a later op in the log wins unless the
+// server's clock went back. This package's writes carry no header unless
+// [Options].StampHLC asks for one (a header costs write throughput); ties
+// go to the greater dot (ESK, then index). Other types do not use time.
 //
 // # Rejections
 //
@@ -97,7 +99,8 @@
 //
 // Writes (Do and the helpers Set, Delete, Add, Remove, Incr, SetField,
 // IncrField, RemoveField, CreateTable) check the op, publish it as JSON
-// with one JetStream publish, and return once this Store has folded it,
+// with one JetStream publish (no headers, unless asked), and return once
+// this Store has folded it,
 // with its position: read-your-writes on this Store, and a rejection by
 // the fold comes back as the write's error. Another Store (in this process
 // or another) reads the write after [Store.Wait] with that position;

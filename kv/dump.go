@@ -181,7 +181,7 @@ func loadState(data []byte) (*state, error) {
 			if err := json.Unmarshal(k.State, c); err != nil {
 				return nil, fmt.Errorf("%w: %s/%s: %v", errCorrupt, dt.Name, k.Key, err)
 			}
-			e := &entry{c: c, exists: existsOf(c)}
+			e := &entry{key: k.Key, c: c, exists: existsOf(c)}
 			t.keys[k.Key] = e
 			t.sorted = append(t.sorted, k.Key)
 			t.countExists(false, e.exists)

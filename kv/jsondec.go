@@ -19,8 +19,13 @@ const maxJSONDepth = 10000
 // non-integer deltas, invalid UTF-8 and lone surrogates in strings, and
 // anything after the object. Errors are deterministic: they depend on the
 // bytes alone.
-func decodeJSONOp(data []byte) (Op, error) {
-	d := jdec{b: data}
+func decodeJSONOp(data []byte) (Op, error) { return decodeJSONOpFor(data, nil) }
+
+// decodeJSONOpFor is decodeJSONOp for the fold of an op on table t: with
+// a non-nil t, a key t already holds is not allocated again, and the
+// value is a slice of data, not a copy.
+func decodeJSONOpFor(data []byte, t *table) (Op, error) {
+	d := jdec{b: data, t: t}
 	var op Op
 	if err := d.object(&op); err != nil {
 		return Op{}, err
@@ -34,8 +39,9 @@ func decodeJSONOp(data []byte) (Op, error) {
 
 // jdec reads JSON from b, at offset i.
 type jdec struct {
-	b []byte
-	i int
+	b      []byte
+	i      int
+	t      *table // see decodeJSONOpFor
 }
 
 func (d *jdec) errf(format string, args ...any) error {
@@ -104,7 +110,7 @@ func (d *jdec) object(op *Op) error {
 	for {
 		d.ws()
 		at := d.i
-		name, err := d.str("a field name")
+		nameB, err := d.bytes("a field name")
 		if err != nil {
 			return err
 		}
@@ -113,13 +119,23 @@ func (d *jdec) object(op *Op) error {
 		}
 		d.ws()
 		var bit int
-		switch name {
+		switch name := string(nameB); name {
 		case "op":
 			bit = fOp
-			op.Op, err = d.str(`"op", a string`)
+			var b []byte
+			if b, err = d.bytes(`"op", a string`); err == nil {
+				op.Op = opName(b)
+			}
 		case "key":
 			bit = fKey
-			op.Key, err = d.str(`"key", a string`)
+			if d.t != nil {
+				var b []byte
+				if b, err = d.bytes(`"key", a string`); err == nil {
+					op.Key = d.t.intern(b)
+				}
+			} else {
+				op.Key, err = d.str(`"key", a string`)
+			}
 		case "field":
 			bit = fField
 			op.Field, err = d.str(`"field", a string`)
@@ -133,7 +149,11 @@ func (d *jdec) object(op *Op) error {
 			bit = fValue
 			start := d.i
 			if err = d.value(0); err == nil {
-				op.Value = append(make([]byte, 0, d.i-start), d.b[start:d.i]...)
+				if d.t != nil {
+					op.Value = d.b[start:d.i:d.i]
+				} else {
+					op.Value = append(make([]byte, 0, d.i-start), d.b[start:d.i]...)
+				}
 			}
 		case "delta":
 			bit = fDelta
@@ -156,7 +176,7 @@ func (d *jdec) object(op *Op) error {
 		}
 		if seen&bit != 0 {
 			d.i = at
-			return d.errf("field %q appears twice", name)
+			return d.errf("field %q appears twice", nameB)
 		}
 		seen |= bit
 		d.ws()
@@ -177,8 +197,15 @@ func (d *jdec) object(op *Op) error {
 
 // str reads a JSON string (what names the expected thing for errors).
 func (d *jdec) str(what string) (string, error) {
+	b, err := d.bytes(what)
+	return string(b), err
+}
+
+// bytes reads a JSON string: a slice of the input when it has no escapes,
+// else a decoded copy.
+func (d *jdec) bytes(what string) ([]byte, error) {
 	if d.i >= len(d.b) || d.b[d.i] != '"' {
-		return "", d.errf("want %s, found %s", what, d.found())
+		return nil, d.errf("want %s, found %s", what, d.found())
 	}
 	start := d.i + 1
 	i := start
@@ -188,25 +215,42 @@ func (d *jdec) str(what string) (string, error) {
 		case c == '"':
 			s := d.b[start:i]
 			if !utf8.Valid(s) {
-				return "", d.errf("%s is not valid UTF-8", what)
+				return nil, d.errf("%s is not valid UTF-8", what)
 			}
 			d.i = i + 1
-			return string(s), nil
+			return s, nil
 		case c == '\\':
 			return d.strSlow(start, what)
 		case c < 0x20:
 			d.i = i
-			return "", d.errf("control character in a string")
+			return nil, d.errf("control character in a string")
 		}
 		i++
 	}
 	d.i = len(d.b)
-	return "", d.errf("unterminated string")
+	return nil, d.errf("unterminated string")
+}
+
+// opName returns the op name b as a string, the constant for known ones.
+func opName(b []byte) string {
+	switch string(b) {
+	case OpSet:
+		return OpSet
+	case OpDelete:
+		return OpDelete
+	case OpAdd:
+		return OpAdd
+	case OpRemove:
+		return OpRemove
+	case OpIncr:
+		return OpIncr
+	}
+	return string(b)
 }
 
 // strSlow reads a string with escapes, from its first byte after the
 // quote.
-func (d *jdec) strSlow(start int, what string) (string, error) {
+func (d *jdec) strSlow(start int, what string) ([]byte, error) {
 	out := make([]byte, 0, 16)
 	i := start
 	for i < len(d.b) {
@@ -214,13 +258,13 @@ func (d *jdec) strSlow(start int, what string) (string, error) {
 		switch {
 		case c == '"':
 			if !utf8.Valid(out) {
-				return "", d.errf("%s is not valid UTF-8", what)
+				return nil, d.errf("%s is not valid UTF-8", what)
 			}
 			d.i = i + 1
-			return string(out), nil
+			return out, nil
 		case c < 0x20:
 			d.i = i
-			return "", d.errf("control character in a string")
+			return nil, d.errf("control character in a string")
 		case c != '\\':
 			out = append(out, c)
 			i++
@@ -248,7 +292,7 @@ func (d *jdec) strSlow(start int, what string) (string, error) {
 			d.i = i - 1
 			r, ok := hex4(d.b, i+1)
 			if !ok {
-				return "", d.errf("bad \\u escape")
+				return nil, d.errf("bad \\u escape")
 			}
 			i += 4
 			if utf16.IsSurrogate(r) {
@@ -258,7 +302,7 @@ func (d *jdec) strSlow(start int, what string) (string, error) {
 				}
 				dec := utf16.DecodeRune(r, r2)
 				if !ok || dec == utf8.RuneError {
-					return "", d.errf("lone surrogate in a \\u escape")
+					return nil, d.errf("lone surrogate in a \\u escape")
 				}
 				r = dec
 				i += 6
@@ -266,12 +310,12 @@ func (d *jdec) strSlow(start int, what string) (string, error) {
 			out = utf8.AppendRune(out, r)
 		default:
 			d.i = i
-			return "", d.errf("bad escape '\\%c'", e)
+			return nil, d.errf("bad escape '\\%c'", e)
 		}
 		i++
 	}
 	d.i = len(d.b)
-	return "", d.errf("unterminated string")
+	return nil, d.errf("unterminated string")
 }
 
 func hex4(b []byte, i int) (rune, bool) {
@@ -556,7 +600,7 @@ func (d *jdec) dot(what string) (crdt.Dot, error) {
 	for {
 		d.ws()
 		at := d.i
-		name, err := d.str("a dot field name")
+		nameB, err := d.bytes("a dot field name")
 		if err != nil {
 			return crdt.Dot{}, err
 		}
@@ -564,7 +608,7 @@ func (d *jdec) dot(what string) (crdt.Dot, error) {
 			return crdt.Dot{}, err
 		}
 		d.ws()
-		switch name {
+		switch name := string(nameB); name {
 		case "esk":
 			if seenESK {
 				d.i = at

@@ -28,6 +28,12 @@ import (
 // which byte. The work and memory a call takes are bounded by a small
 // multiple of len(data).
 func DecodeOp(data []byte, contentType string) (Op, error) {
+	return decodeOpFor(data, contentType, nil)
+}
+
+// decodeOpFor is DecodeOp for the fold of an op on table t (see
+// decodeJSONOpFor).
+func decodeOpFor(data []byte, contentType string, t *table) (Op, error) {
 	if len(data) > transport.DefaultMaxPayload {
 		return Op{}, fmt.Errorf("%w: the op is %d bytes, the limit is %d", ErrInvalidOp, len(data), transport.DefaultMaxPayload)
 	}
@@ -36,7 +42,7 @@ func DecodeOp(data []byte, contentType string) (Op, error) {
 		return Op{}, fmt.Errorf("%w: %w", ErrInvalidOp, err)
 	}
 	if codec.ContentType() == transport.ContentTypeJSON {
-		return decodeJSONOp(data)
+		return decodeJSONOpFor(data, t)
 	}
 	var op Op
 	if err := codec.Unmarshal(data, &op); err != nil {
@@ -117,8 +123,15 @@ func (op Op) MarshalJSON() ([]byte, error) {
 
 // appendJSONString appends s as a JSON string, as encoding/json writes it.
 func appendJSONString(b []byte, s string) []byte {
-	q, _ := json.Marshal(s) // a string always marshals
-	return append(b, q...)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // CheckOp reports whether op is a well-formed op for a table of type t:

@@ -53,8 +53,17 @@ type table struct {
 // entry is the CRDT of one key: a *crdt.LWW, *crdt.ORSet, *crdt.Counter,
 // *crdt.Map or *crdt.MVReg as the table's type says.
 type entry struct {
+	key    string
 	c      any
 	exists bool
+}
+
+// intern returns key b as a string: the one t holds if it has the key.
+func (t *table) intern(b []byte) string {
+	if e := t.keys[string(b)]; e != nil {
+		return e.key
+	}
+	return string(b)
 }
 
 // rejections counts rejections and keeps the newest MaxRejections.
@@ -123,7 +132,7 @@ func (st *state) apply(ev event) result {
 			return reject("", err)
 		}
 	}
-	op, err := DecodeOp(ev.data, ev.contentType)
+	op, err := decodeOpFor(ev.data, ev.contentType, t)
 	if err != nil {
 		return reject("", err)
 	}
@@ -143,7 +152,7 @@ func (st *state) apply(ev event) result {
 	e := t.keys[op.Key]
 	fresh := e == nil
 	if fresh {
-		e = &entry{c: newCRDT(t.typ)}
+		e = &entry{key: op.Key, c: newCRDT(t.typ)}
 	}
 	was := e.exists
 	if err := applyOp(t.typ, e, op, ev); err != nil {
@@ -298,7 +307,7 @@ func (st *state) declare(cfg *table, op Op, ev event) error {
 	e := cfg.keys[op.Key]
 	fresh := e == nil
 	if fresh {
-		e = &entry{c: new(crdt.LWW)}
+		e = &entry{key: op.Key, c: new(crdt.LWW)}
 	}
 	was := e.exists
 	if err := applyOp(TypeLWW, e, op, ev); err != nil {

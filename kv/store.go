@@ -31,6 +31,11 @@ type Options struct {
 	Snapshots string
 	// NoRestore folds the log from its start, ignoring snapshots.
 	NoRestore bool
+	// StampHLC stamps this store's writes with the log's hybrid logical
+	// clock (the Detbus-Hlc header), which then orders them in registers
+	// instead of the time the stream stored them. It costs a header on
+	// every write; see the package documentation.
+	StampHLC bool
 	// Logger receives the store's warnings (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -178,19 +183,36 @@ func (s *Store) Close() error {
 // folded (0 before the first).
 func (s *Store) Applied() uint64 { return s.applied.Load() }
 
-// run is the materializer: it folds the log from the event after the last
-// one applied, and starts over after an error.
+// run is the materializer. It reads the log from the event after the
+// last one read, starting over after an error, and hands the events to
+// the fold in another goroutine, so that reading and folding overlap.
 func (s *Store) run() {
 	defer close(s.done)
+	evs := make(chan transport.Event, foldQueue)
+	folded := make(chan struct{})
+	go func() {
+		defer close(folded)
+		s.foldLoop(evs)
+	}()
+	defer func() {
+		close(evs)
+		<-folded
+	}()
+	read := s.applied.Load() // the last event handed to the fold
 	backoff := 50 * time.Millisecond
 	for s.ctx.Err() == nil {
-		from := s.applied.Load() + 1
+		from := read + 1
 		for ev, err := range s.log.Events(s.ctx, []string{"kv.>"}, transport.ReadOptions{From: from, Follow: true}) {
 			if err != nil {
 				s.lg.Warn("kv: reading the log", "from", from, "err", err)
 				break
 			}
-			s.fold(ev)
+			select {
+			case evs <- ev:
+				read = ev.Seq
+			case <-s.ctx.Done():
+				return
+			}
 			backoff = 50 * time.Millisecond
 		}
 		select {
@@ -201,40 +223,75 @@ func (s *Store) run() {
 	}
 }
 
-// fold applies one event and tells waiters, watchers and the snapshotter.
-func (s *Store) fold(tev transport.Event) {
-	ev := eventOf(tev)
-	watching := s.nwatch.Load() > 0
-	var ch Change
-	s.mu.Lock()
-	r := s.st.apply(ev)
-	o := outcome{pos: ev.pos}
-	if r.rejected != nil {
-		o.err = rejectionError(r.rejected)
-	}
-	s.recent[ev.pos.Seq%recentSize] = o
-	if watching {
-		ch = Change{Table: r.table, Key: r.key, Position: ev.pos, Rejected: r.rejected}
-		if t := s.st.tables[r.table]; t != nil && r.rejected == nil {
-			if e := t.keys[r.key]; e != nil {
-				ch.Value, _ = t.value(r.key, e, false)
+// foldQueue bounds the events read but not yet folded; foldBatch, the
+// events folded under one hold of the lock.
+const (
+	foldQueue = 1024
+	foldBatch = 64
+)
+
+// foldLoop folds the events from evs, in batches of those already
+// waiting.
+func (s *Store) foldLoop(evs <-chan transport.Event) {
+	batch := make([]transport.Event, 0, foldBatch)
+	var changes []Change
+	for ev := range evs {
+		batch = append(batch[:0], ev)
+	more:
+		for len(batch) < foldBatch {
+			select {
+			case ev, ok := <-evs:
+				if !ok {
+					break more
+				}
+				batch = append(batch, ev)
+			default:
+				break more
 			}
+		}
+		changes = s.fold(batch, changes[:0])
+		clear(batch)
+	}
+}
+
+// fold applies a batch of events and tells waiters, watchers and the
+// snapshotter.
+func (s *Store) fold(batch []transport.Event, changes []Change) []Change {
+	watching := s.nwatch.Load() > 0
+	s.mu.Lock()
+	for _, tev := range batch {
+		ev := eventOf(tev)
+		r := s.st.apply(ev)
+		o := outcome{pos: ev.pos}
+		if r.rejected != nil {
+			o.err = rejectionError(r.rejected)
+		}
+		s.recent[ev.pos.Seq%recentSize] = o
+		if watching {
+			ch := Change{Table: r.table, Key: r.key, Position: ev.pos, Rejected: r.rejected}
+			if t := s.st.tables[r.table]; t != nil && r.rejected == nil {
+				if e := t.keys[r.key]; e != nil {
+					ch.Value, _ = t.value(r.key, e, false)
+				}
+			}
+			changes = append(changes, ch)
 		}
 	}
 	s.mu.Unlock()
-	s.applied.Store(ev.pos.Seq)
+	s.applied.Store(batch[len(batch)-1].Seq)
 	if s.nwait.Load() > 0 {
 		s.notify()
 	}
-	if watching {
+	for _, ch := range changes {
 		s.broadcast(ch)
 	}
-	if n := s.sinceSnap.Add(1); s.opts.SnapshotEvery > 0 && n >= int64(s.opts.SnapshotEvery) {
+	if n := s.sinceSnap.Add(int64(len(batch))); s.opts.SnapshotEvery > 0 && n >= int64(s.opts.SnapshotEvery) {
 		select {
 		case s.snapDue <- struct{}{}:
 		default:
 		}
 	}
+	return changes
 }
 
 // rejectedError is returned, with the reason, by writes that the fold

@@ -17,9 +17,9 @@ import (
 // the position it landed at; reads on this Store then see it. The op is
 // checked first (see [CheckOp]) against the table's type as this Store
 // knows it, after catching up with the log (see [Store.Sync]) if the table
-// is not known yet. It is written as JSON, stamped with the log's HLC
-// time, as one publish; the fold applies it or rejects it the same way on
-// every replica.
+// is not known yet. It is written as JSON in one publish (stamped with the
+// log's HLC time with Options.StampHLC); the fold applies it or rejects it
+// the same way on every replica.
 //
 // Errors, nothing written: ErrInvalidOp or ErrTableType (wrapped) for an op
 // that does not fit, ErrNoTable for a table not declared, ErrClosed.
@@ -93,10 +93,14 @@ func (s *Store) publish(ctx context.Context, table string, payload []byte) (tran
 	if len(payload) > cfg.MaxPayload {
 		return transport.Position{}, fmt.Errorf("%w: the op on %s is %d bytes, the limit is %d", transport.ErrPayloadTooLarge, esk, len(payload), cfg.MaxPayload)
 	}
-	m := nats.NewMsg(s.log.Subject(esk))
-	m.Data = payload
-	m.Header.Set(transport.HeaderHLC, cfg.Clock.Now().String())
+	m := &nats.Msg{Subject: s.log.Subject(esk), Data: payload}
+	if s.opts.StampHLC {
+		m.Header = nats.Header{transport.HeaderHLC: {cfg.Clock.Now().String()}}
+	}
 	if trace.SpanContextFromContext(ctx).IsValid() || baggage.FromContext(ctx).Len() > 0 {
+		if m.Header == nil {
+			m.Header = nats.Header{}
+		}
 		cfg.Propagator.Inject(ctx, propagation.HeaderCarrier(m.Header))
 	}
 	if _, ok := ctx.Deadline(); !ok {

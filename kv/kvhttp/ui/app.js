@@ -1,6 +1,7 @@
 // The detbus kv browser UI: plain JavaScript over the JSON API under
-// /api/kv and its Server-Sent Events stream. It never builds HTML from
-// data: every key, value and reason is set as text.
+// /api/kv and its Server-Sent Events stream, with the helpers of
+// common.js. It never builds HTML from data: every key, value and reason
+// is set as text.
 "use strict";
 
 const API = "/api/kv";
@@ -26,109 +27,8 @@ const state = {
   applied: 0,
 };
 
-const $ = (id) => document.getElementById(id);
-
-function el(tag, props, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(props || {})) {
-    if (k === "class") e.className = v;
-    else if (k === "dataset") Object.assign(e.dataset, v);
-    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
-    else e.setAttribute(k, v);
-  }
-  for (const c of children) {
-    if (c != null) e.append(c instanceof Node ? c : String(c));
-  }
-  return e;
-}
-
-// api calls the JSON API and returns the decoded body, or throws an Error
-// with the server's message. A 401 reloads the page, which then asks for
-// the token.
-async function api(path, opts = {}) {
-  const init = { headers: { Accept: "application/json" }, credentials: "same-origin", ...opts };
-  if (opts.body !== undefined) {
-    init.method = opts.method || "POST";
-    init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(opts.body);
-  }
-  const resp = await fetch(API + path, init);
-  if (resp.headers.get("X-Detbus-Token") === "required") $("logout").hidden = false;
-  if (resp.status === 401) {
-    location.reload();
-    throw new Error("the token is needed");
-  }
-  let body = null;
-  try {
-    body = await resp.json();
-  } catch {
-    body = null;
-  }
-  if (!resp.ok) throw new Error((body && body.error) || `${resp.status} ${resp.statusText}`);
-  return body;
-}
-
-const enc = encodeURIComponent;
-
-function compact(v) {
-  if (v === undefined) return "";
-  const s = JSON.stringify(v);
-  return s.length > 200 ? s.slice(0, 200) + "…" : s;
-}
-
-function showMsg(id, text, ok) {
-  const m = $(id);
-  m.textContent = text;
-  m.className = "msg " + (ok ? "ok" : "err");
-}
-
-// ---- JSON rendering with HLC timestamps made readable
-
-const HLC = /^(\d{19})\.(\d{10})$/;
-
-function hlcTitle(s) {
-  const m = HLC.exec(s);
-  if (!m) return null;
-  const ns = BigInt(m[1]);
-  const d = new Date(Number(ns / 1000000n));
-  return `HLC: ${d.toISOString()} (wall ${m[1]} ns, logical ${Number(m[2])})`;
-}
-
-function renderJSON(pre, v) {
-  pre.replaceChildren();
-  const out = [];
-  const indent = (n) => "  ".repeat(n);
-  const walk = (x, depth) => {
-    if (x === null) out.push(el("span", { class: "b" }, "null"));
-    else if (typeof x === "string") {
-      const t = hlcTitle(x);
-      out.push(el("span", t ? { class: "s ts", title: t } : { class: "s" }, JSON.stringify(x)));
-    } else if (typeof x === "number") out.push(el("span", { class: "n" }, String(x)));
-    else if (typeof x === "boolean") out.push(el("span", { class: "b" }, String(x)));
-    else if (Array.isArray(x)) {
-      if (x.length === 0) return out.push("[]");
-      out.push("[\n");
-      x.forEach((y, i) => {
-        out.push(indent(depth + 1));
-        walk(y, depth + 1);
-        out.push(i < x.length - 1 ? ",\n" : "\n");
-      });
-      out.push(indent(depth) + "]");
-    } else {
-      const ks = Object.keys(x);
-      if (ks.length === 0) return out.push("{}");
-      out.push("{\n");
-      ks.forEach((k, i) => {
-        out.push(indent(depth + 1), el("span", { class: "k" }, JSON.stringify(k)), ": ");
-        walk(x[k], depth + 1);
-        out.push(i < ks.length - 1 ? ",\n" : "\n");
-      });
-      out.push(indent(depth) + "}");
-    }
-  };
-  walk(v, 0);
-  pre.append(...out);
-}
+// request, el, renderJSON and the other helpers are in common.js.
+const api = (path, opts) => request(API + path, opts);
 
 // ---- tables
 
@@ -440,11 +340,6 @@ async function loadRejections() {
   $("rejections").replaceChildren();
   for (const r of body.rejections) onRejection(r);
   for (const li of $("rejections").children) li.classList.remove("flash");
-}
-
-function setStatus(s, text) {
-  $("status").dataset.state = s;
-  $("status-text").textContent = text;
 }
 
 function connect() {
