@@ -39,9 +39,9 @@ func decodeJSONOpFor(data []byte, t *table) (Op, error) {
 
 // jdec reads JSON from b, at offset i.
 type jdec struct {
-	b      []byte
-	i      int
-	t      *table // see decodeJSONOpFor
+	b []byte
+	i int
+	t *table // see decodeJSONOpFor
 }
 
 func (d *jdec) errf(format string, args ...any) error {
