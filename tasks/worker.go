@@ -199,7 +199,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	events := make(chan attemptEvent, 2*w.opts.Concurrency)
 	free, claiming := w.opts.Concurrency, 0
 	reaping := map[string]bool{}
-	var shutdown <-chan time.Time
+	var shutdown <-chan time.Time // the deadline of running handlers
+	stopping := false
 	var fatal error
 	var timer *time.Timer
 	defer func() {
@@ -235,8 +236,12 @@ func (w *Worker) Run(ctx context.Context) error {
 			break
 		}
 		var done <-chan struct{}
-		if ctx.Err() == nil && fatal == nil {
+		switch {
+		case ctx.Err() == nil && fatal == nil:
 			done = ctx.Done()
+		case !stopping:
+			stopping = true
+			shutdown = time.After(w.opts.ShutdownTimeout)
 		}
 		select {
 		case ev := <-events:
@@ -248,7 +253,6 @@ func (w *Worker) Run(ctx context.Context) error {
 		case <-changed:
 		case <-wake:
 		case <-done:
-			shutdown = time.After(w.opts.ShutdownTimeout)
 		case <-shutdown:
 			hardStop(ErrShutdown)
 			shutdown = nil
