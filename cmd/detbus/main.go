@@ -5,6 +5,7 @@
 //	detbus write <esk> <json>         append an event (--index N: conditionally)
 //	detbus tail <esk> [--from N]      print an ESK's events (--follow to wait for more)
 //	detbus status                     stream state and every ESK with its count
+//	detbus kv <command> ...           the key/value store: tables, keys, get, set, add, remove, incr, create
 //	detbus worker <transform>         run an instance of a deterministic transform
 //	detbus bench transform            measure DETs run as worker processes
 //
@@ -55,6 +56,7 @@ func commands() []command {
 		{"write", "<esk> <json> [--index N]", "append an event; with --index, only if N is the ESK's next index", runWrite},
 		{"tail", "<esk|pattern> [--from N] [--follow]", "print events in log order", runTail},
 		{"status", "[--esk pattern]", "show the stream and every ESK with its count", runStatus},
+		{"kv", "<tables|keys|get|set|add|remove|incr|create> ...", "read and write the key/value store ('detbus kv help')", runKV},
 		{"worker", "<transform> [--instance name]", "run an instance of a deterministic transform (" + transformNames() + ")", runWorker},
 		{"bench", "transform [--instances 1,2,3]", "measure DET latency, throughput and failover with worker processes", runBench},
 	}

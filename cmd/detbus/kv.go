@@ -1,0 +1,309 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"regexp"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/detbus/detbus/kv"
+	"github.com/detbus/detbus/transport"
+)
+
+// kvCommands are the subcommands of `detbus kv`.
+var kvCommands = []struct{ name, args, help string }{
+	{"tables", "", "list the tables with their type, keys, ops and rejections"},
+	{"keys", "<table> [--after K] [--limit N]", "list a table's keys that hold a value, in order"},
+	{"get", "<table> <key> [--json]", "print a key's value (--json: with its type and CRDT state)"},
+	{"rejections", "[table]", "print the ops the fold rejected, with position and reason"},
+	{"create", "<table> <lww|orset|counter|map|mvreg>", "declare a table"},
+	{"set", "<table> <key> [field] <json>", "set an lww or mvreg key, or a map key's field"},
+	{"delete", "<table> <key>", "delete an lww key"},
+	{"add", "<table> <key> <element>", "add an element to an orset key"},
+	{"remove", "<table> <key> <element|field>", "remove an orset element or a map field"},
+	{"incr", "<table> <key> [field] [delta]", "add delta (default 1, may be negative) to a counter or a map field"},
+}
+
+func kvUsage(w io.Writer) {
+	fmt.Fprintln(w, "usage: detbus kv <command> [arguments] [--nats URL]")
+	fmt.Fprintln(w)
+	for _, c := range kvCommands {
+		fmt.Fprintf(w, "  %-10s %-38s %s\n", c.name, c.args, c.help)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Writes print where the op landed once it is applied; reads first catch up with the log.")
+}
+
+// negativeNumber matches an argument that is a negative integer, which
+// is a delta, not a flag.
+var negativeNumber = regexp.MustCompile(`^-[0-9]+$`)
+
+func runKV(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		kvUsage(stderr)
+		return usagef("kv: no command given")
+	}
+	sub, args := args[0], args[1:]
+	if sub == "help" || sub == "-h" || sub == "--help" {
+		kvUsage(stdout)
+		return nil
+	}
+	var nargs []string
+	for _, a := range args {
+		if negativeNumber.MatchString(a) {
+			nargs = append(nargs, "--") // a positional argument, not a flag
+		}
+		nargs = append(nargs, a)
+	}
+	args = nargs
+
+	fs := newFlags("kv "+sub, stderr)
+	var cf clientFlags
+	cf.register(fs)
+	after := fs.String("after", "", "keys: list the keys after this one")
+	limit := fs.Int("limit", 0, "keys: list at most this many keys (0: all)")
+	asJSON := fs.Bool("json", false, "print JSON")
+
+	var lo, hi int
+	switch sub {
+	case "tables":
+		lo, hi = 0, 0
+	case "keys":
+		lo, hi = 1, 1
+	case "get", "delete":
+		lo, hi = 2, 2
+	case "rejections":
+		lo, hi = 0, 1
+	case "create":
+		lo, hi = 2, 2
+	case "set":
+		lo, hi = 3, 4
+	case "add", "remove":
+		lo, hi = 3, 3
+	case "incr":
+		lo, hi = 2, 4
+	default:
+		kvUsage(stderr)
+		return usagef("kv: unknown command %q", sub)
+	}
+	pos, err := parse(fs, args, lo, hi)
+	if err != nil {
+		return helpOK(err)
+	}
+	if *limit < 0 {
+		return usagef("kv keys: --limit must not be negative")
+	}
+	if len(pos) > 0 { // the first argument names a table
+		if err := kv.ValidateTable(pos[0]); err != nil {
+			return usagef("kv %s: %v", sub, err)
+		}
+	}
+	var typ kv.Type
+	if sub == "create" {
+		if typ, err = kv.ParseType(pos[1]); err != nil {
+			return usagef("kv create: %v", err)
+		}
+	}
+
+	l, err := cf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	s, err := kv.Open(ctx, l, kv.Options{SnapshotEvery: -1, SnapshotInterval: -1,
+		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	sctx, cancel := context.WithTimeout(ctx, cf.timeout)
+	defer cancel()
+	if err := s.Sync(sctx); err != nil {
+		return fmt.Errorf("kv: catching up with the log: %w", err)
+	}
+
+	switch sub {
+	case "tables":
+		return kvTables(s, stdout, *asJSON)
+	case "keys":
+		keys, more, err := s.Keys(pos[0], *after, *limit)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(stdout, struct {
+				Keys []string `json:"keys"`
+				More bool     `json:"more"`
+			}{keys, more})
+		}
+		for _, k := range keys {
+			fmt.Fprintln(stdout, k)
+		}
+		return nil
+	case "get":
+		v, err := s.Get(pos[0], pos[1])
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(stdout, v)
+		}
+		_, err = fmt.Fprintln(stdout, string(v.Value))
+		return err
+	case "rejections":
+		table := ""
+		if len(pos) > 0 {
+			table = pos[0]
+		}
+		for _, r := range s.Rejections(table) {
+			if *asJSON {
+				if err := printJSON(stdout, r); err != nil {
+					return err
+				}
+				continue
+			}
+			fmt.Fprintf(stdout, "%s@%d seq %d: %s\n", r.Position.ESK, r.Position.Index, r.Position.Seq, r.Reason)
+		}
+		return nil
+	case "create":
+		return kvWrote(stdout, pos[0], "")(s.CreateTable(ctx, pos[0], typ))
+	}
+	op, err := kvOp(s, sub, pos)
+	if err != nil {
+		return err
+	}
+	p, err := s.Do(ctx, pos[0], op)
+	if errors.Is(err, kv.ErrInvalidOp) || errors.Is(err, kv.ErrTableType) {
+		return usagef("kv %s: %v", sub, err)
+	}
+	return kvWrote(stdout, pos[0], op.Key)(p, err)
+}
+
+// kvOp builds the op of a write command, reading the table's type to
+// tell a map's field from an element, a delta or a value.
+func kvOp(s *kv.Store, sub string, pos []string) (kv.Op, error) {
+	table, key := pos[0], pos[1]
+	info, ok := s.Table(table)
+	if !ok {
+		return kv.Op{}, fmt.Errorf("%w: %q (declare it with: detbus kv create %s <type>)", kv.ErrNoTable, table, table)
+	}
+	isMap := info.Type == kv.TypeMap
+	op := kv.Op{Key: key}
+	switch sub {
+	case "set":
+		op.Op = kv.OpSet
+		rest := pos[2:]
+		if isMap {
+			if len(rest) != 2 {
+				return kv.Op{}, usagef("kv set: %s is a map table: give <table> <key> <field> <json>", table)
+			}
+			op.Field, rest = rest[0], rest[1:]
+		} else if len(rest) != 1 {
+			return kv.Op{}, usagef("kv set: %s is %s table: give <table> <key> <json>", table, article(info.Type))
+		}
+		if !json.Valid([]byte(rest[0])) {
+			var v any
+			err := json.Unmarshal([]byte(rest[0]), &v)
+			return kv.Op{}, usagef("kv set: the value for %s/%s is not valid JSON (%v); quote strings, e.g. '\"text\"'", table, key, err)
+		}
+		op.Value = json.RawMessage(rest[0])
+	case "delete":
+		op.Op = kv.OpDelete
+	case "add":
+		op.Op, op.Element = kv.OpAdd, pos[2]
+	case "remove":
+		op.Op = kv.OpRemove
+		if isMap {
+			op.Field = pos[2]
+		} else {
+			op.Element = pos[2]
+		}
+	case "incr":
+		op.Op = kv.OpIncr
+		rest := pos[2:]
+		if isMap {
+			if len(rest) == 0 {
+				return kv.Op{}, usagef("kv incr: %s is a map table: give <table> <key> <field> [delta]", table)
+			}
+			op.Field, rest = rest[0], rest[1:]
+		}
+		if len(rest) > 1 {
+			return kv.Op{}, usagef("kv incr: too many arguments for %s table", article(info.Type))
+		}
+		delta := int64(1)
+		if len(rest) == 1 {
+			d, err := strconv.ParseInt(rest[0], 10, 64)
+			if err != nil {
+				return kv.Op{}, usagef("kv incr: delta %q is not an integer", rest[0])
+			}
+			delta = d
+		}
+		op.Delta = &delta
+	}
+	if err := kv.CheckOp(info.Type, op); err != nil {
+		return kv.Op{}, usagef("kv %s: %s: %v", sub, table, err)
+	}
+	return op, nil
+}
+
+func article(t kv.Type) string {
+	if t == kv.TypeCounter || t == kv.TypeMap {
+		return "a " + string(t)
+	}
+	return "an " + string(t)
+}
+
+// kvWrote prints where a write landed.
+func kvWrote(stdout io.Writer, table, key string) func(transport.Position, error) error {
+	return func(p transport.Position, err error) error {
+		if err != nil {
+			if errors.Is(err, kv.ErrInvalidOp) || errors.Is(err, kv.ErrTableType) {
+				return usagef("%v", err)
+			}
+			return err
+		}
+		return printJSON(stdout, struct {
+			Table string `json:"table"`
+			Key   string `json:"key,omitempty"`
+			ESK   string `json:"esk"`
+			Index uint64 `json:"index"`
+			Seq   uint64 `json:"seq"`
+		}{table, key, p.ESK, p.Index, p.Seq})
+	}
+}
+
+func kvTables(s *kv.Store, stdout io.Writer, asJSON bool) error {
+	tables := s.Tables()
+	if asJSON {
+		for _, t := range tables {
+			if err := printJSON(stdout, t); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TABLE\tTYPE\tKEYS\tOPS\tREJECTED")
+	for _, t := range tables {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\n", t.Name, t.Type, t.Keys, t.Ops, t.Rejected)
+	}
+	if n := s.UndeclaredRejected(); n > 0 {
+		fmt.Fprintf(tw, "%s\t\t\t\t%d\n", "(undeclared)", n)
+	}
+	return tw.Flush()
+}
+
+func printJSON(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(w, strings.TrimSpace(string(b)))
+	return err
+}
