@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -54,21 +55,13 @@ func runKV(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		kvUsage(stdout)
 		return nil
 	}
-	var nargs []string
-	for _, a := range args {
-		if negativeNumber.MatchString(a) {
-			nargs = append(nargs, "--") // a positional argument, not a flag
-		}
-		nargs = append(nargs, a)
-	}
-	args = nargs
-
 	fs := newFlags("kv "+sub, stderr)
 	var cf clientFlags
 	cf.register(fs)
 	after := fs.String("after", "", "keys: list the keys after this one")
 	limit := fs.Int("limit", 0, "keys: list at most this many keys (0: all)")
 	asJSON := fs.Bool("json", false, "print JSON")
+	args = negativesPositional(fs, args)
 
 	var lo, hi int
 	switch sub {
@@ -183,6 +176,35 @@ func runKV(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usagef("kv %s: %v", sub, err)
 	}
 	return kvWrote(stdout, pos[0], op.Key)(p, err)
+}
+
+// negativesPositional marks arguments that are negative integers, such
+// as a delta, as positional (the flag package would take them for flags),
+// unless they are the value of a flag.
+func negativesPositional(fs *flag.FlagSet, args []string) []string {
+	var out []string
+	for i, a := range args {
+		if negativeNumber.MatchString(a) && !(i > 0 && takesValue(fs, args[i-1])) {
+			out = append(out, "--")
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// takesValue reports whether arg is a flag of fs that takes its value
+// from the next argument.
+func takesValue(fs *flag.FlagSet, arg string) bool {
+	name := strings.TrimLeft(arg, "-")
+	if name == arg || strings.Contains(name, "=") {
+		return false
+	}
+	f := fs.Lookup(name)
+	if f == nil {
+		return false
+	}
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return !ok || !b.IsBoolFlag()
 }
 
 // kvOp builds the op of a write command, reading the table's type to
