@@ -84,6 +84,15 @@
 // tables, applies ops per type, shows rejections, and follows the events
 // stream to update live.
 //
+// GET /tasks serves the tasks page of the same UI, over the API of
+// package taskshttp under /api/tasks, which the server must mount beside
+// this handler (`detbus serve` does): it lists queues with their counts
+// by state, a queue's tasks with their state, attempts, last error and
+// worker, a task's payload and result, creates queues, enqueues, cancels
+// and retries tasks, and shows rejections. That API has no event stream:
+// the page polls /api/tasks/status every second and reloads what it shows
+// when it moves.
+//
 // # Access
 //
 // [New] does no authentication; it rejects cross-origin browser writes

@@ -6,8 +6,9 @@ import (
 	"net/http"
 )
 
-// assets holds the browser UI: index.html, app.js, style.css, and the
-// login page that [Protect] shows.
+// assets holds the browser UI: the kv page (index.html, app.js), the
+// tasks page (tasks.html, tasks.js), what they share (common.js,
+// style.css), and the login page that [Protect] shows.
 //
 //go:embed ui
 var assets embed.FS
@@ -23,9 +24,13 @@ func (h *Handler) uiRoutes(m *http.ServeMux) {
 	}
 	files := http.StripPrefix("/ui/", http.FileServerFS(static))
 	m.Handle("GET /ui/", uiHeaders(files))
-	m.Handle("GET /{$}", uiHeaders(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.ServeFileFS(w, r, static, "index.html")
-	})))
+	page := func(name string) http.Handler {
+		return uiHeaders(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.ServeFileFS(w, r, static, name)
+		}))
+	}
+	m.Handle("GET /{$}", page("index.html"))
+	m.Handle("GET /tasks", page("tasks.html"))
 }
 
 // uiHeaders sets the headers of every UI asset: the content security

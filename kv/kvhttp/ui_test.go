@@ -1,0 +1,34 @@
+package kvhttp_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestPages: the kv and tasks pages and their assets are served with the
+// content security policy, and each page links to the other.
+func TestPages(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	for path, want := range map[string]string{
+		"/":             `<title>detbus kv</title>`,
+		"/tasks":        `<title>detbus tasks</title>`,
+		"/ui/common.js": "function request(",
+		"/ui/app.js":    `const API = "/api/kv"`,
+		"/ui/tasks.js":  `const API = "/api/tasks"`,
+		"/ui/style.css": ".badge.state-dead",
+	} {
+		r := e.do("GET", path, "")
+		if r.status != http.StatusOK || !strings.Contains(string(r.raw), want) {
+			t.Fatalf("GET %s: %d %.300s", path, r.status, r.raw)
+		}
+		if csp := r.header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") {
+			t.Fatalf("GET %s: Content-Security-Policy %q", path, csp)
+		}
+	}
+	for path, link := range map[string]string{"/": `href="/tasks"`, "/tasks": `href="/"`} {
+		if r := e.do("GET", path, ""); !strings.Contains(string(r.raw), link) {
+			t.Fatalf("GET %s does not link %s", path, link)
+		}
+	}
+}
