@@ -8,6 +8,7 @@
 //	detbus kv <command> ...           the key/value store: tables, keys, get, set, add, remove, incr, create
 //	detbus worker <transform>         run an instance of a deterministic transform
 //	detbus bench transform            measure DETs run as worker processes
+//	detbus tasks <command>            task queues: create, add, list, show, retry, cancel, dead, work
 //
 // Client commands take --nats URL (default $DETBUS_NATS or
 // nats://127.0.0.1:4222). Usage errors exit with status 2, other failures
@@ -59,6 +60,7 @@ func commands() []command {
 		{"kv", "<tables|keys|get|set|add|remove|incr|create> ...", "read and write the key/value store ('detbus kv help')", runKV},
 		{"worker", "<transform> [--instance name]", "run an instance of a deterministic transform (" + transformNames() + ")", runWorker},
 		{"bench", "transform [--instances 1,2,3]", "measure DET latency, throughput and failover with worker processes", runBench},
+		{"tasks", "<command> [arguments]", "task queues on the log: create, add, list, show, retry, cancel, dead, work", runTasks},
 	}
 }
 
