@@ -69,6 +69,32 @@ func TestServeKVAPI(t *testing.T) {
 	}
 }
 
+// TestServeTasksAPI: a node serves the tasks API under /api/tasks beside
+// the kv API, on a tasks client of its own log, and the tasks page of the
+// UI; its banner names the page.
+func TestServeTasksAPI(t *testing.T) {
+	_, out := startServe(t)
+	base := uiURL(t, out)
+	if !strings.Contains(out.String(), "tasks UI:    "+base+"/tasks") {
+		t.Fatalf("the banner does not name the tasks page:\n%s", out.String())
+	}
+	if st, body := httpDo(t, "POST", base+"/api/tasks/queues", "", `{"name":"emails","max_attempts":3}`); st != http.StatusCreated || !strings.Contains(body, `"max_attempts":3`) {
+		t.Fatalf("create a queue: %d %s", st, body)
+	}
+	if st, body := httpDo(t, "POST", base+"/api/tasks/queues/emails/tasks", "", `{"id":"t1","payload":{"to":"a@b"}}`); st != http.StatusCreated || !strings.Contains(body, `"state":"pending"`) {
+		t.Fatalf("enqueue: %d %s", st, body)
+	}
+	if st, body := httpDo(t, "GET", base+"/api/tasks/queues", "", ""); st != http.StatusOK || !strings.Contains(body, `"pending":1`) {
+		t.Fatalf("queues: %d %s", st, body)
+	}
+	if st, body := httpDo(t, "GET", base+"/api/tasks/queues/nope/tasks", "", ""); st != http.StatusNotFound || !strings.Contains(body, `"error"`) {
+		t.Fatalf("an unknown queue: %d %s", st, body)
+	}
+	if st, body := httpDo(t, "GET", base+"/tasks", "", ""); st != http.StatusOK || !strings.Contains(body, "<title>detbus tasks</title>") {
+		t.Fatalf("tasks page: %d %.200s", st, body)
+	}
+}
+
 // TestServeHTTPToken: with --http-token, the API, the UI and /metrics
 // need the token; /healthz does not.
 func TestServeHTTPToken(t *testing.T) {
@@ -80,7 +106,7 @@ func TestServeHTTPToken(t *testing.T) {
 	if strings.Contains(out.String(), testToken) {
 		t.Fatalf("the banner prints the token:\n%s", out.String())
 	}
-	for _, path := range []string{"/api/kv/tables", "/", "/metrics"} {
+	for _, path := range []string{"/api/kv/tables", "/", "/metrics", "/api/tasks/queues", "/tasks"} {
 		if st, body := httpDo(t, "GET", base+path, "", ""); st != http.StatusUnauthorized {
 			t.Fatalf("GET %s without the token: %d %.200s", path, st, body)
 		}
