@@ -120,7 +120,10 @@
 // newest valid snapshot of any replica (any replica's state at a sequence
 // is the same) and folds only what follows; restoring and folding the rest
 // gives the same bytes as folding everything. Encoding a snapshot holds
-// off the fold for as long as it takes; saving it does not.
+// off the fold for as long as it takes; saving it does not. A replica that
+// saves a snapshot deletes those of other replicas that cover no more of
+// the log and were not replaced for a day, so that replicas named after
+// their process (the default) do not pile up.
 //
 // # Concurrency
 //

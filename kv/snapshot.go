@@ -170,7 +170,33 @@ func (sn *snapshots) save(ctx context.Context, data []byte, seq uint64) error {
 	if _, err := sn.obs.Put(ctx, meta, bytes.NewReader(data)); err != nil {
 		return fmt.Errorf("kv: save snapshot %q at seq %d: %w", sn.opts.Replica, seq, err)
 	}
+	sn.prune(ctx, seq)
 	return nil
+}
+
+// staleSnapshotAge is how long a snapshot of another replica may go
+// unreplaced before a replica that saves a newer one deletes it: that
+// replica is taken to be gone (replicas named after their process leave
+// one behind each).
+var staleSnapshotAge = 24 * time.Hour
+
+// prune deletes the snapshots of the same stream that cover at most seq
+// and were not replaced for staleSnapshotAge. Failures are left for the
+// next save.
+func (sn *snapshots) prune(ctx context.Context, seq uint64) {
+	infos, err := sn.obs.List(ctx)
+	if err != nil {
+		return
+	}
+	for _, in := range infos {
+		m := in.Metadata
+		if in.Deleted || in.Name == sn.opts.Replica || m[metaStream] != sn.stream || m[metaPrefix] != sn.prefix || time.Since(in.ModTime) < staleSnapshotAge {
+			continue
+		}
+		if s, err := strconv.ParseUint(m[metaSeq], 10, 64); err == nil && s <= seq {
+			_ = sn.obs.Delete(ctx, in.Name)
+		}
+	}
 }
 
 // snapshotLoop takes a snapshot when the fold asks (every SnapshotEvery

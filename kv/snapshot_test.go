@@ -136,3 +136,29 @@ func TestStoreSnapshotNow(t *testing.T) {
 		t.Errorf("a store without snapshots created the bucket: %v", err)
 	}
 }
+
+func TestStoreSnapshotPrune(t *testing.T) {
+	_, l := node(t)
+	ctx := testCtx(t)
+	a := open(t, l, Options{Replica: "a"})
+	must(t)(a.CreateTable(ctx, "t", TypeLWW))
+	if _, err := a.Snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	old := staleSnapshotAge
+	staleSnapshotAge = 0
+	t.Cleanup(func() { staleSnapshotAge = old })
+	b := open(t, l, Options{Replica: "b"})
+	must(t)(b.Set(ctx, "t", "k", 1))
+	if _, err := b.Snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	obs, err := l.JetStream().ObjectStore(ctx, DefaultSnapshotBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	infos, err := obs.List(ctx)
+	if err != nil || len(infos) != 1 || infos[0].Name != "b" {
+		t.Fatalf("objects after pruning: %v, %v", infos, err)
+	}
+}
