@@ -21,7 +21,8 @@ type Due struct {
 }
 
 // Due returns what claims at time at could do. It is a pure function of
-// the state and at, like the rest of the machine.
+// the state and at, like the rest of the machine, and costs a look at
+// each task in flight or delayed, not at every task.
 func (q *Queue) Due(at hlc.Timestamp) Due {
 	var d Due
 	if q.cfg == nil {
@@ -32,7 +33,8 @@ func (q *Queue) Due(at hlc.Timestamp) Due {
 			d.Next = t
 		}
 	}
-	for _, t := range q.tasks {
+	d.Claimable = len(q.live.inReady)
+	for _, t := range q.live.timed {
 		switch {
 		case q.claimable(t, at):
 			d.Claimable++

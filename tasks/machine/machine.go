@@ -162,11 +162,12 @@ type Queue struct {
 	name  string
 	cfg   *Config // nil until create_queue
 	tasks map[string]*Task
+	live  index // the pending and claimed tasks
 }
 
 // New returns the state of queue name before its first event.
 func New(name string) *Queue {
-	return &Queue{name: name, tasks: map[string]*Task{}}
+	return &Queue{name: name, tasks: map[string]*Task{}, live: newIndex()}
 }
 
 // Name returns the queue's name.
@@ -225,11 +226,12 @@ func (q *Queue) claimable(t *Task, now hlc.Timestamp) bool {
 	return false
 }
 
-// best returns the best task a claim at now could win, or nil. Map order
-// does not matter: order is a total order on tasks with distinct ids.
+// best returns the best task a claim at now could win, or nil: the best
+// ready task or a better claimable timed one. Map order does not matter:
+// order is a total order on tasks with distinct ids.
 func (q *Queue) best(now hlc.Timestamp) *Task {
-	var b *Task
-	for _, t := range q.tasks {
+	b := q.live.first()
+	for _, t := range q.live.timed {
 		if q.claimable(t, now) && (b == nil || order(t, b) < 0) {
 			b = t
 		}

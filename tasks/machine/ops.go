@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -45,6 +44,8 @@ func (q *Queue) Apply(ev Event) Outcome {
 	o := Outcome{Index: ev.Index}
 	if reason := q.apply(ev, &o); reason != "" {
 		o.Kind, o.Reason = KindRejected, reason
+	} else if t := q.tasks[o.TaskID]; t != nil {
+		q.live.reindex(t) // every op changes at most the task it names or wins
 	}
 	return o
 }
@@ -79,7 +80,7 @@ func (q *Queue) apply(ev Event, o *Outcome) string {
 // decode parses and checks an operation, filling o's fields as they are
 // read. It returns the reason the operation is malformed, or "".
 func decode(data []byte, o *Outcome) (*Op, string) {
-	f, reason := strict.Parse(data, "operation")
+	f, reason := splitFields(data, "operation")
 	if reason != "" {
 		return nil, reason
 	}
@@ -89,7 +90,7 @@ func decode(data []byte, o *Outcome) (*Op, string) {
 // parse reads and checks the fields of an operation, filling o's fields
 // as they are read.
 func parse(f strict.Fields, o *Outcome) (*Op, string) {
-	op, reason := f.String("op")
+	op, reason := fieldString(f, "op")
 	if reason != "" {
 		return nil, reason
 	}
@@ -98,10 +99,8 @@ func parse(f strict.Fields, o *Outcome) (*Op, string) {
 	if !ok {
 		return nil, "unknown op " + strict.Quote(op)
 	}
-	for _, name := range slices.Sorted(maps.Keys(f)) {
-		if name != "op" && !slices.Contains(names, name) {
-			return nil, "unknown field " + strict.Quote(name)
-		}
+	if name, ok := unknownField(f, func(name string) bool { return name == "op" || slices.Contains(names, name) }); ok {
+		return nil, "unknown field " + strict.Quote(name)
 	}
 	a := &Op{Op: op}
 	if op == OpCreateQueue {
@@ -126,10 +125,10 @@ func (a *Op) field(f strict.Fields, name string) string {
 	switch name {
 	case "id":
 		if a.Op != OpClaim || f.Present(name) {
-			a.ID, reason = f.String(name)
+			a.ID, reason = fieldString(f, name)
 		}
 	case "worker":
-		a.Worker, reason = f.String(name)
+		a.Worker, reason = fieldString(f, name)
 	case "attempt":
 		var n int64
 		if n, reason = f.PositiveInt(name); reason == "" && n > MaxAttemptsLimit {
@@ -165,7 +164,7 @@ func (a *Op) field(f strict.Fields, name string) string {
 	case "not_before":
 		if f.Present(name) {
 			var s string
-			if s, reason = f.String(name); reason == "" {
+			if s, reason = fieldString(f, name); reason == "" {
 				var err error
 				if a.NotBefore, err = hlc.Parse(s); err != nil {
 					reason = "not_before must be an HLC timestamp"
@@ -177,8 +176,11 @@ func (a *Op) field(f strict.Fields, name string) string {
 	case "result":
 		a.Result = compact(f[name])
 	case "error":
-		if f.Present(name) && json.Unmarshal(f[name], &a.Error) != nil {
-			reason = "error must be a string"
+		if f.Present(name) {
+			var ok bool
+			if a.Error, ok = jsonString(f[name]); !ok {
+				reason = "error must be a string"
+			}
 		}
 	}
 	return reason
@@ -187,14 +189,12 @@ func (a *Op) field(f strict.Fields, name string) string {
 // backoff reads create_queue's backoff object; absent fields keep their
 // defaults.
 func (a *Op) backoff(raw json.RawMessage) string {
-	f, reason := strict.Parse(raw, "backoff")
+	f, reason := splitFields(raw, "backoff")
 	if reason != "" {
 		return reason
 	}
-	for _, name := range slices.Sorted(maps.Keys(f)) {
-		if name != "initial" && name != "factor" && name != "max" {
-			return "unknown field " + strict.Quote("backoff."+name)
-		}
+	if name, ok := unknownField(f, func(name string) bool { return name == "initial" || name == "factor" || name == "max" }); ok {
+		return "unknown field " + strict.Quote("backoff."+name)
 	}
 	b := &a.Config.Backoff
 	if f.Present("initial") {
@@ -216,8 +216,8 @@ func (a *Op) backoff(raw json.RawMessage) string {
 // duration reads a present field holding a Go duration string; label
 // names it in reasons.
 func duration(f strict.Fields, name, label string) (time.Duration, string) {
-	var s string
-	if json.Unmarshal(f[name], &s) != nil {
+	s, ok := jsonString(f[name])
+	if !ok {
 		return 0, label + " must be a string"
 	}
 	d, err := time.ParseDuration(s)
@@ -249,9 +249,12 @@ func compact(raw json.RawMessage) json.RawMessage {
 	if raw == nil {
 		return json.RawMessage("null")
 	}
+	if bytes.IndexAny(raw, " \t\n\r") < 0 {
+		return bytes.Clone(raw) // already compact
+	}
 	var b bytes.Buffer
 	if json.Compact(&b, raw) != nil {
-		return json.RawMessage("null") // not reached: strict.Parse checked it
+		return json.RawMessage("null") // not reached: splitFields checked it
 	}
 	return b.Bytes()
 }

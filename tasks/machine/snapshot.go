@@ -109,6 +109,7 @@ func (q *Queue) Restore(data []byte) error {
 			return fmt.Errorf("machine: restore: task %q given twice", t.ID)
 		}
 		nq.tasks[t.ID] = &t
+		nq.live.reindex(&t)
 	}
 	again, err := nq.Snapshot()
 	if err != nil {
