@@ -3,10 +3,11 @@ package kv
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"reflect"
-	"runtime"
 	"testing"
 
+	"github.com/detbus/detbus/internal/allocbound"
 	"github.com/detbus/detbus/kv/crdt"
 	"github.com/detbus/detbus/transport"
 )
@@ -61,9 +62,6 @@ func compactOp(op Op) Op {
 	return op
 }
 
-// allocBound is the most a decode may allocate for n bytes of input.
-func allocBound(n int) uint64 { return uint64(16*n + 64<<10) }
-
 // FuzzDecodeOp checks that the op decoder never panics, allocates at most
 // a small multiple of its input, agrees with encoding/json on every JSON
 // op it accepts, and that every op it accepts survives encoding and
@@ -90,13 +88,11 @@ func FuzzDecodeOp(f *testing.F) {
 		if msgpack {
 			ct = transport.ContentTypeMsgpack
 		}
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		op, err := DecodeOp(data, ct)
-		runtime.ReadMemStats(&after)
-		if n := after.TotalAlloc - before.TotalAlloc; n > allocBound(len(data)) {
-			t.Fatalf("decoding %d bytes allocated %d bytes, the bound is %d", len(data), n, allocBound(len(data)))
-		}
+		var op Op
+		var err error
+		allocbound.Check(t, allocbound.Linear(len(data), 16), fmt.Sprintf("DecodeOp of %d bytes", len(data)), func() {
+			op, err = DecodeOp(data, ct)
+		})
 		if err != nil {
 			return
 		}
