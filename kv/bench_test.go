@@ -56,8 +56,19 @@ func fillLog(b *testing.B, l *transport.Log, n int) uint64 {
 	}
 	for i := range n {
 		esk, p := benchOp(i)
-		if _, err := js.PublishAsync(l.Subject(esk), p); err != nil {
-			b.Fatal(err)
+		for {
+			_, err := js.PublishAsync(l.Subject(esk), p)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+				b.Fatal(err)
+			}
+			select { // the server is behind: let it catch up
+			case <-js.PublishAsyncComplete():
+			case <-time.After(time.Minute):
+				b.Fatal("publishing the ops stalled")
+			}
 		}
 	}
 	select {
