@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/detbus/detbus/internal/testnats"
+	"github.com/detbus/detbus/transport"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -160,5 +161,14 @@ func TestStoreSnapshotPrune(t *testing.T) {
 	infos, err := obs.List(ctx)
 	if err != nil || len(infos) != 1 || infos[0].Name != "b" {
 		t.Fatalf("objects after pruning: %v, %v", infos, err)
+	}
+}
+
+func TestOpenOptions(t *testing.T) {
+	_, l := node(t)
+	for _, opts := range []Options{{Snapshots: "a.b"}, {Snapshots: "x y"}, {Replica: "\xff"}} {
+		if _, err := Open(testCtx(t), l, opts); !errors.Is(err, transport.ErrInvalidOption) {
+			t.Errorf("%+v: %v, want ErrInvalidOption", opts, err)
+		}
 	}
 }

@@ -2,12 +2,14 @@ package kv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/detbus/detbus/transport"
 )
@@ -67,6 +69,31 @@ func (o *Options) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+}
+
+// Validate reports every problem with the options after defaults, joined;
+// each wraps transport.ErrInvalidOption.
+func (o Options) Validate() error {
+	var errs []error
+	if !validBucket(o.Snapshots) {
+		errs = append(errs, fmt.Errorf("%w: kv: snapshot bucket %q: use letters, digits, '-' and '_'", transport.ErrInvalidOption, o.Snapshots))
+	}
+	if o.Replica == "" || !utf8.ValidString(o.Replica) || len(o.Replica) > 255 {
+		errs = append(errs, fmt.Errorf("%w: kv: replica name %q: want 1 to 255 bytes of UTF-8", transport.ErrInvalidOption, o.Replica))
+	}
+	return errors.Join(errs...)
+}
+
+func validBucket(name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // snapshots reports whether the options ask for snapshots at all.
@@ -131,9 +158,13 @@ type Store struct {
 // skipped, falling back to older ones and finally to folding from the
 // start.
 //
-// Errors: ErrUnavailable (wrapped) when the stream cannot be read.
+// Errors: transport.ErrInvalidOption for options that do not validate,
+// transport.ErrUnavailable when the stream cannot be read (both wrapped).
 func Open(ctx context.Context, log *transport.Log, opts Options) (*Store, error) {
 	opts.setDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
 	s := &Store{
 		log: log, opts: opts, lg: opts.Logger, st: newState(),
 		watchers: map[*watcher]struct{}{},

@@ -304,7 +304,23 @@ func TestStoreWait(t *testing.T) {
 			}
 		}
 	}
-	err := b.Wait(ctx, transport.Position{ESK: "orders", Seq: 1})
+	// Sync catches up with the last kv op, whatever follows it in the log.
+	last := must(t)(a.Incr(ctx, "t", "k", 1))
+	if _, err := l1.Write(ctx, "orders.eu", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Sync(ctx); err != nil || b.Applied() != last.Seq {
+		t.Fatalf("sync: %v, applied %d, want %d", err, b.Applied(), last.Seq)
+	}
+	// The outcome of a write the fold has long passed is found in the log.
+	a.mu.Lock()
+	clear(a.recent[:])
+	a.mu.Unlock()
+	o, err := a.outcomeOf(ctx, "kv.t", last.Seq)
+	if err != nil || o.pos != last || o.err != nil {
+		t.Fatalf("outcome of %+v: %+v, %v", last, o, err)
+	}
+	err = b.Wait(ctx, transport.Position{ESK: "orders", Seq: 1})
 	expectErr(t, err, ErrInvalidOp)
 	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
