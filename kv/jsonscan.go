@@ -171,7 +171,7 @@ func (d *jdec) strSlow(start int, what string) ([]byte, error) {
 	return nil, d.errf("unterminated string")
 }
 
-// hex4 reads the four hex digits of a \\u escape at b[i:].
+// hex4 reads the four hex digits of a \u escape at b[i:].
 func hex4(b []byte, i int) (rune, bool) {
 	if i+4 > len(b) {
 		return 0, false
