@@ -1,6 +1,8 @@
 package tasks
 
 import (
+	"bytes"
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/detbus/detbus/hlc"
 	"github.com/detbus/detbus/tasks/machine"
 	"github.com/detbus/detbus/transport"
 )
@@ -68,8 +71,9 @@ func (o Options) Validate() error {
 // safe for concurrent use. See the package documentation for its
 // contract.
 type Client struct {
-	log  *transport.Log
-	opts Options
+	log   *transport.Log
+	clock *hlc.Clock
+	opts  Options
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -85,6 +89,7 @@ type Client struct {
 	next     int
 	foldErr  error // last error of the fold, cleared by progress
 	closed   bool
+	waiters  seqHeap // Wait calls, by the sequence they wait for
 }
 
 // queueState is one queue's fold and what the client keeps beside it.
@@ -142,7 +147,7 @@ func Open(ctx context.Context, l *transport.Log, opts Options) (*Client, error) 
 	opts.setDefaults()
 	fctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
-		log: l, opts: opts, cancel: cancel, done: make(chan struct{}),
+		log: l, clock: l.Config().Clock, opts: opts, cancel: cancel, done: make(chan struct{}),
 		queues: map[string]*queueState{}, counts: map[string]uint64{},
 		advanced: make(chan struct{}), outcomes: make(map[uint64]machine.Outcome),
 	}
@@ -165,6 +170,10 @@ func (c *Client) Close() error {
 	<-c.done
 	c.mu.Lock()
 	c.wake()
+	for _, w := range c.waiters {
+		close(w.ch)
+	}
+	c.waiters = nil
 	c.mu.Unlock()
 	return nil
 }
@@ -213,39 +222,51 @@ func (c *Client) apply(ev transport.Event) {
 		c.queues[name] = qs
 	}
 	o := qs.q.Apply(machine.Event{Index: ev.Index, Time: ev.Time, Data: ev.Data})
-	switch o.Kind {
-	case machine.KindRejected:
-		r := Rejection{Position: ev.Position(), Time: ev.Time, Op: o.Op, Reason: o.Reason, Data: ev.Data}
-		if len(r.Data) > maxKeptRejectedPayload {
-			r.Data = r.Data[:maxKeptRejectedPayload]
-		}
-		r.Data = append([]byte(nil), r.Data...)
-		if _, err := machine.Decode(ev.Data); err != nil || ev.Time.WallTime < 0 {
-			r.Malformed = true
-			qs.malformed.add(r, c.opts.KeepRejections)
-			c.opts.Logger.Warn("malformed task operation rejected", "queue", name, "index", ev.Index, "seq", ev.Seq, "reason", o.Reason)
-		} else {
-			qs.refused.add(r, c.opts.KeepRejections)
-		}
-	case machine.KindDuplicate:
-	default:
-		if qs.taken {
-			close(qs.changed)
-			qs.changed, qs.taken = make(chan struct{}), false
-		}
+	malformed := false
+	if o.Kind == machine.KindRejected {
+		_, err := machine.Decode(ev.Data)
+		malformed = err != nil || ev.Time.WallTime < 0
 	}
-	if o.TaskID != "" {
-		if ws := qs.watches[o.TaskID]; len(ws) > 0 {
-			t, _ := qs.q.Task(o.TaskID)
-			for _, w := range ws {
-				w.fn(t, o)
+	outs := []machine.Outcome{o}
+	if o.Kind == machine.KindBatch {
+		outs = o.Ops
+	}
+	changed := false
+	for _, x := range outs {
+		switch x.Kind {
+		case machine.KindRejected:
+			r := Rejection{Position: ev.Position(), Time: ev.Time, Op: x.Op, Reason: x.Reason, Malformed: malformed,
+				Data: bytes.Clone(ev.Data[:min(len(ev.Data), maxKeptRejectedPayload)])}
+			if malformed {
+				qs.malformed.add(r, c.opts.KeepRejections)
+				c.opts.Logger.Warn("malformed task operation rejected", "queue", name, "index", ev.Index, "seq", ev.Seq, "reason", x.Reason)
+			} else {
+				qs.refused.add(r, c.opts.KeepRejections)
+			}
+		case machine.KindDuplicate:
+		default:
+			changed = true
+		}
+		if x.TaskID != "" {
+			if ws := qs.watches[x.TaskID]; len(ws) > 0 {
+				t, _ := qs.q.Task(x.TaskID)
+				for _, w := range ws {
+					w.fn(t, x)
+				}
 			}
 		}
+	}
+	if changed && qs.taken {
+		close(qs.changed)
+		qs.changed, qs.taken = make(chan struct{}), false
 	}
 	c.keepOutcome(ev.Seq, o)
 	c.applied = ev.Seq
 	c.counts[ev.ESK] = ev.Index + 1
 	c.foldErr = nil
+	for len(c.waiters) > 0 && c.waiters[0].seq <= ev.Seq {
+		close(heap.Pop(&c.waiters).(*seqWaiter).ch)
+	}
 	c.wake()
 }
 
@@ -260,6 +281,27 @@ func (c *Client) keepOutcome(seq uint64, o machine.Outcome) {
 		c.next = (c.next + 1) % len(c.ring)
 	}
 	c.outcomes[seq] = o
+}
+
+// seqWaiter is a Wait for the fold to apply seq.
+type seqWaiter struct {
+	seq uint64
+	ch  chan struct{}
+}
+
+// seqHeap orders Wait calls by the sequence they wait for.
+type seqHeap []*seqWaiter
+
+func (h seqHeap) Len() int           { return len(h) }
+func (h seqHeap) Less(i, j int) bool { return h[i].seq < h[j].seq }
+func (h seqHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *seqHeap) Push(x any)        { *h = append(*h, x.(*seqWaiter)) }
+func (h *seqHeap) Pop() any {
+	old := *h
+	w := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return w
 }
 
 // wake releases the waiters on advanced. c.mu is held.
@@ -317,8 +359,32 @@ func (c *Client) withTimeout(ctx context.Context) (context.Context, context.Canc
 // Errors: ctx's error (wrapped, with the fold's last error if it is
 // failing); ErrClosed.
 func (c *Client) Wait(ctx context.Context, pos transport.Position) error {
-	return c.await(ctx, fmt.Sprintf("%s at index %d (seq %d)", pos.ESK, pos.Index, pos.Seq),
-		func() bool { return c.applied >= pos.Seq })
+	c.mu.Lock()
+	switch {
+	case c.applied >= pos.Seq:
+		c.mu.Unlock()
+		return nil
+	case c.closed:
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	w := &seqWaiter{seq: pos.Seq, ch: make(chan struct{})}
+	heap.Push(&c.waiters, w)
+	c.mu.Unlock()
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	select {
+	case <-w.ch:
+		c.mu.RLock()
+		defer c.mu.RUnlock()
+		if c.applied < pos.Seq {
+			return ErrClosed
+		}
+		return nil
+	case <-ctx.Done():
+		// w stays queued until the fold passes it or the client closes.
+		return c.await(ctx, fmt.Sprintf("%s at seq %d", pos.ESK, pos.Seq), func() bool { return c.applied >= pos.Seq })
+	}
 }
 
 // Sync waits until the fold has applied every task event that the log

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime/debug"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,6 +14,9 @@ import (
 	"github.com/detbus/detbus/transport"
 	"github.com/nats-io/nuid"
 )
+
+// maxErrorText bounds the error text a fail carries.
+const maxErrorText = 4096
 
 // DefaultShutdownTimeout is how long [Worker.Run] lets running handlers
 // finish after its context is done, unless WorkerOptions says otherwise.
@@ -124,11 +125,13 @@ func (o *WorkerOptions) setDefaults() {
 
 // WorkerStats counts what a worker did.
 type WorkerStats struct {
+	Batches    uint64 // events written
 	Claims     uint64 // claims written
 	Won        uint64 // claims that won a task
 	Lost       uint64 // claims refused (another worker's claim came first)
-	Completed  uint64 // completes written
-	Failed     uint64 // fails written
+	Completed  uint64 // completes accepted
+	Failed     uint64 // fails accepted
+	Refused    uint64 // reports refused (the lease had ended)
 	Heartbeats uint64 // heartbeats written
 	LeaseLost  uint64 // attempts whose lease was lost while running
 	Dead       uint64 // expired last attempts this worker moved to the dead letters
@@ -144,7 +147,7 @@ type Worker struct {
 	opts    WorkerOptions
 	running atomic.Bool
 
-	claims, won, lost, completed, failed, heartbeats, leaseLost, dead, errs atomic.Uint64
+	batches, claims, won, lost, completed, failed, refused, heartbeats, leaseLost, dead, errs atomic.Uint64
 }
 
 // NewWorker returns a worker for queue that runs handler; start it with
@@ -172,14 +175,46 @@ func (w *Worker) ID() string { return w.opts.ID }
 // Stats returns the worker's counters.
 func (w *Worker) Stats() WorkerStats {
 	return WorkerStats{
-		Claims: w.claims.Load(), Won: w.won.Load(), Lost: w.lost.Load(), Completed: w.completed.Load(),
-		Failed: w.failed.Load(), Heartbeats: w.heartbeats.Load(), LeaseLost: w.leaseLost.Load(),
-		Dead: w.dead.Load(), Errors: w.errs.Load(),
+		Batches: w.batches.Load(), Claims: w.claims.Load(), Won: w.won.Load(), Lost: w.lost.Load(),
+		Completed: w.completed.Load(), Failed: w.failed.Load(), Refused: w.refused.Load(),
+		Heartbeats: w.heartbeats.Load(), LeaseLost: w.leaseLost.Load(), Dead: w.dead.Load(), Errors: w.errs.Load(),
 	}
 }
 
 // slotDone and claimDone are what an attempt tells the dispatcher.
-type attemptEvent struct{ slotFree bool }
+
+// maxInflight is how many events a worker has in flight at once.
+const maxInflight = 2
+
+// maxReportsPerEvent bounds the reports one event carries, so that with
+// error texts of maxErrorText it stays far below a message's size limit.
+const maxReportsPerEvent = 100
+
+// sent is an event a worker wrote: what it holds and, once the fold has
+// applied it, its outcome.
+type sent struct {
+	ops     []machine.Op
+	claims  int // the last claims ops are claims without id
+	reports int // the first reports ops are completes and fails
+	pos     transport.Position
+	out     []machine.Outcome
+	err     error
+	retried bool // the reports were sent before, by an event that failed
+}
+
+// runState is the state of Run's loop.
+type runState struct {
+	jobs     map[jobKey]*job // running handlers
+	free     int             // slots neither running nor claimed for
+	claiming int             // claims in flight
+	inflight int             // events in flight
+	reports  []machine.Op    // reports not yet sent
+	retried  bool            // reports holds reports of a failed event
+	reap     []string        // dead-letter claims not yet sent
+	reaped   map[string]bool
+	beatDue  bool
+	every    time.Duration // heartbeat interval, known from the first lease
+}
 
 // Run claims and runs tasks until ctx is done, then shuts down
 // gracefully: it stops claiming, lets running handlers finish for up to
@@ -195,300 +230,220 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	hard, hardStop := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer hardStop(nil)
-	var reports sync.WaitGroup
-	events := make(chan attemptEvent, 2*w.opts.Concurrency)
-	free, claiming := w.opts.Concurrency, 0
-	reaping := map[string]bool{}
-	var shutdown <-chan time.Time // the deadline of running handlers
-	stopping := false
-	var fatal error
-	var timer *time.Timer
+	st := &runState{jobs: map[jobKey]*job{}, free: w.opts.Concurrency, reaped: map[string]bool{}}
+	results := make(chan *sent, maxInflight)
+	done := make(chan jobDone, w.opts.Concurrency)
+	var beat *time.Ticker
+	var beatC <-chan time.Time
 	defer func() {
-		if timer != nil {
-			timer.Stop()
+		if beat != nil {
+			beat.Stop()
 		}
 	}()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	stopping := false
+	var shutdown <-chan time.Time // the deadline of running handlers
+	var fatal error
 	for {
 		var changed <-chan struct{}
 		var wake <-chan time.Time
-		if ctx.Err() == nil && fatal == nil && free > claiming {
+		claims := 0
+		if !stopping && fatal == nil && st.free > 0 {
 			d, ch, err := w.c.queueChanges(w.queue, time.Now())
 			if err != nil {
 				fatal = err
 				continue
 			}
 			changed = ch
-			w.reap(hard, d.Expired, reaping)
-			for n := min(free, d.Claimable) - claiming; n > 0; n-- {
-				free--
-				claiming++
-				go w.attempt(hard, events, &reports)
+			claims = min(st.free, d.Claimable-st.claiming)
+			for _, id := range d.Expired {
+				if !st.reaped[id] {
+					st.reaped[id] = true
+					st.reap = append(st.reap, id)
+				}
 			}
 			if !d.Next.IsZero() {
-				if timer == nil {
-					timer = time.NewTimer(time.Hour)
-				}
 				timer.Reset(time.Until(time.Unix(0, d.Next.WallTime)) + time.Microsecond)
 				wake = timer.C
 			}
 		}
-		if (ctx.Err() != nil || fatal != nil) && free == w.opts.Concurrency {
+		if fatal == nil && st.inflight < maxInflight && (len(st.reports) > 0 || st.beatDue || len(st.reap) > 0 || claims > 0) {
+			w.send(st, max(claims, 0), results)
+			continue
+		}
+		if (stopping || fatal != nil) && len(st.jobs) == 0 && st.inflight == 0 && (len(st.reports) == 0 || fatal != nil) {
 			break
 		}
-		var done <-chan struct{}
-		switch {
-		case ctx.Err() == nil && fatal == nil:
-			done = ctx.Done()
-		case !stopping:
-			stopping = true
-			shutdown = time.After(w.opts.ShutdownTimeout)
+		var ctxDone <-chan struct{}
+		if !stopping {
+			ctxDone = ctx.Done()
 		}
 		select {
-		case ev := <-events:
-			if ev.slotFree {
-				free++
-			} else {
-				claiming--
+		case s := <-results:
+			w.settle(hard, st, s, done)
+			if st.every == 0 && len(st.jobs) > 0 {
+				st.every = w.heartbeatEvery(st)
+				beat = time.NewTicker(st.every)
+				beatC = beat.C
+			}
+		case d := <-done:
+			delete(st.jobs, d.key)
+			st.free++
+			if d.report != nil {
+				st.reports = append(st.reports, *d.report)
 			}
 		case <-changed:
 		case <-wake:
-		case <-done:
+		case <-beatC:
+			st.beatDue = len(st.jobs) > 0
+		case <-ctxDone:
+			stopping = true
+			shutdown = time.After(w.opts.ShutdownTimeout)
 		case <-shutdown:
 			hardStop(ErrShutdown)
 			shutdown = nil
 		}
+		if fatal != nil && !stopping {
+			stopping = true
+			hardStop(fatal)
+		}
 	}
-	reports.Wait()
-	if fatal != nil {
-		return fatal
-	}
-	return nil
+	return fatal
 }
 
-// reap moves expired last attempts to the dead letters with a claim
-// naming each, once per task.
-func (w *Worker) reap(ctx context.Context, expired []string, reaping map[string]bool) {
-	for _, id := range expired {
-		if reaping[id] {
-			continue
+// heartbeatEvery is the heartbeat interval: the option, or a third of
+// the lease of a running task.
+func (w *Worker) heartbeatEvery(st *runState) time.Duration {
+	if w.opts.HeartbeatEvery > 0 {
+		return w.opts.HeartbeatEvery
+	}
+	for _, j := range st.jobs {
+		return max(j.lease.length/3, time.Millisecond)
+	}
+	return time.Second
+}
+
+// send writes one event with what is due, in this order: reports,
+// heartbeats of the running tasks, dead-letter claims, and claims
+// without id; what does not fit waits for the next event.
+func (w *Worker) send(st *runState, claims int, results chan<- *sent) {
+	s := &sent{retried: st.retried}
+	limit := w.c.log.Config().MaxPayload / 2
+	data := []byte(`{"op":"batch","ops":[`)
+	add := func(op machine.Op) bool {
+		if len(s.ops) == machine.MaxBatchOps || len(s.ops) > 0 && len(data) > limit {
+			return false
 		}
-		reaping[id] = true
-		go func() {
-			pos, err := w.c.Append(ctx, w.queue, machine.Op{Op: machine.OpClaim, ID: id, Worker: w.opts.ID})
-			if err == nil {
-				var o machine.Outcome
-				if o, err = w.c.Outcome(ctx, pos); err == nil && o.Kind == machine.KindDead {
-					w.dead.Add(1)
-				}
+		if len(s.ops) > 0 {
+			data = append(data, ',')
+		}
+		data = op.AppendJSON(data)
+		s.ops = append(s.ops, op)
+		return true
+	}
+	for _, op := range st.reports[:min(len(st.reports), maxReportsPerEvent)] {
+		if !add(op) {
+			break
+		}
+		s.reports++
+	}
+	st.reports = st.reports[s.reports:]
+	if len(st.reports) == 0 {
+		st.retried = false
+	}
+	if st.beatDue {
+		st.beatDue = false
+		for _, j := range st.jobs {
+			if !j.lease.lost() && !add(machine.Op{Op: machine.OpHeartbeat, ID: j.id, Worker: w.opts.ID, Attempt: j.attempt}) {
+				st.beatDue = true
+				break
 			}
-			if err != nil {
-				w.errs.Add(1)
-				w.opts.Logger.Warn("dead-letter claim failed", "queue", w.queue, "task", id, "err", err)
-			}
-		}()
-	}
-}
-
-// attempt claims a task and, if the claim wins, runs it. It tells the
-// dispatcher when the claim is decided and when the slot is free.
-func (w *Worker) attempt(ctx context.Context, events chan<- attemptEvent, reports *sync.WaitGroup) {
-	decided := false
-	decide := func() {
-		if !decided {
-			decided = true
-			events <- attemptEvent{}
 		}
 	}
-	defer func() {
-		decide()
-		events <- attemptEvent{slotFree: true}
-	}()
-	pos, err := w.c.Append(ctx, w.queue, machine.Op{Op: machine.OpClaim, Worker: w.opts.ID, Lease: w.opts.Lease})
-	w.claims.Add(1)
-	var o machine.Outcome
-	if err == nil {
-		o, err = w.c.Outcome(ctx, pos)
+	for len(st.reap) > 0 && add(machine.Op{Op: machine.OpClaim, ID: st.reap[0], Worker: w.opts.ID}) {
+		st.reap = st.reap[1:]
 	}
-	decide()
-	if err != nil {
-		w.errs.Add(1)
-		w.opts.Logger.Warn("claim failed", "queue", w.queue, "err", err)
-		if !errors.Is(err, ErrClosed) {
-			pause(ctx, 200*time.Millisecond)
+	for range claims {
+		if !add(machine.Op{Op: machine.OpClaim, Worker: w.opts.ID, Lease: w.opts.Lease}) {
+			break
 		}
-		return
+		s.claims++
 	}
-	if o.Kind != machine.KindClaimed {
-		w.lost.Add(1)
-		return
+	data = append(data, "]}"...)
+	if len(s.ops) == 1 {
+		data = s.ops[0].AppendJSON(nil)
 	}
-	w.won.Add(1)
-	w.execute(ctx, pos, o, reports)
-}
-
-// pause sleeps for d or until ctx is done.
-func pause(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
-
-// lease is the state of a running attempt's lease, updated by the fold.
-type lease struct {
-	worker  string
-	attempt int
-	margin  time.Duration
-	cancel  context.CancelCauseFunc
-
-	mu    sync.Mutex
-	timer *time.Timer
-	gone  bool // the fold shows the task is no longer this attempt's
-}
-
-// onEvent runs in the fold after every event about the task.
-func (l *lease) onEvent(t machine.Task, o machine.Outcome) {
-	mine := t.State == machine.StateClaimed && t.Worker == l.worker && t.Attempts == l.attempt
-	refused := o.Kind == machine.KindRejected && o.Op == machine.OpHeartbeat && o.Worker == l.worker && o.Attempt == l.attempt
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	switch {
-	case !mine || refused:
-		l.gone = true
-		l.cancel(ErrLeaseLost)
-	case o.Kind == machine.KindHeartbeat && l.timer != nil:
-		l.timer.Reset(time.Until(time.Unix(0, t.LeaseUntil.WallTime)) - l.margin)
-	}
-}
-
-// execute runs the handler on a won claim, heartbeating meanwhile, and
-// reports the result.
-func (w *Worker) execute(ctx context.Context, pos transport.Position, o machine.Outcome, reports *sync.WaitGroup) {
-	hctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	l := &lease{worker: w.opts.ID, attempt: o.Attempt, cancel: cancel}
-	t, unwatch := w.c.watchTask(w.queue, o.TaskID, l.onEvent)
-	defer unwatch()
-	leaseLen := t.Lease
-	l.mu.Lock()
-	if t.State != machine.StateClaimed || t.Worker != w.opts.ID || t.Attempts != o.Attempt {
-		l.gone = true // cancelled or lost before it started
-	}
-	l.margin = w.opts.LeaseMargin
-	if l.margin == 0 {
-		l.margin = leaseLen / 10
-	}
-	l.timer = time.AfterFunc(time.Until(time.Unix(0, t.LeaseUntil.WallTime))-l.margin, func() { cancel(ErrLeaseLost) })
-	gone := l.gone
-	l.mu.Unlock()
-	defer l.timer.Stop()
-	if gone {
-		w.leaseLost.Add(1)
-		return
-	}
-	every := w.opts.HeartbeatEvery
-	if every == 0 {
-		every = leaseLen / 3
-	}
-	hbDone := make(chan struct{})
-	go w.heartbeat(hctx, t.ID, o.Attempt, every, hbDone)
-	err := w.call(hctx, Task{
-		Queue: w.queue, ID: t.ID, Payload: t.Payload, Priority: t.Priority, Attempt: o.Attempt, Worker: w.opts.ID,
-		LeaseUntil: time.Unix(0, t.LeaseUntil.WallTime), LastError: t.LastError, Claim: pos,
-	})
-	lost := errors.Is(context.Cause(hctx), ErrLeaseLost)
-	cancel(nil)
-	<-hbDone
-	l.mu.Lock()
-	gone = l.gone
-	l.mu.Unlock()
-	if lost {
-		w.leaseLost.Add(1)
-		w.opts.Logger.Warn("lease lost", "queue", w.queue, "task", t.ID, "attempt", o.Attempt, "taken", gone)
-	}
-	if gone {
-		return // the task is no longer this attempt's: a report would be refused
-	}
-	op := machine.Op{Op: machine.OpComplete, ID: t.ID, Worker: w.opts.ID, Attempt: o.Attempt}
-	if err != nil {
-		op.Op, op.Error = machine.OpFail, err.Error()
-		if op.Error == "" {
-			op.Error = "error with no text"
-		}
-	}
-	w.report(op, reports)
-}
-
-// call runs the handler, turning a panic into an error.
-func (w *Worker) call(ctx context.Context, t Task) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("handler panic: %v\n%s", p, debug.Stack())
-		}
-	}()
-	return w.handler(ctx, t)
-}
-
-// report writes a complete or fail without holding the slot; Run waits
-// for its acknowledgement before returning.
-func (w *Worker) report(op machine.Op, reports *sync.WaitGroup) {
-	ctx := context.Background()
-	p, err := w.c.appendAsync(ctx, w.queue, op)
-	if err != nil && errors.Is(err, ErrInvalid) && op.Op == machine.OpFail {
-		// An error text the machine cannot carry (it can carry any
-		// string, so this is not expected): report it plainly.
-		op.Error = fmt.Sprintf("%q", op.Error)
-		p, err = w.c.appendAsync(ctx, w.queue, op)
-	}
-	if err != nil {
-		w.reportErr(op, err)
-		return
-	}
-	if op.Op == machine.OpComplete {
-		w.completed.Add(1)
-	} else {
-		w.failed.Add(1)
-	}
-	reports.Add(1)
+	st.free -= s.claims
+	st.claiming += s.claims
+	st.inflight++
+	w.batches.Add(1)
+	w.claims.Add(uint64(s.claims))
+	paf, err := w.c.publishRaw(w.queue, data)
 	go func() {
-		defer reports.Done()
-		if _, err := p.Result(); err != nil {
-			w.reportErr(op, err)
+		var pos transport.Position
+		ctx, cancel := w.c.withTimeout(context.Background())
+		defer cancel()
+		if err == nil {
+			pos, err = acked(ctx, w.queue, paf)
 		}
+		var o machine.Outcome
+		if err == nil {
+			o, err = w.c.Outcome(ctx, pos)
+		}
+		s.pos, s.out, s.err = pos, []machine.Outcome{o}, err
+		if o.Kind == machine.KindBatch {
+			s.out = o.Ops
+		}
+		results <- s
 	}()
 }
 
-func (w *Worker) reportErr(op machine.Op, err error) {
-	w.errs.Add(1)
-	w.opts.Logger.Warn("report failed; the task will be retried when its lease expires", "queue", w.queue, "op", op.Op, "task", op.ID, "attempt", op.Attempt, "err", err)
-}
-
-// heartbeat extends the lease every interval until ctx is done.
-func (w *Worker) heartbeat(ctx context.Context, id string, attempt int, every time.Duration, done chan<- struct{}) {
-	defer close(done)
-	if every <= 0 {
+// settle takes the outcome of a sent event: claims won start jobs,
+// claims lost free their slots, reports are counted.
+func (w *Worker) settle(hard context.Context, st *runState, s *sent, done chan<- jobDone) {
+	st.inflight--
+	st.claiming -= s.claims
+	if s.err != nil || len(s.out) != len(s.ops) {
+		// The event may or may not be stored: claims that won will be
+		// retried by others when their leases expire; reports are sent
+		// once more (a repeated complete is a duplicate, a repeated fail
+		// is refused).
+		w.errs.Add(1)
+		w.opts.Logger.Warn("writing to the queue failed", "queue", w.queue, "ops", len(s.ops), "err", s.err)
+		st.free += s.claims
+		if !s.retried && s.reports > 0 {
+			st.reports = append(st.reports, s.ops[:s.reports]...)
+			st.retried = true
+		}
+		if errors.Is(s.err, ErrClosed) {
+			st.reports = nil
+		}
 		return
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	op := machine.Op{Op: machine.OpHeartbeat, ID: id, Worker: w.opts.ID, Attempt: attempt}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	for i, o := range s.out {
+		op := s.ops[i]
+		switch {
+		case i < s.reports && o.Kind == machine.KindCompleted:
+			w.completed.Add(1)
+		case i < s.reports && (o.Kind == machine.KindRetry || o.Kind == machine.KindDead):
+			w.failed.Add(1)
+		case i < s.reports && o.Kind != machine.KindDuplicate:
+			w.refused.Add(1)
+			w.opts.Logger.Warn("report refused", "queue", w.queue, "op", op.Op, "task", op.ID, "attempt", op.Attempt, "reason", o.Reason)
+		case op.Op == machine.OpHeartbeat:
+			w.heartbeats.Add(1)
+		case op.Op == machine.OpClaim && op.ID != "":
+			if o.Kind == machine.KindDead {
+				w.dead.Add(1)
+			}
+		case op.Op == machine.OpClaim && o.Kind == machine.KindClaimed && o.Worker == w.opts.ID:
+			w.won.Add(1)
+			j := w.start(hard, s, o, done)
+			st.jobs[j.jobKey] = j
+		case op.Op == machine.OpClaim:
+			w.lost.Add(1)
+			st.free++
 		}
-		p, err := w.c.appendAsync(context.WithoutCancel(ctx), w.queue, op)
-		if err == nil {
-			_, err = p.Result()
-		}
-		if err != nil {
-			w.errs.Add(1)
-			w.opts.Logger.Warn("heartbeat failed", "queue", w.queue, "task", id, "attempt", attempt, "err", err)
-			continue
-		}
-		w.heartbeats.Add(1)
 	}
 }

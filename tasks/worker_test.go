@@ -104,9 +104,12 @@ func TestRetryBackoffDeadRequeue(t *testing.T) {
 	if done.Attempts != 1 {
 		t.Fatalf("requeued task completed at attempt %d", done.Attempts)
 	}
-	if st := w.Stats(); st.Failed != 3 || st.Completed != 1 || st.Won != 4 {
-		t.Errorf("stats: %+v", st)
-	}
+	testnats.WaitFor(t, 10*time.Second, "the worker's counts", func() error {
+		if st := w.Stats(); st.Failed != 3 || st.Completed != 1 || st.Won != 4 {
+			return fmt.Errorf("stats: %+v", st)
+		}
+		return nil
+	})
 }
 
 // TestIdempotentEnqueue: enqueuing an id again, whatever its payload,

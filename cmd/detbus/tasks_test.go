@@ -332,49 +332,61 @@ func checkLeases(t *testing.T, l *transport.Log, queue string, n int) map[string
 		if err != nil {
 			t.Fatal(err)
 		}
-		o := q.Apply(machine.Event{Index: ev.Index, Time: ev.Time, Data: ev.Data})
-		id := o.TaskID
-		switch o.Kind {
-		case machine.KindClaimed:
-			if a, ok := current[id]; ok {
-				if prev := leases[id][a]; ev.Time.Less(prev.until) {
-					t.Fatalf("task %s claimed at %s by %s while attempt %d of %s runs until %s", id, ev.Time, o.Worker, a, prev.worker, prev.until)
-				}
-			}
-			if leases[id] == nil {
-				leases[id] = map[int]leaseOf{}
-			}
-			leases[id][o.Attempt] = leaseOf{worker: o.Worker, claimed: ev.Time, until: o.LeaseUntil}
-			current[id] = o.Attempt
-		case machine.KindHeartbeat:
-			ls := leases[id][o.Attempt]
-			ls.until = o.LeaseUntil
-			leases[id][o.Attempt] = ls
-		case machine.KindDead:
-			if o.Op == machine.OpClaim { // a claim naming an expired last attempt
-				if ls := leases[id][current[id]]; ev.Time.Less(ls.until) {
-					t.Fatalf("task %s dead-lettered at %s while its lease runs until %s", id, ev.Time, ls.until)
-				}
-				break
-			}
-			fallthrough
-		case machine.KindCompleted, machine.KindRetry:
-			a, ok := current[id]
-			ls := leases[id][a]
-			if !ok || a != o.Attempt || ls.worker != o.Worker || !ev.Time.Less(ls.until) {
-				t.Fatalf("%s of %s attempt %d by %s at %s, but the lease is attempt %d of %s until %s", o.Kind, id, o.Attempt, o.Worker, ev.Time, a, ls.worker, ls.until)
-			}
-			ls.until = ev.Time // the lease ends with the report
-			leases[id][a] = ls
-			if o.Kind == machine.KindCompleted {
-				completed++
-			}
+		outs := []machine.Outcome{q.Apply(machine.Event{Index: ev.Index, Time: ev.Time, Data: ev.Data})}
+		if outs[0].Kind == machine.KindBatch {
+			outs = outs[0].Ops
+		}
+		for _, o := range outs {
+			checkLease(t, ev.Time, o, leases, current, &completed)
 		}
 	}
 	if completed != n {
 		t.Fatalf("%d completes accepted, want %d", completed, n)
 	}
 	return leases
+}
+
+// checkLease checks one outcome against the leases so far and records
+// what it does to them.
+func checkLease(t *testing.T, now hlc.Timestamp, o machine.Outcome, leases map[string]map[int]leaseOf, current map[string]int, completed *int) {
+	t.Helper()
+	id := o.TaskID
+	switch o.Kind {
+	case machine.KindClaimed:
+		if a, ok := current[id]; ok {
+			if prev := leases[id][a]; now.Less(prev.until) {
+				t.Fatalf("task %s claimed at %s by %s while attempt %d of %s runs until %s", id, now, o.Worker, a, prev.worker, prev.until)
+			}
+		}
+		if leases[id] == nil {
+			leases[id] = map[int]leaseOf{}
+		}
+		leases[id][o.Attempt] = leaseOf{worker: o.Worker, claimed: now, until: o.LeaseUntil}
+		current[id] = o.Attempt
+	case machine.KindHeartbeat:
+		ls := leases[id][o.Attempt]
+		ls.until = o.LeaseUntil
+		leases[id][o.Attempt] = ls
+	case machine.KindDead:
+		if o.Op == machine.OpClaim { // a claim naming an expired last attempt
+			if ls := leases[id][current[id]]; now.Less(ls.until) {
+				t.Fatalf("task %s dead-lettered at %s while its lease runs until %s", id, now, ls.until)
+			}
+			break
+		}
+		fallthrough
+	case machine.KindCompleted, machine.KindRetry:
+		a, ok := current[id]
+		ls := leases[id][a]
+		if !ok || a != o.Attempt || ls.worker != o.Worker || !now.Less(ls.until) {
+			t.Fatalf("%s of %s attempt %d by %s at %s, but the lease is attempt %d of %s until %s", o.Kind, id, o.Attempt, o.Worker, now, a, ls.worker, ls.until)
+		}
+		ls.until = now // the lease ends with the report
+		leases[id][a] = ls
+		if o.Kind == machine.KindCompleted {
+			*completed++
+		}
+	}
 }
 
 // startTaskWorker starts `detbus tasks work` as a process.

@@ -45,6 +45,8 @@ type Op struct {
 	Error string
 	// Config is a create_queue's configuration, defaults applied.
 	Config Config
+	// Ops are a batch's operations.
+	Ops []Op
 }
 
 // Decode reads an operation in the format of the package documentation
@@ -137,6 +139,15 @@ func (o Op) AppendJSON(b []byte) []byte {
 			raw(name, o.Result)
 		case "error":
 			str(name, o.Error)
+		case "ops":
+			b = append(b, `,"ops":[`...)
+			for i, op := range o.Ops {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = op.AppendJSON(b)
+			}
+			b = append(b, ']')
 		}
 	}
 	return append(b, '}')

@@ -36,6 +36,7 @@ func FuzzDecode(f *testing.F) {
 		`{"op":"claim","worker":"w1","lease":"1.5s"}`,
 		`{"op":"complete","id":"t1","worker":"w1","attempt":1,"result":[1,"x",null]}`,
 		`{"op":"fail","id":"t1","worker":"w1","attempt":2,"error":"smtp \u2028 timeout"}`,
+		`{"op":"batch","ops":[{"op":"complete","id":"t1","worker":"w1","attempt":1},{"op":"claim","worker":"w1"}]}`,
 	} {
 		f.Add([]byte(op))
 	}
@@ -78,7 +79,8 @@ func FuzzDecode(f *testing.F) {
 // bound the fuzz target asserts.
 func TestDecodeAllocation(t *testing.T) {
 	big := []byte(`{"op":"enqueue","id":"t1","payload":[` + string(bytes.Repeat([]byte(`{"a":[1,2,{"b":"cc"}]},`), 20000)) + `0]}`)
-	for _, data := range [][]byte{big, bytes.Repeat([]byte("["), 100000), []byte(`{"op":"claim","worker":"w"}`)} {
+	batch := []byte(`{"op":"batch","ops":[` + string(bytes.Repeat([]byte(`{"op":"cancel","id":"x"},`), machine.MaxBatchOps-1)) + `{"op":"cancel","id":"x"}]}`)
+	for _, data := range [][]byte{big, batch, bytes.Repeat([]byte("["), 100000), []byte(`{"op":"claim","worker":"w"}`)} {
 		_, alloc, _ := decodeMeasured(data)
 		if limit := decodeAllocLimit(data); alloc > limit {
 			t.Errorf("decoding %d bytes allocated %d bytes, limit %d", len(data), alloc, limit)

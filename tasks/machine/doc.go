@@ -34,6 +34,10 @@
 //	{"op":"fail","id":"t1","worker":"w1","attempt":1,"error":"smtp timeout"}
 //	{"op":"cancel","id":"t1"}
 //	{"op":"requeue","id":"t1"}
+//	{"op":"batch","ops":[{"op":"complete","id":"t1","worker":"w1","attempt":1},{"op":"claim","worker":"w1"}]}
+//
+// [Decode] reads an operation with the checks listed under Rejections,
+// without a queue, and [Op.MarshalJSON] writes its canonical form.
 //
 // Every create_queue field is optional; the defaults ([DefaultConfig]) are
 // a lease of "30s", max_attempts 5 and a backoff of initial "1s", factor 2,
@@ -50,6 +54,19 @@
 // claim, "id" and "lease" are optional. In heartbeat, complete and fail,
 // "attempt" is a positive integer; "result" and "error" (a string) are
 // optional. A null field counts as absent.
+//
+// # Batches
+//
+// A batch holds 1 to [MaxBatchOps] operations of any op but batch, and
+// applies them in order, each as if it were an event with the batch's
+// index and time: a batch's effect and the outcomes of its operations are
+// those of the operations one by one. Tasks enqueued by one batch share
+// its enqueue index, so among equal priorities they are claimed by id. A
+// malformed operation makes the whole batch malformed: it is rejected,
+// with the operation's position in the reason ("ops[2]: missing id"), and
+// nothing in it is applied; a well-formed operation refused in the
+// queue's state is refused alone. Batches let a worker report finished
+// tasks, extend its leases and claim new tasks in one event.
 //
 // # Claims
 //
@@ -100,7 +117,9 @@
 // dead-lettered), or the operation's on a rejection. Claimed, heartbeat
 // and a duplicate claim set LeaseUntil; enqueued and retry set NotBefore.
 // Reason is set on "rejected" (why), "retry" and "dead" (the task's last
-// error, as recorded in [Task.LastError]).
+// error, as recorded in [Task.LastError]). A batch that is applied has
+// the kind "batch" and, in Ops, the outcome of each of its operations in
+// order, each with the batch's Index.
 //
 // # Rejections
 //
@@ -112,6 +131,8 @@
 //	malformed JSON | operation must be a JSON object | duplicate field "id"
 //	missing op | op must be a string | op must not be empty | unknown op "x"
 //	unknown field "x"   (fields are checked in sorted order; "backoff.x" within backoff)
+//	missing ops | ops must be a JSON array | ops must not be empty
+//	ops holds more than 1000 operations | ops[i]: <any reason above> | ops[i]: a batch cannot hold a batch
 //	field faults, in the order of the op's fields as listed above:
 //	    missing id | id must be a string | id must not be empty (and worker)
 //	    attempt must be an integer | attempt must be positive | attempt out of range
@@ -127,6 +148,14 @@
 //	attempt 1 is not the current attempt 2 | attempt 2 is held by "w2"
 //	lease of attempt 2 expired at <time>
 //	task "t1" is pending, not dead   (requeue)
+//
+// # Cost
+//
+// A queue keeps its live tasks (pending or claimed) apart from the
+// finished ones: a claim without id looks at the best ready task (pending
+// without not_before, kept in claim order) and at the tasks in flight or
+// delayed, never at completed, dead or cancelled ones. [Queue.Due] does
+// the same.
 //
 // # Snapshots
 //

@@ -22,30 +22,23 @@ type Due struct {
 
 // Due returns what claims at time at could do. It is a pure function of
 // the state and at, like the rest of the machine, and costs a look at
-// each task in flight or delayed, not at every task.
+// the tasks a claim at that time could take, not at every task.
 func (q *Queue) Due(at hlc.Timestamp) Due {
 	var d Due
 	if q.cfg == nil {
 		return d
 	}
-	later := func(t hlc.Timestamp) {
-		if d.Next.IsZero() || t.Less(d.Next) {
-			d.Next = t
+	d.Claimable = len(q.live.inReady)
+	due, next := q.live.due(at)
+	for _, t := range due {
+		if q.claimable(t, at) {
+			d.Claimable++
+		} else {
+			d.Expired = append(d.Expired, t.ID) // claimed, no attempt left
 		}
 	}
-	d.Claimable = len(q.live.inReady)
-	for _, t := range q.live.timed {
-		switch {
-		case q.claimable(t, at):
-			d.Claimable++
-		case t.State == StatePending:
-			later(t.NotBefore)
-		case t.State != StateClaimed:
-		case at.Less(t.LeaseUntil):
-			later(t.LeaseUntil)
-		default: // expired, no attempt left
-			d.Expired = append(d.Expired, t.ID)
-		}
+	if next != nil {
+		d.Next = from(next)
 	}
 	slices.Sort(d.Expired)
 	return d

@@ -3,6 +3,7 @@ package machine
 import (
 	"bytes"
 	"encoding/json"
+	"iter"
 	"unicode/utf8"
 
 	strict "github.com/detbus/detbus/transform/fields"
@@ -21,13 +22,26 @@ func splitFields(data []byte, what string) (strict.Fields, string) {
 	if !utf8.Valid(data) || !json.Valid(data) {
 		return nil, "malformed JSON"
 	}
+	return splitValid(data, what)
+}
+
+// splitValid is splitFields for data known to be valid JSON.
+func splitValid(data []byte, what string) (strict.Fields, string) {
+	f := make(strict.Fields, 4)
+	if reason := splitInto(f, data, what); reason != "" {
+		return nil, reason
+	}
+	return f, ""
+}
+
+// splitInto is splitValid filling an empty f.
+func splitInto(f strict.Fields, data []byte, what string) string {
 	i := skipSpace(data, 0)
 	if data[i] != '{' {
-		return nil, what + " must be a JSON object"
+		return what + " must be a JSON object"
 	}
-	f := make(strict.Fields, 8)
 	if i = skipSpace(data, i+1); data[i] == '}' {
-		return f, ""
+		return ""
 	}
 	for {
 		end := endOfString(data, i)
@@ -35,14 +49,43 @@ func splitFields(data []byte, what string) (strict.Fields, string) {
 		i = skipSpace(data, skipSpace(data, end)+1) // past the colon
 		vend := endOfValue(data, i)
 		if _, dup := f[name]; dup {
-			return nil, "duplicate field " + strict.Quote(name)
+			return "duplicate field " + strict.Quote(name)
 		}
 		f[name] = data[i:vend:vend]
 		if i = skipSpace(data, vend); data[i] == '}' {
-			return f, ""
+			return ""
 		}
 		i = skipSpace(data, i+1) // past the comma
 	}
+}
+
+// arrayElems yields the elements of a JSON array, in valid JSON.
+func arrayElems(data []byte) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		i := skipSpace(data, 1)
+		if data[i] == ']' {
+			return
+		}
+		for {
+			end := endOfValue(data, i)
+			if !yield(data[i:end:end]) {
+				return
+			}
+			if i = skipSpace(data, end); data[i] == ']' {
+				return
+			}
+			i = skipSpace(data, i+1)
+		}
+	}
+}
+
+// countArray counts the elements of a JSON array, in valid JSON.
+func countArray(data []byte) int {
+	n := 0
+	for range arrayElems(data) {
+		n++
+	}
+	return n
 }
 
 func skipSpace(data []byte, i int) int {

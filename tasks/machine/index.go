@@ -1,33 +1,49 @@
 package machine
 
-import "container/heap"
+import (
+	"container/heap"
+	"slices"
+	"strings"
+
+	"github.com/detbus/detbus/hlc"
+)
 
 // index keeps the live tasks (pending or claimed) of a queue apart from
-// the finished ones, so that a claim looks at the live tasks only:
+// the finished ones, so that a claim looks at few tasks:
 //
 //   - ready holds the pending tasks without a not_before, claimable at
 //     any time, in claim order (a heap; entries of tasks that left are
 //     dropped when they reach the top);
-//   - timed holds the other live tasks: pending with a not_before, and
-//     claimed. Whether they are claimable depends on the time, so a claim
-//     scans them; they are the tasks in flight and the delayed ones.
+//   - timed holds the other live tasks, pending with a not_before or
+//     claimed, sorted by the time from which a claim can take them (the
+//     not_before, or the end of the lease), then id. The tasks a claim at
+//     a time could take from it are a prefix.
 //
 // Neither changes what any operation does: [Queue.best] picks the same
 // task as a scan of every task would, since order is a total order.
 type index struct {
 	ready   readyHeap
 	inReady map[*Task]bool
-	timed   map[string]*Task
+	timed   []*Task
+	timedAt map[*Task]hlc.Timestamp // the key each task of timed is filed under
 }
 
 func newIndex() index {
-	return index{inReady: map[*Task]bool{}, timed: map[string]*Task{}}
+	return index{inReady: map[*Task]bool{}, timedAt: map[*Task]hlc.Timestamp{}}
+}
+
+// from is when a claim can take a timed task.
+func from(t *Task) hlc.Timestamp {
+	if t.State == StateClaimed {
+		return t.LeaseUntil
+	}
+	return t.NotBefore
 }
 
 // reindex files t where its state puts it.
 func (x *index) reindex(t *Task) {
-	live := t.State == StatePending || t.State == StateClaimed
 	ready := t.State == StatePending && t.NotBefore.IsZero()
+	timed := !ready && (t.State == StatePending || t.State == StateClaimed)
 	switch {
 	case ready && !x.inReady[t]:
 		x.inReady[t] = true
@@ -35,11 +51,46 @@ func (x *index) reindex(t *Task) {
 	case !ready && x.inReady[t]:
 		delete(x.inReady, t)
 	}
-	if live && !ready {
-		x.timed[t.ID] = t
-	} else {
-		delete(x.timed, t.ID)
+	at, filed := x.timedAt[t]
+	if filed && timed && at == from(t) {
+		return
 	}
+	if filed {
+		i, _ := x.find(at, t.ID)
+		x.timed = slices.Delete(x.timed, i, i+1)
+		delete(x.timedAt, t)
+	}
+	if timed {
+		at = from(t)
+		i, _ := x.find(at, t.ID)
+		x.timed = slices.Insert(x.timed, i, t)
+		x.timedAt[t] = at
+	}
+}
+
+// find returns where (at, id) is or would be in timed.
+func (x *index) find(at hlc.Timestamp, id string) (int, bool) {
+	return slices.BinarySearchFunc(x.timed, at, func(t *Task, at hlc.Timestamp) int {
+		if c := x.timedAt[t].Compare(at); c != 0 {
+			return c
+		}
+		return strings.Compare(t.ID, id)
+	})
+}
+
+// due returns the timed tasks a claim at now may take (those filed at
+// or before now), and the first one filed after now, if any.
+func (x *index) due(now hlc.Timestamp) ([]*Task, *Task) {
+	n, _ := slices.BinarySearchFunc(x.timed, now, func(t *Task, now hlc.Timestamp) int {
+		if x.timedAt[t].Compare(now) <= 0 {
+			return -1
+		}
+		return 1
+	})
+	if n < len(x.timed) {
+		return x.timed[:n], x.timed[n]
+	}
+	return x.timed[:n], nil
 }
 
 // first returns the best ready task, or nil.

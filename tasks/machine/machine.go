@@ -38,6 +38,7 @@ const (
 	KindCancelled Kind = "cancelled"
 	KindRequeued  Kind = "requeued"
 	KindRejected  Kind = "rejected"
+	KindBatch     Kind = "batch"
 )
 
 // Outcome is the result of applying one event. Zero fields do not apply
@@ -53,6 +54,8 @@ type Outcome struct {
 	LeaseUntil hlc.Timestamp `json:"lease_until,omitzero"`
 	NotBefore  hlc.Timestamp `json:"not_before,omitzero"`
 	Reason     string        `json:"reason,omitzero"`
+	// Ops are the outcomes of a batch's operations, in order.
+	Ops []Outcome `json:"ops,omitzero"`
 }
 
 // State is where a task is in its life.
@@ -227,11 +230,12 @@ func (q *Queue) claimable(t *Task, now hlc.Timestamp) bool {
 }
 
 // best returns the best task a claim at now could win, or nil: the best
-// ready task or a better claimable timed one. Map order does not matter:
-// order is a total order on tasks with distinct ids.
+// ready task or a better claimable timed one. order is a total order on
+// tasks with distinct ids.
 func (q *Queue) best(now hlc.Timestamp) *Task {
 	b := q.live.first()
-	for _, t := range q.live.timed {
+	due, _ := q.live.due(now)
+	for _, t := range due {
 		if q.claimable(t, now) && (b == nil || order(t, b) < 0) {
 			b = t
 		}

@@ -23,7 +23,11 @@ const (
 	OpFail        = "fail"
 	OpCancel      = "cancel"
 	OpRequeue     = "requeue"
+	OpBatch       = "batch"
 )
+
+// MaxBatchOps is the most operations a batch may hold.
+const MaxBatchOps = 1000
 
 // opFields lists each op's fields besides "op", in the order they are
 // checked.
@@ -36,28 +40,45 @@ var opFields = map[string][]string{
 	OpFail:        {"id", "worker", "attempt", "error"},
 	OpCancel:      {"id"},
 	OpRequeue:     {"id"},
+	OpBatch:       {"ops"},
 }
 
 // Apply applies one event and says what it did. An event that is
 // rejected changes nothing.
 func (q *Queue) Apply(ev Event) Outcome {
 	o := Outcome{Index: ev.Index}
-	if reason := q.apply(ev, &o); reason != "" {
+	if ev.Time.WallTime < 0 {
+		o.Kind, o.Reason = KindRejected, "event time before the Unix epoch"
+		return o
+	}
+	a, reason := decode(ev.Data, &o)
+	if reason != "" {
 		o.Kind, o.Reason = KindRejected, reason
-	} else if t := q.tasks[o.TaskID]; t != nil {
-		q.live.reindex(t) // every op changes at most the task it names or wins
+		return o
+	}
+	if a.Op != OpBatch {
+		q.exec(a, ev, &o)
+		return o
+	}
+	o.Kind, o.Ops = KindBatch, make([]Outcome, len(a.Ops))
+	for i := range a.Ops {
+		b := &a.Ops[i]
+		o.Ops[i] = Outcome{Index: ev.Index, Op: b.Op, TaskID: b.ID, Worker: b.Worker, Attempt: b.Attempt}
+		q.exec(b, ev, &o.Ops[i])
 	}
 	return o
 }
 
-func (q *Queue) apply(ev Event, o *Outcome) string {
-	if ev.Time.WallTime < 0 {
-		return "event time before the Unix epoch"
+// exec applies one decoded operation and sets the outcome's kind.
+func (q *Queue) exec(a *Op, ev Event, o *Outcome) {
+	if reason := q.execOp(a, ev, o); reason != "" {
+		o.Kind, o.Reason = KindRejected, reason
+	} else if t := q.tasks[o.TaskID]; t != nil {
+		q.live.reindex(t) // every op changes at most the task it names or wins
 	}
-	a, reason := decode(ev.Data, o)
-	if reason != "" {
-		return reason
-	}
+}
+
+func (q *Queue) execOp(a *Op, ev Event, o *Outcome) string {
 	if q.cfg == nil && a.Op != OpCreateQueue {
 		return "queue not created"
 	}
@@ -84,20 +105,23 @@ func decode(data []byte, o *Outcome) (*Op, string) {
 	if reason != "" {
 		return nil, reason
 	}
-	return parse(f, o)
+	return parse(f, o, false)
 }
 
 // parse reads and checks the fields of an operation, filling o's fields
-// as they are read.
-func parse(f strict.Fields, o *Outcome) (*Op, string) {
+// as they are read; inner is true for the operations of a batch.
+func parse(f strict.Fields, o *Outcome, inner bool) (*Op, string) {
 	op, reason := fieldString(f, "op")
 	if reason != "" {
 		return nil, reason
 	}
 	o.Op = op
 	names, ok := opFields[op]
-	if !ok {
+	switch {
+	case !ok:
 		return nil, "unknown op " + strict.Quote(op)
+	case inner && op == OpBatch:
+		return nil, "a batch cannot hold a batch"
 	}
 	if name, ok := unknownField(f, func(name string) bool { return name == "op" || slices.Contains(names, name) }); ok {
 		return nil, "unknown field " + strict.Quote(name)
@@ -175,6 +199,8 @@ func (a *Op) field(f strict.Fields, name string) string {
 		a.Payload = compact(f[name])
 	case "result":
 		a.Result = compact(f[name])
+	case "ops":
+		reason = a.batch(f, name)
 	case "error":
 		if f.Present(name) {
 			var ok bool
@@ -184,6 +210,42 @@ func (a *Op) field(f strict.Fields, name string) string {
 		}
 	}
 	return reason
+}
+
+// batch reads a batch's operations: a JSON array of 1 to MaxBatchOps
+// objects, each a valid operation other than a batch. A fault in one is
+// the batch's, prefixed with its position ("ops[2]: missing id").
+func (a *Op) batch(f strict.Fields, name string) string {
+	if !f.Present(name) {
+		return "missing " + name
+	}
+	raw := f[name]
+	if raw[0] != '[' {
+		return name + " must be a JSON array"
+	}
+	n := countArray(raw)
+	switch {
+	case n == 0:
+		return name + " must not be empty"
+	case n > MaxBatchOps:
+		return name + " holds more than " + itoa(MaxBatchOps) + " operations"
+	}
+	a.Ops = make([]Op, 0, n)
+	fields := make(strict.Fields, 4) // reused: parse keeps nothing of it
+	for e := range arrayElems(raw) {
+		var o Outcome
+		clear(fields)
+		reason := splitInto(fields, e, "operation")
+		var b *Op
+		if reason == "" {
+			b, reason = parse(fields, &o, true)
+		}
+		if reason != "" {
+			return name + "[" + itoa(len(a.Ops)) + "]: " + reason
+		}
+		a.Ops = append(a.Ops, *b)
+	}
+	return ""
 }
 
 // backoff reads create_queue's backoff object; absent fields keep their

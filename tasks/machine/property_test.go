@@ -359,7 +359,7 @@ func TestPropertyRandomSequences(t *testing.T) {
 		// The same events give the same outcomes and bytes.
 		twin := machine.New("q")
 		for i, ev := range events {
-			if o := twin.Apply(ev); o != outcomes[i] {
+			if o := twin.Apply(ev); !reflect.DeepEqual(o, outcomes[i]) {
 				t.Fatalf("seed %d event %d: twin got %+v, want %+v", seed, i, o, outcomes[i])
 			}
 		}
@@ -373,7 +373,7 @@ func TestPropertyRandomSequences(t *testing.T) {
 			t.Fatalf("seed %d: restore at %d: %v", seed, k, err)
 		}
 		for i, ev := range events[k:] {
-			if o := restored.Apply(ev); o != outcomes[k+i] {
+			if o := restored.Apply(ev); !reflect.DeepEqual(o, outcomes[k+i]) {
 				t.Fatalf("seed %d: restored at %d, event %d got %+v, want %+v", seed, k, k+i, o, outcomes[k+i])
 			}
 		}
