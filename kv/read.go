@@ -172,7 +172,8 @@ type watcher struct {
 // fold never waits for a watcher: the channel holds [WatchBuffer]
 // changes, and changes that find it full are dropped and counted in the
 // next one delivered (Change.Dropped); re-read with Get after a drop.
-// The channel is closed when ctx is done or the store is closed.
+// A change is handed to the watchers before [Store.Wait] for its position
+// returns. The channel is closed when ctx is done or the store is closed.
 func (s *Store) Watch(ctx context.Context, table string) <-chan Change {
 	w := &watcher{table: table, ch: make(chan Change, WatchBuffer)}
 	s.watchMu.Lock()

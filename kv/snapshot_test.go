@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -50,14 +51,8 @@ func TestStoreRestartFromSnapshot(t *testing.T) {
 		return nil
 	})
 	a.Close()
-	snapAt := a.snapTaken.Load()
-	if snapAt >= a.Applied() {
-		// Make sure there is something to fold after the snapshot.
-		b := open(t, l, Options{})
-		must(t)(b.Set(ctx, "l", "tail", 1))
-		b.Close()
-	}
-
+	// The object tells what the newest snapshot covers: one that Close
+	// interrupted may be stored although its save reported an error.
 	obs, err := l.JetStream().ObjectStore(ctx, DefaultSnapshotBucket)
 	if err != nil {
 		t.Fatal(err)
@@ -66,9 +61,19 @@ func TestStoreRestartFromSnapshot(t *testing.T) {
 	if err != nil || info.Size <= 1<<20 {
 		t.Fatalf("snapshot object: %+v, %v; want one over 1 MiB", info, err)
 	}
+	snapAt, err := strconv.ParseUint(info.Metadata[metaSeq], 10, 64)
+	if err != nil || snapAt == 0 || snapAt < a.snapTaken.Load() {
+		t.Fatalf("the snapshot object covers %q, the store says %d", info.Metadata[metaSeq], a.snapTaken.Load())
+	}
+	if snapAt >= a.Applied() {
+		// Make sure there is something to fold after the snapshot.
+		b := open(t, l, Options{})
+		must(t)(b.Set(ctx, "l", "tail", 1))
+		b.Close()
+	}
 
 	restored := open(t, l, Options{})
-	if got := restored.Applied(); got != snapAt {
+	if got := restored.Restored(); got != snapAt {
 		t.Errorf("restored at seq %d, the snapshot covers %d", got, snapAt)
 	}
 	replayed := open(t, l, Options{NoRestore: true})
@@ -95,7 +100,7 @@ func TestStoreRestartFromSnapshot(t *testing.T) {
 	}
 	var logs bytes.Buffer
 	again := open(t, l, Options{Logger: newTestLogger(&logs)})
-	if got := again.Applied(); got != snapAt {
+	if got := again.Restored(); got != snapAt {
 		t.Errorf("with a corrupt newer snapshot, restored at %d, want %d", got, snapAt)
 	}
 	if !strings.Contains(logs.String(), "does not match its hash") {
@@ -115,8 +120,8 @@ func TestStoreSnapshotNow(t *testing.T) {
 		t.Fatalf("snapshot at %d, %v; want %d", seq, err, p.Seq)
 	}
 	b := open(t, l, Options{})
-	if b.Applied() != p.Seq || getValue(t, b, "t", "k") != "1" {
-		t.Errorf("restored at %d", b.Applied())
+	if b.Restored() != p.Seq || getValue(t, b, "t", "k") != "1" {
+		t.Errorf("restored at %d", b.Restored())
 	}
 	if _, err := l.JetStream().ObjectStore(ctx, DefaultSnapshotBucket); err != nil {
 		t.Fatal(err)

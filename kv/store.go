@@ -136,6 +136,7 @@ type Store struct {
 	snapDue   chan struct{} // the fold asks for a snapshot
 	sinceSnap atomic.Int64  // ops folded since the last snapshot
 	snapTaken atomic.Uint64 // seq of the newest snapshot written
+	restored  uint64        // seq of the snapshot Open restored
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -180,6 +181,7 @@ func Open(ctx context.Context, log *transport.Log, opts Options) (*Store, error)
 			s.st = st
 			s.applied.Store(st.applied)
 			s.snapTaken.Store(st.applied)
+			s.restored = st.applied
 		}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -209,6 +211,10 @@ func (s *Store) Close() error {
 	})
 	return nil
 }
+
+// Restored returns the stream sequence covered by the snapshot Open
+// restored, and 0 if it restored none.
+func (s *Store) Restored() uint64 { return s.restored }
 
 // Applied returns the stream sequence of the last event the materializer
 // folded (0 before the first).
@@ -309,12 +315,14 @@ func (s *Store) fold(batch []transport.Event, changes []Change) []Change {
 		}
 	}
 	s.mu.Unlock()
+	// Watchers first, so that once Wait returns the changes are in the
+	// watch channels.
+	for _, ch := range changes {
+		s.broadcast(ch)
+	}
 	s.applied.Store(batch[len(batch)-1].Seq)
 	if s.nwait.Load() > 0 {
 		s.notify()
-	}
-	for _, ch := range changes {
-		s.broadcast(ch)
 	}
 	if n := s.sinceSnap.Add(int64(len(batch))); s.opts.SnapshotEvery > 0 && n >= int64(s.opts.SnapshotEvery) {
 		select {

@@ -412,7 +412,12 @@ func TestStoreWatch(t *testing.T) {
 		t.Errorf("after a full buffer: key %q, dropped %d; want \"after\", 10", c.Key, c.Dropped)
 	}
 	s.Close()
-	if _, ok := <-slow; ok {
+	select {
+	case c, ok := <-slow:
+		if ok {
+			t.Errorf("a change after the last: %+v", c)
+		}
+	case <-ctx.Done():
 		t.Error("a watch stayed open after Close")
 	}
 	if _, ok := <-s.Watch(ctx, ""); ok {
