@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"net/textproto"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
@@ -89,6 +91,7 @@ func (l *Log) events(ctx context.Context, patterns []string, opts ReadOptions, y
 	defer stop()
 
 	last := map[string]lastSeen{} // per ESK: last index and sequence delivered
+	traceFields := l.cfg.Propagator.Fields()
 	for {
 		msg, err := it.Next()
 		if err != nil {
@@ -121,8 +124,13 @@ func (l *Log) events(ctx context.Context, patterns []string, opts ReadOptions, y
 		if len(ev.Header) == 0 {
 			ev.Header = nil
 		}
-		_, span := l.cfg.Tracer.Start(l.cfg.Propagator.Extract(ctx, propagation.HeaderCarrier(msg.Headers())),
-			"detbus.receive", trace.WithSpanKind(trace.SpanKindConsumer))
+		// A receive span joins the writer's trace; an event written outside
+		// any trace gets none, which spares every untraced event the cost.
+		span := noSpan
+		if hasTraceContext(msg.Headers(), traceFields) {
+			_, span = l.cfg.Tracer.Start(l.cfg.Propagator.Extract(ctx, propagation.HeaderCarrier(msg.Headers())),
+				"detbus.receive", trace.WithSpanKind(trace.SpanKindConsumer))
+		}
 		if span.IsRecording() {
 			span.SetAttributes(attribute.String("messaging.system", "nats"),
 				attribute.String("messaging.destination.name", msg.Subject()),
@@ -138,3 +146,24 @@ func (l *Log) events(ctx context.Context, patterns []string, opts ReadOptions, y
 }
 
 type lastSeen struct{ index, seq uint64 }
+
+// noSpan is the span of an event that carries no trace context.
+var noSpan = trace.SpanFromContext(context.Background())
+
+// hasTraceContext reports whether h holds any of the propagator's fields,
+// as written (a nats CLI user's "traceparent") or canonicalised as the
+// propagator's HeaderCarrier writes them ("Traceparent").
+func hasTraceContext(h nats.Header, fields []string) bool {
+	if len(h) == 0 {
+		return false
+	}
+	for _, f := range fields {
+		if _, ok := h[f]; ok {
+			return true
+		}
+		if _, ok := h[textproto.CanonicalMIMEHeaderKey(f)]; ok {
+			return true
+		}
+	}
+	return false
+}
