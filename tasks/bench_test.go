@@ -18,10 +18,11 @@ import (
 )
 
 // BenchmarkTasks measures tasks per second end to end (enqueue, handler
-// ran, completion stored) with 1 and 4 workers, each on its own
-// connection, beside a JetStream work-queue stream doing the same work
-// (publish; pull consumer; handler; ack) on the same kind of node in the
-// same run. b.N is the number of tasks, all enqueued at once (pipelined):
+// ran, completion stored and folded) with 1 and 4 workers (on one client,
+// and on a client each), beside a JetStream work-queue stream doing the
+// same work (publish; a pull consumer per worker, each on its own
+// connection; handler; ack) on the same kind of node in the same run.
+// b.N is the number of tasks, all enqueued at once (pipelined):
 //
 //	go test -run '^$' -bench Tasks -benchtime 5000x -count 3 ./tasks/
 //
@@ -31,7 +32,10 @@ import (
 func BenchmarkTasks(b *testing.B) {
 	for _, workers := range []int{1, 4} {
 		b.Run(fmt.Sprintf("jetstream-workqueue/workers=%d", workers), func(b *testing.B) { benchJetStream(b, workers) })
-		b.Run(fmt.Sprintf("detbus/workers=%d", workers), func(b *testing.B) { benchDetbus(b, workers) })
+		b.Run(fmt.Sprintf("detbus/workers=%d", workers), func(b *testing.B) { benchDetbus(b, workers, 1) })
+		if workers > 1 {
+			b.Run(fmt.Sprintf("detbus/workers=%d/clients=%d", workers, workers), func(b *testing.B) { benchDetbus(b, workers, workers) })
+		}
 	}
 }
 
@@ -70,16 +74,14 @@ func enqueuedAt(payload []byte) time.Time {
 	return time.Unix(0, p.T)
 }
 
-func benchDetbus(b *testing.B, workers int) {
+// benchDetbus runs workers on clients: one client (one connection and
+// one fold) shared by all workers, as in one process, or one each, as
+// in separate processes.
+func benchDetbus(b *testing.B, workers, clients int) {
 	url := testnats.Node(b).ClientURL()
 	ctx := context.Background()
 	l := testnats.Log(b, url, transport.Config{})
-	c, err := tasks.Open(ctx, l, tasks.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Create(ctx, "bench", machine.DefaultConfig()); err != nil {
+	if _, err := l.Write(ctx, "tasks.bench", []byte(`{"op":"create_queue"}`)); err != nil {
 		b.Fatal(err)
 	}
 	var lat latencies
@@ -87,51 +89,58 @@ func benchDetbus(b *testing.B, workers int) {
 	ran.Add(b.N)
 	wctx, stop := context.WithCancel(ctx)
 	var stopped sync.WaitGroup
+	var ws []*tasks.Worker
+	var cs []*tasks.Client
+	for range clients {
+		cs = append(cs, openClient(b, url))
+	}
 	for i := range workers {
-		wc := openClient(b, url)
+		wc := cs[i%clients]
 		w, err := tasks.NewWorker(wc, "bench", func(ctx context.Context, t tasks.Task) error {
 			now := time.Now()
 			lat.add("enqueue-to-start", now.Sub(enqueuedAt(t.Payload)))
 			lat.add("claim-to-start", now.Sub(t.LeaseUntil.Add(-30*time.Second)))
 			ran.Done()
 			return nil
-		}, tasks.WorkerOptions{ID: fmt.Sprint("w", i), Concurrency: 256})
+		}, tasks.WorkerOptions{ID: fmt.Sprint("w", i), Concurrency: benchConcurrency})
 		if err != nil {
 			b.Fatal(err)
 		}
+		ws = append(ws, w)
 		stopped.Add(1)
 		go func() { defer stopped.Done(); _ = w.Run(wctx) }()
 	}
 	b.ResetTimer()
 	start := time.Now()
-	pending := make([]*transport.PendingWrite, 0, b.N)
+	// Enqueue as any NATS client can, like the baseline publishes.
+	js := l.JetStream()
+	futures := make([]jetstream.PubAckFuture, 0, b.N)
 	for i := range b.N {
 		op := machine.Op{Op: machine.OpEnqueue, ID: "t" + strconv.Itoa(i), Payload: json.RawMessage(`{"t":` + strconv.FormatInt(time.Now().UnixNano(), 10) + `}`)}
-		p, err := l.WriteAsync(ctx, "tasks.bench", op.AppendJSON(nil), transport.WithHLC())
+		f, err := js.PublishAsync("events.tasks.bench", op.AppendJSON(nil))
 		if err != nil {
 			b.Fatal(err)
 		}
-		pending = append(pending, p)
+		futures = append(futures, f)
 	}
-	for _, p := range pending {
-		if _, err := p.Result(); err != nil {
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
 			b.Fatal(err)
 		}
 	}
 	ran.Wait()
-	// Completed: every complete is stored and folded.
+	// Completed: the workers' folds have applied every complete.
 	for {
-		if err := c.Sync(ctx); err != nil {
-			b.Fatal(err)
+		var done uint64
+		for _, w := range ws {
+			done += w.Stats().Completed
 		}
-		info, err := c.Queue("bench")
-		if err != nil {
-			b.Fatal(err)
-		}
-		if info.Tasks[machine.StateCompleted] == b.N {
+		if done == uint64(b.N) {
 			break
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(100 * time.Microsecond)
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
@@ -204,7 +213,7 @@ func benchJetStream(b *testing.B, workers int) {
 		if info.State.Msgs == 0 {
 			break
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(100 * time.Microsecond)
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
@@ -242,3 +251,6 @@ func BenchmarkFold(b *testing.B) {
 	b.StopTimer()
 	c2.Close()
 }
+
+// benchConcurrency is the concurrency of each detbus worker.
+const benchConcurrency = 256

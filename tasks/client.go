@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/detbus/detbus/hlc"
@@ -77,19 +79,25 @@ type Client struct {
 
 	cancel context.CancelFunc
 	done   chan struct{}
+	closed atomic.Bool
 
-	mu       sync.RWMutex
-	queues   map[string]*queueState
-	applied  uint64            // stream sequence of the last task event applied
-	counts   map[string]uint64 // events applied per ESK
-	advanced chan struct{}     // closed when applied moves, if taken
-	taken    bool              // someone waits on advanced
+	mu      sync.RWMutex // the folded state: writes by the fold, reads by everyone
+	queues  map[string]*queueState
+	counts  map[string]uint64 // events applied per ESK
+	foldErr error             // last error of the fold, cleared by progress
+
+	// applied is the stream sequence of the last task event applied; it
+	// moves under wmu, after the state and the outcome are in place.
+	applied  atomic.Uint64
+	wmu      sync.Mutex
+	waiters  seqHeap       // Wait calls, by the sequence they wait for
+	advanced chan struct{} // closed when applied moves, if taken
+	taken    bool
+
+	omu      sync.Mutex // the kept outcomes
 	outcomes map[uint64]machine.Outcome
 	ring     []uint64 // sequences in outcomes, oldest replaced first
 	next     int
-	foldErr  error // last error of the fold, cleared by progress
-	closed   bool
-	waiters  seqHeap // Wait calls, by the sequence they wait for
 }
 
 // queueState is one queue's fold and what the client keeps beside it.
@@ -98,9 +106,14 @@ type queueState struct {
 	q         *machine.Queue
 	malformed rejections
 	refused   rejections
-	changed   chan struct{} // closed when the queue's state changes, if taken
-	taken     bool
-	watches   map[string][]*watch // by task id
+	changed   chan struct{} // closed when the queue's state changes, if taken; replaced under mu
+	taken     atomic.Bool
+	watchers  []*watcher // under mu
+}
+
+// watcher is called in the fold with every outcome of a queue's events.
+type watcher struct {
+	fn func(machine.Outcome)
 }
 
 // rejections is a bounded list of rejected events and their count.
@@ -125,11 +138,6 @@ func (r *rejections) list() []Rejection {
 	out := make([]Rejection, 0, len(r.kept))
 	out = append(out, r.kept[r.next:]...)
 	return append(out, r.kept[:r.next]...)
-}
-
-// watch calls fn, in the fold, after every event about a task.
-type watch struct {
-	fn func(machine.Task, machine.Outcome)
 }
 
 // Open starts folding every queue of l ("tasks.>") in log order, and
@@ -163,18 +171,16 @@ func Open(ctx context.Context, l *transport.Log, opts Options) (*Client, error) 
 // far; waits and writes return ErrClosed. Close does not close the log.
 // It is safe to call more than once.
 func (c *Client) Close() error {
-	c.mu.Lock()
-	c.closed = true
-	c.mu.Unlock()
+	c.closed.Store(true)
 	c.cancel()
 	<-c.done
-	c.mu.Lock()
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	c.wake()
 	for _, w := range c.waiters {
 		close(w.ch)
 	}
 	c.waiters = nil
-	c.mu.Unlock()
 	return nil
 }
 
@@ -186,14 +192,11 @@ func (c *Client) Log() *transport.Log { return c.log }
 func (c *Client) fold(ctx context.Context) {
 	defer close(c.done)
 	for {
-		c.mu.RLock()
-		from := c.applied + 1
-		c.mu.RUnlock()
+		from := c.applied.Load() + 1
 		for ev, err := range c.log.Events(ctx, []string{ESKPrefix + ">"}, transport.ReadOptions{From: from, Follow: true}) {
 			if err != nil {
 				c.mu.Lock()
 				c.foldErr = err
-				c.wake()
 				c.mu.Unlock()
 				c.opts.Logger.Error("task fold stopped; resuming", "from", from, "err", err)
 				break
@@ -208,17 +211,17 @@ func (c *Client) fold(ctx context.Context) {
 	}
 }
 
-// apply folds one event.
+// apply folds one event: the state under mu, then its outcome, then the
+// applied sequence, which releases the waiters.
 func (c *Client) apply(ev transport.Event) {
-	name := strings.TrimPrefix(ev.ESK, ESKPrefix)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if ev.Seq <= c.applied {
+	if ev.Seq <= c.applied.Load() {
 		return // already applied before a restart
 	}
+	name := strings.TrimPrefix(ev.ESK, ESKPrefix)
+	c.mu.Lock()
 	qs := c.queues[name]
 	if qs == nil {
-		qs = &queueState{name: name, q: machine.New(name), changed: make(chan struct{})}
+		qs = newQueueState(name)
 		c.queues[name] = qs
 	}
 	o := qs.q.Apply(machine.Event{Index: ev.Index, Time: ev.Time, Data: ev.Data})
@@ -247,32 +250,36 @@ func (c *Client) apply(ev transport.Event) {
 		default:
 			changed = true
 		}
-		if x.TaskID != "" {
-			if ws := qs.watches[x.TaskID]; len(ws) > 0 {
-				t, _ := qs.q.Task(x.TaskID)
-				for _, w := range ws {
-					w.fn(t, x)
-				}
-			}
+		for _, w := range qs.watchers {
+			w.fn(x)
 		}
 	}
-	if changed && qs.taken {
+	if changed && qs.taken.Swap(false) {
 		close(qs.changed)
-		qs.changed, qs.taken = make(chan struct{}), false
+		qs.changed = make(chan struct{})
 	}
-	c.keepOutcome(ev.Seq, o)
-	c.applied = ev.Seq
 	c.counts[ev.ESK] = ev.Index + 1
 	c.foldErr = nil
+	c.mu.Unlock()
+	c.keepOutcome(ev.Seq, o)
+	c.wmu.Lock()
+	c.applied.Store(ev.Seq)
 	for len(c.waiters) > 0 && c.waiters[0].seq <= ev.Seq {
 		close(heap.Pop(&c.waiters).(*seqWaiter).ch)
 	}
 	c.wake()
+	c.wmu.Unlock()
+}
+
+func newQueueState(name string) *queueState {
+	return &queueState{name: name, q: machine.New(name), changed: make(chan struct{})}
 }
 
 // keepOutcome remembers the outcome of the event at seq, forgetting the
 // oldest beyond KeepOutcomes.
 func (c *Client) keepOutcome(seq uint64, o machine.Outcome) {
+	c.omu.Lock()
+	defer c.omu.Unlock()
 	if len(c.ring) < c.opts.KeepOutcomes {
 		c.ring = append(c.ring, seq)
 	} else {
@@ -283,205 +290,59 @@ func (c *Client) keepOutcome(seq uint64, o machine.Outcome) {
 	c.outcomes[seq] = o
 }
 
-// seqWaiter is a Wait for the fold to apply seq.
-type seqWaiter struct {
-	seq uint64
-	ch  chan struct{}
-}
-
-// seqHeap orders Wait calls by the sequence they wait for.
-type seqHeap []*seqWaiter
-
-func (h seqHeap) Len() int           { return len(h) }
-func (h seqHeap) Less(i, j int) bool { return h[i].seq < h[j].seq }
-func (h seqHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *seqHeap) Push(x any)        { *h = append(*h, x.(*seqWaiter)) }
-func (h *seqHeap) Pop() any {
-	old := *h
-	w := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	return w
-}
-
-// wake releases the waiters on advanced. c.mu is held.
-func (c *Client) wake() {
-	if c.taken {
-		close(c.advanced)
-		c.advanced, c.taken = make(chan struct{}), false
-	}
-}
-
-// await waits until cond, checked under the read lock, holds.
-func (c *Client) await(ctx context.Context, what string, cond func() bool) error {
-	ctx, cancel := c.withTimeout(ctx)
-	defer cancel()
-	for {
-		c.mu.Lock()
-		if cond() {
-			c.mu.Unlock()
-			return nil
-		}
-		if c.closed {
-			c.mu.Unlock()
-			return ErrClosed
-		}
-		ch := c.advanced
-		c.taken = true
-		foldErr := c.foldErr
-		c.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			if foldErr != nil {
-				return fmt.Errorf("tasks: waiting for %s: %w (fold: %v)", what, ctx.Err(), foldErr)
-			}
-			return fmt.Errorf("tasks: waiting for %s: %w", what, ctx.Err())
-		}
-	}
-}
-
-// withTimeout applies the log's default timeout to a ctx without deadline.
-func (c *Client) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return context.WithCancel(ctx)
-	}
-	return context.WithTimeout(ctx, c.log.Config().Timeout)
-}
-
-// Wait waits until the fold has applied the task event at pos (and so
-// every task event before it in log order): after Wait, reads reflect a
-// write that returned pos. pos must be the position of a task event, as
-// the write methods return; for any other position Wait waits for the
-// next task event after it. Without a deadline on ctx, Wait gives up
-// after the log's timeout.
-//
-// Errors: ctx's error (wrapped, with the fold's last error if it is
-// failing); ErrClosed.
-func (c *Client) Wait(ctx context.Context, pos transport.Position) error {
-	c.mu.Lock()
-	switch {
-	case c.applied >= pos.Seq:
-		c.mu.Unlock()
-		return nil
-	case c.closed:
-		c.mu.Unlock()
-		return ErrClosed
-	}
-	w := &seqWaiter{seq: pos.Seq, ch: make(chan struct{})}
-	heap.Push(&c.waiters, w)
-	c.mu.Unlock()
-	ctx, cancel := c.withTimeout(ctx)
-	defer cancel()
-	select {
-	case <-w.ch:
-		c.mu.RLock()
-		defer c.mu.RUnlock()
-		if c.applied < pos.Seq {
-			return ErrClosed
-		}
-		return nil
-	case <-ctx.Done():
-		// w stays queued until the fold passes it or the client closes.
-		return c.await(ctx, fmt.Sprintf("%s at seq %d", pos.ESK, pos.Seq), func() bool { return c.applied >= pos.Seq })
-	}
-}
-
-// Sync waits until the fold has applied every task event that the log
-// holds when Sync is called, whoever wrote it: reads after Sync reflect
-// every write acknowledged before it.
-//
-// Errors: ErrUnavailable when the log cannot be counted; as [Client.Wait].
-func (c *Client) Sync(ctx context.Context) error {
-	counts, err := c.log.Counts(ctx, ESKPrefix+">")
-	if err != nil {
-		return err
-	}
-	return c.await(ctx, "the task fold to catch up", func() bool {
-		for esk, n := range counts {
-			if c.counts[esk] < n {
-				return false
-			}
-		}
-		return true
-	})
-}
-
-// Outcome waits for the task event at pos to be applied, as [Client.Wait]
-// does, and returns what it did. The client keeps the outcomes of the
-// newest Options.KeepOutcomes task events.
-//
-// Errors: as Wait; ErrOutcomeNotKept when the event's outcome is no
-// longer kept, or pos is not a task event.
-func (c *Client) Outcome(ctx context.Context, pos transport.Position) (machine.Outcome, error) {
-	if err := c.Wait(ctx, pos); err != nil {
-		return machine.Outcome{}, err
-	}
-	c.mu.RLock()
-	o, ok := c.outcomes[pos.Seq]
-	c.mu.RUnlock()
-	if !ok {
-		return machine.Outcome{}, fmt.Errorf("%w: %s index %d (seq %d)", ErrOutcomeNotKept, pos.ESK, pos.Index, pos.Seq)
-	}
-	return o, nil
-}
-
-// Applied returns the stream sequence of the last task event the fold
-// applied (0 before the first).
-func (c *Client) Applied() uint64 {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return c.applied
-}
-
 // queueChanges returns the queue's state summary at time now and a
 // channel closed at its next change. The queue need not exist yet.
 func (c *Client) queueChanges(name string, now time.Time) (machine.Due, <-chan struct{}, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
+	if c.closed.Load() {
 		return machine.Due{}, nil, ErrClosed
 	}
+	c.mu.RLock()
 	qs := c.queues[name]
 	if qs == nil {
-		qs = &queueState{name: name, q: machine.New(name), changed: make(chan struct{})}
-		c.queues[name] = qs
+		c.mu.RUnlock()
+		c.mu.Lock()
+		if c.queues[name] == nil {
+			c.queues[name] = newQueueState(name)
+		}
+		c.mu.Unlock()
+		c.mu.RLock()
+		qs = c.queues[name]
 	}
-	qs.taken = true
+	defer c.mu.RUnlock()
+	qs.taken.Store(true)
 	return qs.q.Due(wallTimestamp(now)), qs.changed, nil
 }
 
-// watchTask calls fn in the fold after every event about task id of
-// queue, with the task's state after it, until the returned function is
-// called. fn runs with the client locked: it must be quick and must not
-// call the client. It also returns the task's state now.
-func (c *Client) watchTask(queue, id string, fn func(machine.Task, machine.Outcome)) (machine.Task, func()) {
-	w := &watch{fn: fn}
+// watchQueue calls fn in the fold with the outcome of every event of
+// queue applied from now on (of every operation of a batch, one by one),
+// until the returned function is called. fn runs with the client's state
+// locked: it must be quick and must not call the client.
+func (c *Client) watchQueue(queue string, fn func(machine.Outcome)) func() {
+	w := &watcher{fn: fn}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	qs := c.queues[queue]
 	if qs == nil {
-		return machine.Task{}, func() {}
+		qs = newQueueState(queue)
+		c.queues[queue] = qs
 	}
-	if qs.watches == nil {
-		qs.watches = map[string][]*watch{}
-	}
-	qs.watches[id] = append(qs.watches[id], w)
-	t, _ := qs.q.Task(id)
-	return t, func() {
+	qs.watchers = append(qs.watchers, w)
+	return func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		ws := qs.watches[id]
-		for i, x := range ws {
-			if x == w {
-				ws = append(ws[:i], ws[i+1:]...)
-				break
-			}
-		}
-		if len(ws) == 0 {
-			delete(qs.watches, id)
-		} else {
-			qs.watches[id] = ws
-		}
+		qs.watchers = slices.DeleteFunc(qs.watchers, func(x *watcher) bool { return x == w })
 	}
+}
+
+// taskWith calls fn and returns the task's state with no event applied
+// in between: a watcher sees every event after that state.
+func (c *Client) taskWith(queue, id string, fn func()) (machine.Task, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	fn()
+	qs := c.queues[queue]
+	if qs == nil {
+		return machine.Task{}, false
+	}
+	return qs.q.Task(id)
 }

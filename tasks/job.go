@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/detbus/detbus/tasks/machine"
@@ -38,31 +38,54 @@ type lease struct {
 	length  time.Duration
 	margin  time.Duration
 	cancel  context.CancelCauseFunc
-
-	mu    sync.Mutex
-	timer *time.Timer
-	gone  bool // the fold shows the task is no longer this attempt's
+	timer   *time.Timer
+	gone    bool // the fold shows the task is no longer this attempt's; under Worker.lmu
 }
 
-// onEvent runs in the fold after every event about the task.
-func (l *lease) onEvent(t machine.Task, o machine.Outcome) {
-	mine := t.State == machine.StateClaimed && t.Worker == l.worker && t.Attempts == l.attempt
-	refused := o.Kind == machine.KindRejected && o.Op == machine.OpHeartbeat && o.Worker == l.worker && o.Attempt == l.attempt
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	switch {
-	case !mine || refused:
-		l.gone = true
-		l.cancel(ErrLeaseLost)
-	case o.Kind == machine.KindHeartbeat && l.timer != nil:
-		l.timer.Reset(time.Until(time.Unix(0, t.LeaseUntil.WallTime)) - l.margin)
+// onOutcome runs in the fold for every outcome of the queue: it extends
+// the leases of running attempts when their heartbeats are accepted, and
+// cancels them when the task changes hands (claimed by another attempt,
+// cancelled, dead-lettered) or a heartbeat is refused.
+func (w *Worker) onOutcome(o machine.Outcome) {
+	if o.TaskID == "" {
+		return
+	}
+	w.lmu.Lock()
+	defer w.lmu.Unlock()
+	for _, l := range w.held[o.TaskID] {
+		mine := o.Worker == l.worker && o.Attempt == l.attempt
+		switch {
+		case o.Kind == machine.KindDuplicate:
+		case o.Kind == machine.KindHeartbeat && mine:
+			l.timer.Reset(time.Until(time.Unix(0, o.LeaseUntil.WallTime)) - l.margin)
+		case o.Kind == machine.KindRejected && !(mine && o.Op == machine.OpHeartbeat):
+		default: // the task changed, or this attempt's heartbeat was refused
+			l.gone = true
+			l.cancel(ErrLeaseLost)
+		}
 	}
 }
 
-// lost reports whether the fold shows the lease lost.
-func (l *lease) lost() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// hold files a running attempt's lease for onOutcome, and returns the
+// task's state when it did.
+func (w *Worker) hold(id string, l *lease) machine.Task {
+	t, _ := w.c.taskWith(w.queue, id, func() {
+		w.lmu.Lock()
+		w.held[id] = append(w.held[id], l)
+		w.lmu.Unlock()
+	})
+	return t
+}
+
+// release removes a lease filed by hold, and reports whether the fold
+// showed it lost.
+func (w *Worker) release(id string, l *lease) (gone bool) {
+	w.lmu.Lock()
+	defer w.lmu.Unlock()
+	w.held[id] = slices.DeleteFunc(w.held[id], func(x *lease) bool { return x == l })
+	if len(w.held[id]) == 0 {
+		delete(w.held, id)
+	}
 	return l.gone
 }
 
@@ -70,41 +93,41 @@ func (l *lease) lost() bool {
 // context when the lease is lost, and sends the report to done.
 func (w *Worker) start(hard context.Context, s *sent, o machine.Outcome, done chan<- jobDone) *job {
 	hctx, cancel := context.WithCancelCause(hard)
-	l := &lease{worker: w.opts.ID, attempt: o.Attempt, cancel: cancel}
-	t, unwatch := w.c.watchTask(w.queue, o.TaskID, l.onEvent)
-	l.mu.Lock()
+	l := &lease{worker: w.opts.ID, attempt: o.Attempt, cancel: cancel, margin: w.opts.LeaseMargin}
+	// The timer exists before the lease is filed: onOutcome may reset it.
+	l.timer = time.AfterFunc(time.Hour, func() { cancel(ErrLeaseLost) })
+	t := w.hold(o.TaskID, l)
+	w.lmu.Lock()
 	l.length = t.Lease
-	if t.State != machine.StateClaimed || t.Worker != w.opts.ID || t.Attempts != o.Attempt {
-		l.gone = true // cancelled or lost before it started
-	}
-	l.margin = w.opts.LeaseMargin
 	if l.margin == 0 {
 		l.margin = t.Lease / 10
 	}
-	l.timer = time.AfterFunc(time.Until(time.Unix(0, t.LeaseUntil.WallTime))-l.margin, func() { cancel(ErrLeaseLost) })
+	if t.State != machine.StateClaimed || t.Worker != w.opts.ID || t.Attempts != o.Attempt {
+		l.gone = true // cancelled or lost before it started
+	} else {
+		l.timer.Reset(time.Until(time.Unix(0, t.LeaseUntil.WallTime)) - l.margin)
+	}
 	gone := l.gone
-	l.mu.Unlock()
+	w.lmu.Unlock()
 	j := &job{jobKey: jobKey{id: o.TaskID, attempt: o.Attempt}, lease: l}
 	go func() {
-		defer unwatch()
 		defer l.timer.Stop()
 		defer cancel(nil)
-		if gone {
-			w.leaseLost.Add(1)
-			done <- jobDone{key: j.jobKey}
-			return
+		var err error
+		if !gone {
+			err = w.call(hctx, Task{
+				Queue: w.queue, ID: t.ID, Payload: t.Payload, Priority: t.Priority, Attempt: o.Attempt, Worker: w.opts.ID,
+				LeaseUntil: time.Unix(0, t.LeaseUntil.WallTime), LastError: t.LastError, Claim: s.pos,
+			})
 		}
-		err := w.call(hctx, Task{
-			Queue: w.queue, ID: t.ID, Payload: t.Payload, Priority: t.Priority, Attempt: o.Attempt, Worker: w.opts.ID,
-			LeaseUntil: time.Unix(0, t.LeaseUntil.WallTime), LastError: t.LastError, Claim: s.pos,
-		})
 		lost := errors.Is(context.Cause(hctx), ErrLeaseLost)
 		cancel(nil)
-		if lost {
+		gone = w.release(o.TaskID, l)
+		if lost || gone {
 			w.leaseLost.Add(1)
-			w.opts.Logger.Warn("lease lost", "queue", w.queue, "task", t.ID, "attempt", o.Attempt, "taken", l.lost())
+			w.opts.Logger.Warn("lease lost", "queue", w.queue, "task", t.ID, "attempt", o.Attempt, "taken", gone)
 		}
-		if l.lost() {
+		if gone {
 			done <- jobDone{key: j.jobKey} // no longer this attempt's: a report would be refused
 			return
 		}

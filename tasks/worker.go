@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -147,6 +148,9 @@ type Worker struct {
 	opts    WorkerOptions
 	running atomic.Bool
 
+	lmu  sync.Mutex
+	held map[string][]*lease // leases of running attempts, by task id
+
 	batches, claims, won, lost, completed, failed, refused, heartbeats, leaseLost, dead, errs atomic.Uint64
 }
 
@@ -166,7 +170,7 @@ func NewWorker(c *Client, queue string, handler Handler, opts WorkerOptions) (*W
 		return nil, err
 	}
 	opts.setDefaults()
-	return &Worker{c: c, queue: queue, handler: handler, opts: opts}, nil
+	return &Worker{c: c, queue: queue, handler: handler, opts: opts, held: map[string][]*lease{}}, nil
 }
 
 // ID returns the worker's ID.
@@ -188,7 +192,7 @@ const maxInflight = 2
 
 // maxReportsPerEvent bounds the reports one event carries, so that with
 // error texts of maxErrorText it stays far below a message's size limit.
-const maxReportsPerEvent = 100
+const maxReportsPerEvent = machine.MaxBatchOps
 
 // sent is an event a worker wrote: what it holds and, once the fold has
 // applied it, its outcome.
@@ -230,6 +234,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	hard, hardStop := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer hardStop(nil)
+	defer w.c.watchQueue(w.queue, w.onOutcome)()
 	st := &runState{jobs: map[jobKey]*job{}, free: w.opts.Concurrency, reaped: map[string]bool{}}
 	results := make(chan *sent, maxInflight)
 	done := make(chan jobDone, w.opts.Concurrency)
@@ -268,7 +273,14 @@ func (w *Worker) Run(ctx context.Context) error {
 				wake = timer.C
 			}
 		}
-		if fatal == nil && st.inflight < maxInflight && (len(st.reports) > 0 || st.beatDue || len(st.reap) > 0 || claims > 0) {
+		// An event goes out when none is in flight, or when a second one
+		// would carry at least half the slots: small events would cost
+		// every fold of the queue as much as large ones.
+		pending := len(st.reports) + max(claims, 0) + len(st.reap)
+		if st.beatDue {
+			pending += len(st.jobs)
+		}
+		if fatal == nil && pending > 0 && (st.inflight == 0 || st.inflight < maxInflight && 2*pending >= w.opts.Concurrency) {
 			w.send(st, max(claims, 0), results)
 			continue
 		}
@@ -355,7 +367,7 @@ func (w *Worker) send(st *runState, claims int, results chan<- *sent) {
 	if st.beatDue {
 		st.beatDue = false
 		for _, j := range st.jobs {
-			if !j.lease.lost() && !add(machine.Op{Op: machine.OpHeartbeat, ID: j.id, Worker: w.opts.ID, Attempt: j.attempt}) {
+			if !w.leaseGone(j.lease) && !add(machine.Op{Op: machine.OpHeartbeat, ID: j.id, Worker: w.opts.ID, Attempt: j.attempt}) {
 				st.beatDue = true
 				break
 			}
@@ -446,4 +458,11 @@ func (w *Worker) settle(hard context.Context, st *runState, s *sent, done chan<-
 			st.free++
 		}
 	}
+}
+
+// leaseGone reports whether the fold shows the lease lost.
+func (w *Worker) leaseGone(l *lease) bool {
+	w.lmu.Lock()
+	defer w.lmu.Unlock()
+	return l.gone
 }

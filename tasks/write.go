@@ -101,10 +101,7 @@ func (c *Client) Append(ctx context.Context, queue string, op machine.Op) (trans
 // sequence, to find its outcome, and not its index, which the log would
 // read back from the stream for every burst of writes.
 func (c *Client) publishRaw(queue string, data []byte) (jetstream.PubAckFuture, error) {
-	c.mu.RLock()
-	closed := c.closed
-	c.mu.RUnlock()
-	if closed {
+	if c.closed.Load() {
 		return nil, ErrClosed
 	}
 	m := &nats.Msg{
@@ -133,10 +130,7 @@ func acked(ctx context.Context, queue string, paf jetstream.PubAckFuture) (trans
 }
 
 func (c *Client) encode(queue string, op machine.Op) ([]byte, error) {
-	c.mu.RLock()
-	closed := c.closed
-	c.mu.RUnlock()
-	if closed {
+	if c.closed.Load() {
 		return nil, ErrClosed
 	}
 	if err := ValidateQueue(queue); err != nil {

@@ -30,15 +30,15 @@ func (q *Queue) Due(at hlc.Timestamp) Due {
 	}
 	d.Claimable = len(q.live.inReady)
 	due, next := q.live.due(at)
-	for _, t := range due {
-		if q.claimable(t, at) {
+	for _, e := range due {
+		if q.claimable(e.t, at) {
 			d.Claimable++
 		} else {
-			d.Expired = append(d.Expired, t.ID) // claimed, no attempt left
+			d.Expired = append(d.Expired, e.t.ID) // claimed, no attempt left
 		}
 	}
 	if next != nil {
-		d.Next = from(next)
+		d.Next = next.at
 	}
 	slices.Sort(d.Expired)
 	return d

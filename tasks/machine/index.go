@@ -24,8 +24,14 @@ import (
 type index struct {
 	ready   readyHeap
 	inReady map[*Task]bool
-	timed   []*Task
-	timedAt map[*Task]hlc.Timestamp // the key each task of timed is filed under
+	timed   []timedEntry
+	timedAt map[*Task]hlc.Timestamp // the time each task of timed is filed under
+}
+
+// timedEntry is a task of timed with the time it is filed under.
+type timedEntry struct {
+	at hlc.Timestamp
+	t  *Task
 }
 
 func newIndex() index {
@@ -56,39 +62,39 @@ func (x *index) reindex(t *Task) {
 		return
 	}
 	if filed {
-		i, _ := x.find(at, t.ID)
+		i, _ := x.find(timedEntry{at, t})
 		x.timed = slices.Delete(x.timed, i, i+1)
 		delete(x.timedAt, t)
 	}
 	if timed {
-		at = from(t)
-		i, _ := x.find(at, t.ID)
-		x.timed = slices.Insert(x.timed, i, t)
-		x.timedAt[t] = at
+		e := timedEntry{from(t), t}
+		i, _ := x.find(e)
+		x.timed = slices.Insert(x.timed, i, e)
+		x.timedAt[t] = e.at
 	}
 }
 
-// find returns where (at, id) is or would be in timed.
-func (x *index) find(at hlc.Timestamp, id string) (int, bool) {
-	return slices.BinarySearchFunc(x.timed, at, func(t *Task, at hlc.Timestamp) int {
-		if c := x.timedAt[t].Compare(at); c != 0 {
+// find returns where e is or would be in timed: by time, then id.
+func (x *index) find(e timedEntry) (int, bool) {
+	return slices.BinarySearchFunc(x.timed, e, func(a, b timedEntry) int {
+		if c := a.at.Compare(b.at); c != 0 {
 			return c
 		}
-		return strings.Compare(t.ID, id)
+		return strings.Compare(a.t.ID, b.t.ID)
 	})
 }
 
 // due returns the timed tasks a claim at now may take (those filed at
 // or before now), and the first one filed after now, if any.
-func (x *index) due(now hlc.Timestamp) ([]*Task, *Task) {
-	n, _ := slices.BinarySearchFunc(x.timed, now, func(t *Task, now hlc.Timestamp) int {
-		if x.timedAt[t].Compare(now) <= 0 {
+func (x *index) due(now hlc.Timestamp) ([]timedEntry, *timedEntry) {
+	n, _ := slices.BinarySearchFunc(x.timed, now, func(e timedEntry, now hlc.Timestamp) int {
+		if e.at.Compare(now) <= 0 {
 			return -1
 		}
 		return 1
 	})
 	if n < len(x.timed) {
-		return x.timed[:n], x.timed[n]
+		return x.timed[:n], &x.timed[n]
 	}
 	return x.timed[:n], nil
 }

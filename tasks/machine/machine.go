@@ -160,7 +160,10 @@ func (c Config) validate() string {
 }
 
 // Queue is the state of one queue. The zero value is not ready; use
-// [New]. A Queue is used by one goroutine at a time.
+// [New]. A Queue is used by one goroutine at a time, except that its
+// read methods (Name, Config, Task, Tasks, Claimable, Due, Snapshot)
+// change nothing and may run at once in several goroutines while no
+// Apply or Restore runs.
 type Queue struct {
 	name  string
 	cfg   *Config // nil until create_queue
@@ -235,9 +238,9 @@ func (q *Queue) claimable(t *Task, now hlc.Timestamp) bool {
 func (q *Queue) best(now hlc.Timestamp) *Task {
 	b := q.live.first()
 	due, _ := q.live.due(now)
-	for _, t := range due {
-		if q.claimable(t, now) && (b == nil || order(t, b) < 0) {
-			b = t
+	for _, e := range due {
+		if q.claimable(e.t, now) && (b == nil || order(e.t, b) < 0) {
+			b = e.t
 		}
 	}
 	return b
