@@ -45,6 +45,8 @@ func (l *Log) Counts(ctx context.Context, pattern string) (map[string]uint64, er
 	return out, nil
 }
 
+// info returns the stream's info as a confirmed stream leader reports it
+// (see [confirmed]), asking again until one does or ctx ends.
 func (l *Log) info(ctx context.Context, filter string) (*jetstream.StreamInfo, error) {
 	ctx, cancel := l.withTimeout(ctx)
 	defer cancel()
@@ -52,11 +54,60 @@ func (l *Log) info(ctx context.Context, filter string) (*jetstream.StreamInfo, e
 	if filter != "" {
 		opts = append(opts, jetstream.WithSubjectFilter(filter))
 	}
-	info, err := l.stream.Info(ctx, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("%w: stream info %q: %v", ErrUnavailable, l.cfg.Stream, err)
+	for backoff := 10 * time.Millisecond; ; backoff = min(2*backoff, 250*time.Millisecond) {
+		info, err := l.stream.Info(ctx, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("%w: stream info %q: %v", ErrUnavailable, l.cfg.Stream, err)
+		}
+		why := confirmed(info.Cluster)
+		if why == "" {
+			return info, nil
+		}
+		if err := sleepCtx(ctx, backoff); err != nil {
+			return nil, fmt.Errorf("%w: stream info %q: %s", ErrUnavailable, l.cfg.Stream, why)
+		}
 	}
-	return info, nil
+}
+
+// LeaderLease is how recently the stream leader answering a stream info
+// request must have heard from a majority of the stream's replicas
+// (itself included) for its counts to be trusted.
+//
+// Counts decide the negative answers (an index not found, an index
+// ahead), so they must not come from a deposed leader: a node cut off
+// from its peers keeps calling itself the leader, and answering reads
+// from what it holds, until it learns of a newer term, up to 20s on
+// NATS's defaults (and for a moment after a partition heals, until its
+// routes are back). Followers elect a new leader only after hearing
+// nothing from the old one for NATS's minimum election timeout of 4s, so
+// a leader that heard from a majority within a shorter time is still
+// the leader, except under an asymmetric partition, where a follower
+// that still reaches the old leader can vote for a new one; the old
+// leader learns of it at its next heartbeat (1s).
+const LeaderLease = 3 * time.Second
+
+// confirmed returns "" if ci comes from a stream leader that heard from
+// a majority of its replicas within LeaderLease, or a single-replica
+// stream, and otherwise says why not.
+func confirmed(ci *jetstream.ClusterInfo) string {
+	if ci == nil || len(ci.Replicas) == 0 {
+		return ""
+	}
+	if ci.Leader == "" {
+		return "the stream has no leader"
+	}
+	heard := 1 // the leader
+	for _, p := range ci.Replicas {
+		// Active is the time since the leader last heard from the
+		// replica; 0 when it never did, or just now.
+		if p.Active < LeaderLease && (p.Active > 0 || p.Current) && !p.Offline {
+			heard++
+		}
+	}
+	if n := len(ci.Replicas) + 1; 2*heard <= n {
+		return fmt.Sprintf("stream leader %s heard from %d of %d replicas within %v", ci.Leader, heard, n, LeaderLease)
+	}
+	return ""
 }
 
 // State summarises the log.
