@@ -31,12 +31,37 @@ import (
 // claim-to-start: from the claim event's time to the handler's start.
 func BenchmarkTasks(b *testing.B) {
 	for _, workers := range []int{1, 4} {
-		b.Run(fmt.Sprintf("jetstream-workqueue/workers=%d", workers), func(b *testing.B) { benchJetStream(b, workers) })
-		b.Run(fmt.Sprintf("detbus/workers=%d", workers), func(b *testing.B) { benchDetbus(b, workers, 1) })
+		b.Run(fmt.Sprintf("jetstream-workqueue/workers=%d", workers), func(b *testing.B) { benchJetStream(b, workers, 0) })
+		b.Run(fmt.Sprintf("detbus/workers=%d", workers), func(b *testing.B) { benchDetbus(b, workers, 1, 0) })
 		if workers > 1 {
-			b.Run(fmt.Sprintf("detbus/workers=%d/clients=%d", workers, workers), func(b *testing.B) { benchDetbus(b, workers, workers) })
+			b.Run(fmt.Sprintf("detbus/workers=%d/clients=%d", workers, workers), func(b *testing.B) { benchDetbus(b, workers, workers, 0) })
 		}
 	}
+}
+
+// BenchmarkTaskLatency measures latency without queueing: one task
+// enqueued every millisecond (far below either side's capacity), run by
+// 1 and 4 workers, beside the same JetStream work queue as
+// BenchmarkTasks. It reports enqueue-to-start percentiles and, for
+// detbus, claim-to-start:
+//
+//	go test -run '^$' -bench TaskLatency -benchtime 2000x -count 3 ./tasks/
+func BenchmarkTaskLatency(b *testing.B) {
+	const pace = time.Millisecond
+	for _, workers := range []int{1, 4} {
+		b.Run(fmt.Sprintf("jetstream-workqueue/workers=%d", workers), func(b *testing.B) { benchJetStream(b, workers, pace) })
+		b.Run(fmt.Sprintf("detbus/workers=%d", workers), func(b *testing.B) { benchDetbus(b, workers, 1, pace) })
+	}
+}
+
+// paced returns a function that waits, before each enqueue, until pace
+// has passed since the previous one; with pace 0 it does not wait.
+func paced(pace time.Duration) func() {
+	if pace == 0 {
+		return func() {}
+	}
+	t := time.NewTicker(pace)
+	return func() { <-t.C }
 }
 
 // latencies collects durations from concurrent handlers.
@@ -77,7 +102,7 @@ func enqueuedAt(payload []byte) time.Time {
 // benchDetbus runs workers on clients: one client (one connection and
 // one fold) shared by all workers, as in one process, or one each, as
 // in separate processes.
-func benchDetbus(b *testing.B, workers, clients int) {
+func benchDetbus(b *testing.B, workers, clients int, pace time.Duration) {
 	url := testnats.Node(b).ClientURL()
 	ctx := context.Background()
 	l := testnats.Log(b, url, transport.Config{})
@@ -115,7 +140,9 @@ func benchDetbus(b *testing.B, workers, clients int) {
 	// Enqueue as any NATS client can, like the baseline publishes.
 	js := l.JetStream()
 	futures := make([]jetstream.PubAckFuture, 0, b.N)
+	next := paced(pace)
 	for i := range b.N {
+		next()
 		op := machine.Op{Op: machine.OpEnqueue, ID: "t" + strconv.Itoa(i), Payload: json.RawMessage(`{"t":` + strconv.FormatInt(time.Now().UnixNano(), 10) + `}`)}
 		f, err := js.PublishAsync("events.tasks.bench", op.AppendJSON(nil))
 		if err != nil {
@@ -146,11 +173,13 @@ func benchDetbus(b *testing.B, workers, clients int) {
 	b.StopTimer()
 	stop()
 	stopped.Wait()
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "tasks/s")
+	if pace == 0 {
+		b.ReportMetric(float64(b.N)/elapsed.Seconds(), "tasks/s")
+	}
 	lat.report(b)
 }
 
-func benchJetStream(b *testing.B, workers int) {
+func benchJetStream(b *testing.B, workers int, pace time.Duration) {
 	url := testnats.Node(b).ClientURL()
 	ctx := context.Background()
 	js, err := jetstream.New(testnats.Conn(b, url))
@@ -189,7 +218,9 @@ func benchJetStream(b *testing.B, workers int) {
 	b.ResetTimer()
 	start := time.Now()
 	futures := make([]jetstream.PubAckFuture, 0, b.N)
+	next := paced(pace)
 	for range b.N {
+		next()
 		f, err := js.PublishAsync("wq.bench", []byte(`{"t":`+strconv.FormatInt(time.Now().UnixNano(), 10)+`}`))
 		if err != nil {
 			b.Fatal(err)
@@ -217,7 +248,9 @@ func benchJetStream(b *testing.B, workers int) {
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "tasks/s")
+	if pace == 0 {
+		b.ReportMetric(float64(b.N)/elapsed.Seconds(), "tasks/s")
+	}
 	lat.report(b)
 }
 
@@ -253,4 +286,4 @@ func BenchmarkFold(b *testing.B) {
 }
 
 // benchConcurrency is the concurrency of each detbus worker.
-const benchConcurrency = 256
+const benchConcurrency = 1000
