@@ -2,8 +2,9 @@ package machine
 
 import (
 	"container/heap"
-	"slices"
 	"strings"
+
+	"github.com/google/btree"
 
 	"github.com/detbus/detbus/hlc"
 )
@@ -15,16 +16,17 @@ import (
 //     any time, in claim order (a heap; entries of tasks that left are
 //     dropped when they reach the top);
 //   - timed holds the other live tasks, pending with a not_before or
-//     claimed, sorted by the time from which a claim can take them (the
-//     not_before, or the end of the lease), then id. The tasks a claim at
-//     a time could take from it are a prefix.
+//     claimed, in a B-tree sorted by the time from which a claim can take
+//     them (the not_before, or the end of the lease), then id, so that
+//     filing and removing a task cost O(log n) however many are in
+//     flight. The tasks a claim at a time could take from it come first.
 //
 // Neither changes what any operation does: [Queue.best] picks the same
 // task as a scan of every task would, since order is a total order.
 type index struct {
 	ready   readyHeap
 	inReady map[*Task]bool
-	timed   []timedEntry
+	timed   *btree.BTreeG[timedEntry]
 	timedAt map[*Task]hlc.Timestamp // the time each task of timed is filed under
 }
 
@@ -35,7 +37,15 @@ type timedEntry struct {
 }
 
 func newIndex() index {
-	return index{inReady: map[*Task]bool{}, timedAt: map[*Task]hlc.Timestamp{}}
+	return index{inReady: map[*Task]bool{}, timed: btree.NewG(16, timedLess), timedAt: map[*Task]hlc.Timestamp{}}
+}
+
+// timedLess orders timed: by time, then id.
+func timedLess(a, b timedEntry) bool {
+	if c := a.at.Compare(b.at); c != 0 {
+		return c < 0
+	}
+	return strings.Compare(a.t.ID, b.t.ID) < 0
 }
 
 // from is when a claim can take a timed task.
@@ -62,41 +72,30 @@ func (x *index) reindex(t *Task) {
 		return
 	}
 	if filed {
-		i, _ := x.find(timedEntry{at, t})
-		x.timed = slices.Delete(x.timed, i, i+1)
+		x.timed.Delete(timedEntry{at, t})
 		delete(x.timedAt, t)
 	}
 	if timed {
 		e := timedEntry{from(t), t}
-		i, _ := x.find(e)
-		x.timed = slices.Insert(x.timed, i, e)
+		x.timed.ReplaceOrInsert(e)
 		x.timedAt[t] = e.at
 	}
 }
 
-// find returns where e is or would be in timed: by time, then id.
-func (x *index) find(e timedEntry) (int, bool) {
-	return slices.BinarySearchFunc(x.timed, e, func(a, b timedEntry) int {
-		if c := a.at.Compare(b.at); c != 0 {
-			return c
-		}
-		return strings.Compare(a.t.ID, b.t.ID)
-	})
-}
-
 // due returns the timed tasks a claim at now may take (those filed at
-// or before now), and the first one filed after now, if any.
+// or before now), in order, and the first one filed after now, if any.
 func (x *index) due(now hlc.Timestamp) ([]timedEntry, *timedEntry) {
-	n, _ := slices.BinarySearchFunc(x.timed, now, func(e timedEntry, now hlc.Timestamp) int {
-		if e.at.Compare(now) <= 0 {
-			return -1
+	var due []timedEntry
+	var next *timedEntry
+	x.timed.Ascend(func(e timedEntry) bool {
+		if e.at.Compare(now) > 0 {
+			next = &e
+			return false
 		}
-		return 1
+		due = append(due, e)
+		return true
 	})
-	if n < len(x.timed) {
-		return x.timed[:n], &x.timed[n]
-	}
-	return x.timed[:n], nil
+	return due, next
 }
 
 // first returns the best ready task, or nil.
