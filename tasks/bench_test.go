@@ -176,6 +176,14 @@ func benchDetbus(b *testing.B, workers, clients int, pace time.Duration) {
 	if pace == 0 {
 		b.ReportMetric(float64(b.N)/elapsed.Seconds(), "tasks/s")
 	}
+	var batches, lost uint64
+	for _, w := range ws {
+		st := w.Stats()
+		batches += st.Batches
+		lost += st.Lost
+	}
+	b.ReportMetric(float64(batches), "events")
+	b.ReportMetric(float64(lost), "lost-claims")
 	lat.report(b)
 }
 
