@@ -61,7 +61,8 @@ type ServiceError struct {
 // Replies are [ServiceReply] JSON. Errors carry the micro error headers
 // and a [ServiceError] body; codes are 400 (bad request), 404 (no such
 // index), 409 (index ahead of the count) and 503 (unavailable, the
-// outcome of a write then unknown). Stop the service with its Stop method.
+// outcome of a write then unknown). The endpoints are subscribed on the
+// server when NewService returns. Stop the service with its Stop method.
 func NewService(l *Log) (micro.Service, error) {
 	svc, err := micro.AddService(l.nc, micro.Config{
 		Name:        ServiceName,
@@ -103,6 +104,12 @@ func NewService(l *Log) (micro.Service, error) {
 			_ = svc.Stop()
 			return nil, fmt.Errorf("transport: add endpoint %s: %w", e.name, err)
 		}
+	}
+	// The server has the endpoints' subscriptions once NewService returns,
+	// so a request made right after, from any connection, finds them.
+	if err := l.nc.Flush(); err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("%w: register service: %v", ErrUnavailable, err)
 	}
 	return svc, nil
 }
