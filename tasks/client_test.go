@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/detbus/detbus/internal/testnats"
 	"github.com/detbus/detbus/tasks"
 	"github.com/detbus/detbus/tasks/machine"
 	"github.com/detbus/detbus/transport"
@@ -150,7 +148,7 @@ func TestReadYourWrites(t *testing.T) {
 // and a task enqueued from the CLI run on a worker, and a malformed one
 // is rejected visibly.
 func TestNatsCLIOps(t *testing.T) {
-	cli := natsCLI(t)
+	cli := testnats.NatsCLI(t)
 	c, url := withClient(t)
 	w := must[*tasks.Worker](t)(tasks.NewWorker(c, "emails", func(ctx context.Context, task tasks.Task) error {
 		if string(task.Payload) != `{"to":"a@b"}` {
@@ -164,7 +162,7 @@ func TestNatsCLIOps(t *testing.T) {
 		`{"op":"enqueue","id":"t1","payload":{"to": "a@b"}}`,
 		`{"op":"enqueue","id":"t2","payload":{"to":"a@b"},"bogus":1}`,
 	} {
-		natsPub(t, cli, url, "events.tasks.emails", body)
+		testnats.NatsPub(t, context.Background(), cli, url, "events.tasks.emails", body, true)
 	}
 	task := waitState(t, c, "emails", "t1", machine.StateCompleted)
 	if task.Worker != "w1" {
@@ -182,37 +180,3 @@ func TestNatsCLIOps(t *testing.T) {
 
 // natsCLI returns the path of the nats command-line client:
 // $DETBUS_NATS_CLI, else .tools/bin/nats at the module root, else nats on
-// the PATH. Without one the test is skipped, or fails when $CI is set.
-func natsCLI(t *testing.T) string {
-	t.Helper()
-	const hint = "the nats CLI was not found: run scripts/install-tools.sh (it installs it into .tools/bin), or set DETBUS_NATS_CLI to its path"
-	if p := os.Getenv("DETBUS_NATS_CLI"); p != "" {
-		return p
-	}
-	if p, err := filepath.Abs(filepath.Join("..", ".tools", "bin", "nats")); err == nil {
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("nats"); err == nil {
-		return p
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal(hint)
-	}
-	t.Skip(hint)
-	return ""
-}
-
-// natsPub publishes body with the nats CLI and waits for the JetStream
-// acknowledgement.
-func natsPub(t *testing.T, cli, url, subject, body string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, cli, "--server", url, "pub", "-J", subject, body)
-	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+t.TempDir(), "NATS_CONTEXT=")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("nats pub %s: %v\n%s", body, err, out)
-	}
-}

@@ -3,11 +3,11 @@ package transport_test
 import (
 	"context"
 	"encoding/json"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/detbus/detbus/internal/testnats"
 	"github.com/detbus/detbus/transport"
 )
 
@@ -15,15 +15,13 @@ import (
 // `nats req` appends conditionally, `nats micro info` describes the
 // service, and a bad request comes back with a clear error.
 func TestNatsCLIService(t *testing.T) {
-	cli := natsCLI(t)
+	cli := testnats.NatsCLI(t)
 	s, l := startService(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	nats := func(args ...string) string {
 		t.Helper()
-		cmd := exec.CommandContext(ctx, cli, append([]string{"--server", s.ClientURL()}, args...)...)
-		cmd.Env = append(cmd.Environ(), "XDG_CONFIG_HOME="+t.TempDir())
-		out, err := cmd.CombinedOutput()
+		out, err := testnats.NatsCommand(t, ctx, cli, s.ClientURL(), args...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("nats %v: %v\n%s", args, err, out)
 		}

@@ -1,89 +1,19 @@
 package transport_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/detbus/detbus/internal/testnats"
 	"github.com/detbus/detbus/transport"
 )
 
-const natsCLIHint = "the nats CLI was not found: run scripts/install-tools.sh (it installs it into .tools/bin), or set DETBUS_NATS_CLI to its path"
-
-// natsCLI returns the path of the nats command-line client: $DETBUS_NATS_CLI,
-// else .tools/bin/nats at the module root, else nats on the PATH. Without
-// one the test is skipped, or fails when $CI is set.
-func natsCLI(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("DETBUS_NATS_CLI"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("DETBUS_NATS_CLI=%s: %v", p, err)
-		}
-		return p
-	}
-	if root, ok := moduleRoot(); ok {
-		p := filepath.Join(root, ".tools", "bin", "nats")
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("nats"); err == nil {
-		return p
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal(natsCLIHint)
-	}
-	t.Skip(natsCLIHint)
-	return ""
-}
-
-// moduleRoot walks up from the working directory to the directory holding
-// go.mod.
-func moduleRoot() (string, bool) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", false
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, true
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", false
-		}
-		dir = parent
-	}
-}
-
-// natsPub publishes body to subject with the nats CLI and waits for the
-// JetStream acknowledgement.
-func natsPub(t *testing.T, ctx context.Context, cli, url, subject, body string, headers ...string) {
-	t.Helper()
-	args := []string{"--server", url, "pub", "-J"}
-	for _, h := range headers {
-		args = append(args, "-H", h)
-	}
-	args = append(args, subject, body)
-	cmd := exec.CommandContext(ctx, cli, args...)
-	// Keep the user's saved nats contexts out of the way.
-	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+t.TempDir(), "NATS_CONTEXT=")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("nats %v: %v\n%s", args, err, out)
-	}
-}
-
 // TestNatsCLIInterleaved mixes events published by the nats CLI, which
 // carries none of the SDK's headers, with SDK writes on one ESK: the CLI
 // events take their places in the per-ESK order like any other.
 func TestNatsCLIInterleaved(t *testing.T) {
-	cli := natsCLI(t)
+	cli := testnats.NatsCLI(t)
 	s := testnats.Node(t)
 	url := s.ClientURL()
 	l := testnats.Log(t, url, transport.Config{})
@@ -127,7 +57,7 @@ func TestNatsCLIInterleaved(t *testing.T) {
 	cliPub := func(headers ...string) {
 		t.Helper()
 		p := payload("cli")
-		natsPub(t, ctx, cli, url, subject, p, headers...)
+		testnats.NatsPub(t, ctx, cli, url, subject, p, true, headers...)
 		w := want{payload: p, cli: true}
 		if len(headers) > 0 {
 			w.header = "yes"
@@ -230,7 +160,7 @@ func TestNatsCLIInterleaved(t *testing.T) {
 
 	// Invalid JSON from the CLI is stored like any bytes; decoding it fails.
 	const bad = `{"src":"cli",`
-	natsPub(t, ctx, cli, url, subject, bad)
+	testnats.NatsPub(t, ctx, cli, url, subject, bad, true)
 	ev, err := fresh.Get(ctx, esk, total)
 	if err != nil {
 		t.Fatalf("get the invalid JSON event: %v", err)

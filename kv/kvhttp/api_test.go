@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/detbus/detbus/internal/testnats"
 	"github.com/detbus/detbus/kv"
 	"github.com/detbus/detbus/kv/kvhttp"
 	"github.com/detbus/detbus/transport"
@@ -287,27 +288,16 @@ func TestUnavailable(t *testing.T) {
 // TestSDKAndNatsCLI: an op the Go SDK writes and one the nats CLI
 // publishes, without any header, both reach the HTTP API.
 func TestSDKAndNatsCLI(t *testing.T) {
-	cli := natsCLI(t)
+	cli := testnats.NatsCLI(t)
 	e := newEnv(t, envConfig{})
 	e.createTable("users", kv.TypeLWW)
 	if _, err := e.store.Set(ctxT(t), "users", "sdk", map[string]int{"n": 1}); err != nil {
 		t.Fatal(err)
 	}
-	natsPub(t, cli, e.nats.ClientURL(), "events.kv.users", `{"op":"set","key":"cli","value":{"n":2}}`)
+	testnats.NatsPub(t, ctxT(t), cli, e.nats.ClientURL(), "events.kv.users", `{"op":"set","key":"cli","value":{"n":2}}`, true)
 	e.waitKey("users", "sdk", `{"n":1}`)
 	e.waitKey("users", "cli", `{"n":2}`)
 	e.do("GET", "/api/kv/tables/users/keys", "").want(t, 200, `"keys":["cli","sdk"]`)
-}
-
-// natsPub publishes body to subject with the nats CLI and waits for the
-// JetStream acknowledgement.
-func natsPub(t *testing.T, cli, url, subject, body string) {
-	t.Helper()
-	args := []string{"--server", url, "pub", "-J", subject, body}
-	cmd := testCommand(t, cli, args...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("nats %v: %v\n%s", args, err, out)
-	}
 }
 
 // TestDeletedKeys: a deleted key leaves the pages of keys but can still be

@@ -9,9 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -197,61 +194,4 @@ func (e *env) waitKey(table, key, want string) reply {
 		return nil
 	})
 	return last
-}
-
-const natsCLIHint = "the nats CLI was not found: run scripts/install-tools.sh (it installs it into .tools/bin), or set DETBUS_NATS_CLI to its path"
-
-// natsCLI returns the path of the nats command-line client: $DETBUS_NATS_CLI,
-// else .tools/bin/nats at the module root, else nats on the PATH. Without
-// one the test is skipped, or fails when $CI is set.
-func natsCLI(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("DETBUS_NATS_CLI"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("DETBUS_NATS_CLI=%s: %v", p, err)
-		}
-		return p
-	}
-	if root, ok := moduleRoot(); ok {
-		p := filepath.Join(root, ".tools", "bin", "nats")
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("nats"); err == nil {
-		return p
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal(natsCLIHint)
-	}
-	t.Skip(natsCLIHint)
-	return ""
-}
-
-// moduleRoot walks up from the working directory to the directory holding
-// go.mod.
-func moduleRoot() (string, bool) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", false
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, true
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", false
-		}
-		dir = parent
-	}
-}
-
-// testCommand runs a tool with the user's saved nats contexts kept out of
-// the way, ended with the test.
-func testCommand(t *testing.T, name string, args ...string) *exec.Cmd {
-	t.Helper()
-	cmd := exec.CommandContext(ctxT(t), name, args...)
-	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+t.TempDir(), "NATS_CONTEXT=")
-	return cmd
 }
