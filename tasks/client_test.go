@@ -177,6 +177,3 @@ func TestNatsCLIOps(t *testing.T) {
 		t.Fatalf("rejections: %+v", bad)
 	}
 }
-
-// natsCLI returns the path of the nats command-line client:
-// $DETBUS_NATS_CLI, else .tools/bin/nats at the module root, else nats on
