@@ -54,14 +54,40 @@ func BenchmarkTaskLatency(b *testing.B) {
 	}
 }
 
-// paced returns a function that waits, before each enqueue, until pace
-// has passed since the previous one; with pace 0 it does not wait.
-func paced(pace time.Duration) func() {
-	if pace == 0 {
-		return func() {}
+// publishAll publishes b.N messages to subject, body(i) the i-th, made
+// when it is published: all at once (pipelined) with pace 0, else one
+// every pace. It returns once every one is acknowledged.
+func publishAll(b *testing.B, js jetstream.JetStream, subject string, pace time.Duration, body func(i int) []byte) {
+	var tick <-chan time.Time
+	if pace > 0 {
+		t := time.NewTicker(pace)
+		defer t.Stop()
+		tick = t.C
 	}
-	t := time.NewTicker(pace)
-	return func() { <-t.C }
+	futures := make([]jetstream.PubAckFuture, 0, b.N)
+	for i := range b.N {
+		if tick != nil {
+			<-tick
+		}
+		f, err := js.PublishAsync(subject, body(i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			b.Fatal(err)
+		}
+	}
+}
+
+// stamp is a task payload holding the time it was made; enqueuedAt reads
+// it back.
+func stamp() json.RawMessage {
+	return json.RawMessage(`{"t":` + strconv.FormatInt(time.Now().UnixNano(), 10) + `}`)
 }
 
 // latencies collects durations from concurrent handlers.
@@ -138,25 +164,10 @@ func benchDetbus(b *testing.B, workers, clients int, pace time.Duration) {
 	b.ResetTimer()
 	start := time.Now()
 	// Enqueue as any NATS client can, like the baseline publishes.
-	js := l.JetStream()
-	futures := make([]jetstream.PubAckFuture, 0, b.N)
-	next := paced(pace)
-	for i := range b.N {
-		next()
-		op := machine.Op{Op: machine.OpEnqueue, ID: "t" + strconv.Itoa(i), Payload: json.RawMessage(`{"t":` + strconv.FormatInt(time.Now().UnixNano(), 10) + `}`)}
-		f, err := js.PublishAsync("events.tasks.bench", op.AppendJSON(nil))
-		if err != nil {
-			b.Fatal(err)
-		}
-		futures = append(futures, f)
-	}
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			b.Fatal(err)
-		}
-	}
+	publishAll(b, l.JetStream(), "events.tasks.bench", pace, func(i int) []byte {
+		op := machine.Op{Op: machine.OpEnqueue, ID: "t" + strconv.Itoa(i), Payload: stamp()}
+		return op.AppendJSON(nil)
+	})
 	ran.Wait()
 	// Completed: the workers' folds have applied every complete.
 	for {
@@ -225,23 +236,7 @@ func benchJetStream(b *testing.B, workers int, pace time.Duration) {
 	}
 	b.ResetTimer()
 	start := time.Now()
-	futures := make([]jetstream.PubAckFuture, 0, b.N)
-	next := paced(pace)
-	for range b.N {
-		next()
-		f, err := js.PublishAsync("wq.bench", []byte(`{"t":`+strconv.FormatInt(time.Now().UnixNano(), 10)+`}`))
-		if err != nil {
-			b.Fatal(err)
-		}
-		futures = append(futures, f)
-	}
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			b.Fatal(err)
-		}
-	}
+	publishAll(b, js, "wq.bench", pace, func(int) []byte { return stamp() })
 	ran.Wait()
 	// Completed: every ack is stored, so the work queue is empty.
 	for {
