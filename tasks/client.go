@@ -219,17 +219,9 @@ func (c *Client) apply(ev transport.Event) {
 	}
 	name := strings.TrimPrefix(ev.ESK, ESKPrefix)
 	c.mu.Lock()
-	qs := c.queues[name]
-	if qs == nil {
-		qs = newQueueState(name)
-		c.queues[name] = qs
-	}
+	qs := c.queueLocked(name)
 	o := qs.q.Apply(machine.Event{Index: ev.Index, Time: ev.Time, Data: ev.Data})
-	malformed := false
-	if o.Kind == machine.KindRejected {
-		_, err := machine.Decode(ev.Data)
-		malformed = err != nil || ev.Time.WallTime < 0
-	}
+	malformed := o.Malformed
 	outs := []machine.Outcome{o}
 	if o.Kind == machine.KindBatch {
 		outs = o.Ops
@@ -271,8 +263,16 @@ func (c *Client) apply(ev transport.Event) {
 	c.wmu.Unlock()
 }
 
-func newQueueState(name string) *queueState {
-	return &queueState{name: name, q: machine.New(name), changed: make(chan struct{})}
+// queueLocked returns the state of queue name, made empty if the client
+// has none yet (its first event is still to come). c.mu is held for
+// writing. Queue states are never removed.
+func (c *Client) queueLocked(name string) *queueState {
+	qs := c.queues[name]
+	if qs == nil {
+		qs = &queueState{name: name, q: machine.New(name), changed: make(chan struct{})}
+		c.queues[name] = qs
+	}
+	return qs
 }
 
 // keepOutcome remembers the outcome of the event at seq, forgetting the
@@ -301,12 +301,9 @@ func (c *Client) queueChanges(name string, now time.Time) (machine.Due, <-chan s
 	if qs == nil {
 		c.mu.RUnlock()
 		c.mu.Lock()
-		if c.queues[name] == nil {
-			c.queues[name] = newQueueState(name)
-		}
+		qs = c.queueLocked(name)
 		c.mu.Unlock()
 		c.mu.RLock()
-		qs = c.queues[name]
 	}
 	defer c.mu.RUnlock()
 	qs.taken.Store(true)
@@ -321,11 +318,7 @@ func (c *Client) watchQueue(queue string, fn func(machine.Outcome)) func() {
 	w := &watcher{fn: fn}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	qs := c.queues[queue]
-	if qs == nil {
-		qs = newQueueState(queue)
-		c.queues[queue] = qs
-	}
+	qs := c.queueLocked(queue)
 	qs.watchers = append(qs.watchers, w)
 	return func() {
 		c.mu.Lock()

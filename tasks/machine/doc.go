@@ -117,7 +117,9 @@
 // dead-lettered), or the operation's on a rejection. Claimed, heartbeat
 // and a duplicate claim set LeaseUntil; enqueued and retry set NotBefore.
 // Reason is set on "rejected" (why), "retry" and "dead" (the task's last
-// error, as recorded in [Task.LastError]). A batch that is applied has
+// error, as recorded in [Task.LastError]). Malformed is set on a
+// rejection of the event as a whole (it does not decode, or its time is
+// before the epoch), unset on one refused in the queue's state. A batch that is applied has
 // the kind "batch" and, in Ops, the outcome of each of its operations in
 // order, each with the batch's Index.
 //

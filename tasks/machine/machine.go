@@ -54,6 +54,9 @@ type Outcome struct {
 	LeaseUntil hlc.Timestamp `json:"lease_until,omitzero"`
 	NotBefore  hlc.Timestamp `json:"not_before,omitzero"`
 	Reason     string        `json:"reason,omitzero"`
+	// Malformed is set on a rejection of the event as a whole: it does
+	// not decode, or its time is before the Unix epoch.
+	Malformed bool `json:"malformed,omitzero"`
 	// Ops are the outcomes of a batch's operations, in order.
 	Ops []Outcome `json:"ops,omitzero"`
 }

@@ -282,11 +282,15 @@ func TestBestClaim(t *testing.T) {
 
 func TestMalformedOps(t *testing.T) {
 	q := machine.New("q")
-	if o := q.Apply(machine.Event{Time: hlc.Timestamp{WallTime: -1}, Data: []byte(create)}); o.Reason != "event time before the Unix epoch" {
+	if o := q.Apply(machine.Event{Time: hlc.Timestamp{WallTime: -1}, Data: []byte(create)}); o.Reason != "event time before the Unix epoch" || !o.Malformed {
 		t.Fatalf("negative time: %+v", o)
 	}
-	if o := q.Apply(machine.Event{Data: []byte("{\"op\":\"enqueue\",\"id\":\"\xff\"}")}); o.Reason != "malformed JSON" {
+	if o := q.Apply(machine.Event{Data: []byte("{\"op\":\"enqueue\",\"id\":\"\xff\"}")}); o.Reason != "malformed JSON" || !o.Malformed {
 		t.Fatalf("invalid UTF-8: %+v", o)
+	}
+	// Refused in the queue's state, not malformed.
+	if o := q.Apply(machine.Event{Data: []byte(enq("t0"))}); o.Kind != machine.KindRejected || o.Malformed {
+		t.Fatalf("enqueue before create_queue: %+v", o)
 	}
 	run(t, q, 2, []step{
 		{0, enq("t0"), "rejected t0: queue not created"},

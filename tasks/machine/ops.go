@@ -48,12 +48,12 @@ var opFields = map[string][]string{
 func (q *Queue) Apply(ev Event) Outcome {
 	o := Outcome{Index: ev.Index}
 	if ev.Time.WallTime < 0 {
-		o.Kind, o.Reason = KindRejected, "event time before the Unix epoch"
+		o.Kind, o.Reason, o.Malformed = KindRejected, "event time before the Unix epoch", true
 		return o
 	}
 	a, reason := decode(ev.Data, &o)
 	if reason != "" {
-		o.Kind, o.Reason = KindRejected, reason
+		o.Kind, o.Reason, o.Malformed = KindRejected, reason, true
 		return o
 	}
 	if a.Op != OpBatch {
