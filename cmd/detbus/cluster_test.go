@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"regexp"
 	"strings"
 	"syscall"
@@ -17,35 +16,13 @@ import (
 // TestClusterCommand starts the development cluster with one command, uses
 // the log replicated on its three nodes, and stops every node with it.
 func TestClusterCommand(t *testing.T) {
-	cmd := exec.Command(detbusBinary(t), "cluster", "--port", "-1", "--cluster-port", "-1", "--http-port", "0", "--data", t.TempDir())
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	p := startProc(t, "cluster", "cluster", "--port", "-1", "--cluster-port", "-1", "--http-port", "0", "--data", t.TempDir())
+	p.waitOutput(t, 2*time.Minute, "detbus cluster ready")
+	m := regexp.MustCompile(`NATS: (nats://\S+)`).FindStringSubmatch(p.out.String())
+	if m == nil {
+		t.Fatalf("cluster output names no NATS URLs:\n%s", p.out)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("cluster output:\n%s", out)
-		}
-	})
-	ready := regexp.MustCompile(`NATS: (nats://\S+)`)
-	var urls string
-	testnats.WaitFor(t, 2*time.Minute, "the cluster", func() error {
-		select {
-		case err := <-exited:
-			t.Fatalf("cluster exited: %v", err)
-		default:
-		}
-		m := ready.FindStringSubmatch(out.String())
-		if !strings.Contains(out.String(), "detbus cluster ready") || m == nil {
-			return fmt.Errorf("not ready")
-		}
-		urls = m[1]
-		return nil
-	})
+	urls := m[1]
 	if n := strings.Count(urls, "nats://"); n != 3 {
 		t.Fatalf("cluster names %d URLs, want 3: %s", n, urls)
 	}
@@ -59,16 +36,11 @@ func TestClusterCommand(t *testing.T) {
 	if err != nil || !strings.Contains(got, "replicas 3") || !regexpLine(got, "dev.k", "3") {
 		t.Fatalf("status: %v\n%s", err, got)
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("cluster stopped with %v", err)
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("cluster did not stop within a minute of SIGTERM")
+	if err := p.wait(t, time.Minute); err != nil {
+		t.Fatalf("cluster stopped with %v", err)
 	}
 	for _, u := range strings.Split(urls, ",") {
 		if _, err := runCLI(t, "status", "--nats", u, "--timeout", "1s"); err == nil {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,10 +15,8 @@ import (
 
 // serveProc is `detbus serve` run as a subprocess.
 type serveProc struct {
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan struct{} // closed once the process has exited and been waited for
-	url  string
+	*proc
+	url string
 }
 
 // startServeProc runs the detbus binary's serve command on a free loopback
@@ -30,51 +27,19 @@ func startServeProc(t *testing.T, dir string, extra ...string) *serveProc {
 	t.Helper()
 	port := testnats.FreePorts(t, 1)[0]
 	args := append([]string{"serve", "--host", "127.0.0.1", "--port", fmt.Sprint(port), "--http-port", "0", "--http", "", "--data", dir}, extra...)
-	cmd := exec.Command(detbusBinary(t), args...)
-	p := &serveProc{cmd: cmd, out: &syncBuffer{}, done: make(chan struct{}), url: fmt.Sprintf("nats://127.0.0.1:%d", port)}
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		_ = cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("serve %v output:\n%s", args, p.out.String())
-		}
-	})
-	testnats.WaitFor(t, 60*time.Second, "detbus serve ready", func() error {
-		select {
-		case <-p.done:
-			t.Fatalf("serve exited: %v\n%s", cmd.ProcessState, p.out.String())
-		default:
-		}
-		if !strings.Contains(p.out.String(), "detbus node ready") {
-			return fmt.Errorf("not ready")
-		}
-		return nil
-	})
+	p := &serveProc{proc: startProc(t, fmt.Sprintf("serve %v", args), args...), url: fmt.Sprintf("nats://127.0.0.1:%d", port)}
+	p.waitOutput(t, 60*time.Second, "detbus node ready")
 	if !strings.Contains(p.out.String(), "NATS:        "+p.url+" ") {
 		t.Fatalf("serve output does not name %s:\n%s", p.url, p.out.String())
 	}
 	return p
 }
 
-// kill SIGKILLs the process and waits until it has exited.
+// kill SIGKILLs the process, waits until it has exited, and checks that
+// the SIGKILL ended it.
 func (p *serveProc) kill(t *testing.T) {
 	t.Helper()
-	if err := p.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-p.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not exit after SIGKILL")
-	}
+	p.proc.kill(t)
 	ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
 	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
 		t.Fatalf("serve ended with %v, not by SIGKILL", p.cmd.ProcessState)

@@ -16,7 +16,7 @@ import (
 const testToken = "serve-test-token-0123456789"
 
 // uiURL returns the kv UI's URL from serve's banner.
-func uiURL(t *testing.T, out *syncBuffer) string {
+func uiURL(t *testing.T, out *testnats.SyncBuffer) string {
 	t.Helper()
 	for _, line := range strings.Split(out.String(), "\n") {
 		if f := strings.Fields(line); len(f) >= 3 && f[0] == "kv" && f[1] == "UI:" {
@@ -136,7 +136,7 @@ func TestServeRefusesPublicHTTPWithoutToken(t *testing.T) {
 		port := testnats.FreePorts(t, 1)[0]
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		var out syncBuffer
+		var out testnats.SyncBuffer
 		return run(ctx, append([]string{"serve", "--port", fmt.Sprint(port), "--http-port", "0", "--data", t.TempDir()}, extra...), &out, &out)
 	}
 	for _, tc := range []struct {

@@ -9,65 +9,25 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/detbus/detbus/internal/testnats"
 )
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startServe runs `detbus serve` in-process on free loopback ports, with
 // extra flags, and returns its NATS URL and its output so far; the node
 // stops at cleanup.
-func startServe(t *testing.T, extra ...string) (string, *syncBuffer) {
+func startServe(t *testing.T, extra ...string) (string, *testnats.SyncBuffer) {
 	t.Helper()
 	port := testnats.FreePorts(t, 1)[0]
-	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, append([]string{"serve", "--port", fmt.Sprint(port), "--http-port", "-1", "--http", "127.0.0.1:0", "--data", t.TempDir()}, extra...), out, out)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	p := goRun(t, "serve", append([]string{"serve", "--port", fmt.Sprint(port), "--http-port", "-1", "--http", "127.0.0.1:0", "--data", t.TempDir()}, extra...)...)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
-	testnats.WaitFor(t, 30*time.Second, "detbus serve", func() error {
-		select {
-		case err := <-done:
-			t.Fatalf("serve exited: %v\n%s", err, out.String())
-		default:
-		}
-		if !strings.Contains(out.String(), "detbus node ready") {
-			return errors.New("not ready")
-		}
-		return nil
-	})
-	if !strings.Contains(out.String(), url) {
-		t.Fatalf("serve output does not name %s:\n%s", url, out.String())
+	p.waitOutput(t, 30*time.Second, "detbus node ready")
+	if !strings.Contains(p.out.String(), url) {
+		t.Fatalf("serve output does not name %s:\n%s", url, p.out.String())
 	}
-	return url, out
+	return url, p.out
 }
 
 // TestServeCluster forms a three-node cluster from three `detbus serve`
@@ -79,37 +39,17 @@ func TestServeCluster(t *testing.T) {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
 	}
 	var urls []string
-	var outs []*syncBuffer
+	var nodes []*proc
 	for i := range 3 {
 		args := []string{"serve", "--name", fmt.Sprintf("n%d", i+1), "--port", fmt.Sprint(ports[i]), "--http-port", "0",
 			"--http", "", "--data", t.TempDir(), "--cluster", "detbus", "--cluster-port", fmt.Sprint(ports[3+i]),
 			"--routes", strings.Join(routes, ","), "--replicas", "3"}
-		ctx, cancel := context.WithCancel(context.Background())
-		var out syncBuffer
-		done := make(chan error, 1)
-		go func() { done <- run(ctx, args, &out, &out) }()
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("serve n%d: %v\n%s", i+1, err, out.String())
-			}
-		})
+		nodes = append(nodes, goRun(t, fmt.Sprintf("serve n%d", i+1), args...))
 		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", ports[i]))
-		outs = append(outs, &out)
-		defer func() {
-			if t.Failed() {
-				t.Logf("n%d output:\n%s", i+1, out.String())
-			}
-		}()
 	}
-	testnats.WaitFor(t, 90*time.Second, "every node ready", func() error {
-		for i, out := range outs {
-			if !strings.Contains(out.String(), "detbus node ready") {
-				return fmt.Errorf("n%d not ready", i+1)
-			}
-		}
-		return nil
-	})
+	for _, n := range nodes {
+		n.waitOutput(t, 90*time.Second, "detbus node ready")
+	}
 	url := strings.Join(urls, ",")
 	testnats.WaitFor(t, 90*time.Second, "cluster serving", func() error {
 		_, err := runCLI(t, "status", "--nats", url, "--timeout", "2s")
@@ -191,7 +131,7 @@ func regexpLine(out, esk, count string) bool {
 func TestTailFollow(t *testing.T) {
 	url, _ := startServe(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
+	var out testnats.SyncBuffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"tail", "f.x", "--follow", "--nats", url}, &out, &out) }()
 	for i := range 3 {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os/exec"
 	"slices"
 	"sort"
 	"strings"
@@ -24,7 +23,7 @@ import (
 // tasksCLI runs `detbus tasks <args>` in-process against url.
 func tasksCLI(t *testing.T, url string, args ...string) (string, error) {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &testnats.SyncBuffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := run(ctx, append(append([]string{"tasks"}, args...), "--nats", url), out, out)
@@ -186,7 +185,7 @@ func TestTaskWorkerProcessesSurviveKill(t *testing.T) {
 		}
 	}()
 
-	var workers []*workerProc
+	var workers []*proc
 	for i := range 4 {
 		workers = append(workers, startTaskWorker(t, url, queue, fmt.Sprint("w", i), "--concurrency", "4", "--record", records))
 	}
@@ -227,7 +226,7 @@ func TestTaskWorkerProcessesSurviveKill(t *testing.T) {
 		if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
-		if err := w.cmd.Wait(); err != nil {
+		if err := w.wait(t, time.Minute); err != nil {
 			t.Errorf("worker exit: %v\n%s", err, w.out.String())
 		}
 		if !strings.Contains(w.out.String(), " completed, ") {
@@ -390,21 +389,7 @@ func checkLease(t *testing.T, now hlc.Timestamp, o machine.Outcome, leases map[s
 }
 
 // startTaskWorker starts `detbus tasks work` as a process.
-func startTaskWorker(t *testing.T, url, queue, id string, extra ...string) *workerProc {
+func startTaskWorker(t *testing.T, url, queue, id string, extra ...string) *proc {
 	t.Helper()
-	args := append([]string{"tasks", "work", queue, "--nats", url, "--id", id}, extra...)
-	cmd := exec.Command(detbusBinary(t), args...)
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("task worker %s output:\n%s", id, out.String())
-		}
-	})
-	return &workerProc{cmd: cmd, out: out}
+	return startProc(t, "task worker "+id, append([]string{"tasks", "work", queue, "--nats", url, "--id", id}, extra...)...)
 }

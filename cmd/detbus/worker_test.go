@@ -4,12 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,64 +15,10 @@ import (
 	"github.com/detbus/detbus/transport"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// detbusBinary builds this command once per test run.
-func detbusBinary(t *testing.T) string {
+// startWorker starts `detbus worker` as a process.
+func startWorker(t *testing.T, url, det, instance string, extra ...string) *proc {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "detbus-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "detbus")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
-type workerProc struct {
-	cmd *exec.Cmd
-	out *syncBuffer
-}
-
-func startWorker(t *testing.T, url, det, instance string, extra ...string) *workerProc {
-	t.Helper()
-	args := append([]string{"worker", det, "--nats", url, "--instance", instance}, extra...)
-	cmd := exec.Command(detbusBinary(t), args...)
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w := &workerProc{cmd: cmd, out: out}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("worker %s output:\n%s", instance, out.String())
-		}
-	})
-	return w
-}
-
-func (w *workerProc) kill(t *testing.T) {
-	t.Helper()
-	if err := w.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = w.cmd.Wait()
+	return startProc(t, "worker "+instance, append([]string{"worker", det, "--nats", url, "--instance", instance}, extra...)...)
 }
 
 func writeBankCommands(t *testing.T, l *transport.Log, rng *rand.Rand, from, n int) {
@@ -115,7 +57,7 @@ func workersSurviveKills(t *testing.T, url string, replicas int) {
 	l := testnats.Log(t, url, transport.Config{Replicas: replicas})
 	rng := rand.New(rand.NewPCG(5, 5))
 	writeBankCommands(t, l, rng, 0, 150)
-	workers := []*workerProc{}
+	workers := []*proc{}
 	for i := range 3 {
 		workers = append(workers, startWorker(t, url, "bank", fmt.Sprint("w", i), "--snapshot-every", "40", "--replicas", fmt.Sprint(replicas)))
 	}
