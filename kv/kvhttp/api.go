@@ -8,20 +8,18 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
+	"github.com/detbus/detbus/internal/httpapi"
 	"github.com/detbus/detbus/kv"
 	"github.com/detbus/detbus/transport"
 )
 
+// position is a position in the log, as both APIs of a node show it.
+type position = httpapi.Position
+
 // The JSON shapes of the API. They are the API's own, so that the store's
 // Go types can change without changing what clients see.
 type (
-	position struct {
-		ESK   string `json:"esk"`
-		Index uint64 `json:"index"`
-		Seq   uint64 `json:"seq"`
-	}
 	table struct {
 		Name     string   `json:"name"`
 		CRDT     kv.Type  `json:"crdt"`
@@ -42,19 +40,13 @@ type (
 		Position position `json:"position"`
 		Table    string   `json:"table"`
 		Reason   string   `json:"reason"`
-		// Data is the rejected event's payload as text when it is UTF-8,
-		// else DataBase64 holds it.
-		Data       string `json:"data,omitempty"`
-		DataBase64 []byte `json:"data_base64,omitempty"`
+		// The rejected event's payload.
+		httpapi.Data
 	}
 )
 
-func toPosition(p transport.Position) position {
-	return position{ESK: p.ESK, Index: p.Index, Seq: p.Seq}
-}
-
 func toTable(t kv.TableInfo) table {
-	return table{Name: t.Name, CRDT: t.Type, Keys: t.Keys, Ops: t.Ops, Rejected: t.Rejected, Declared: toPosition(t.Declared)}
+	return table{Name: t.Name, CRDT: t.Type, Keys: t.Keys, Ops: t.Ops, Rejected: t.Rejected, Declared: httpapi.ToPosition(t.Declared)}
 }
 
 func toValue(v kv.Value) value {
@@ -69,13 +61,7 @@ func toValue(v kv.Value) value {
 }
 
 func toRejection(r kv.Rejection) rejection {
-	out := rejection{Position: toPosition(r.Position), Table: r.Table, Reason: r.Reason}
-	if utf8.Valid(r.Data) {
-		out.Data = string(r.Data)
-	} else {
-		out.DataBase64 = r.Data
-	}
-	return out
+	return rejection{Position: httpapi.ToPosition(r.Position), Table: r.Table, Reason: r.Reason, Data: httpapi.ToData(r.Data)}
 }
 
 func (h *Handler) listTables(w http.ResponseWriter, r *http.Request) {
@@ -84,7 +70,7 @@ func (h *Handler) listTables(w http.ResponseWriter, r *http.Request) {
 	for _, t := range infos {
 		out = append(out, toTable(t))
 	}
-	writeJSON(w, http.StatusOK, struct {
+	httpapi.WriteJSON(w, http.StatusOK, struct {
 		Tables  []table `json:"tables"`
 		Applied uint64  `json:"applied"`
 	}{out, h.store.Applied()})
@@ -103,10 +89,10 @@ func (h *Handler) lookupTable(r *http.Request) (kv.TableInfo, error) {
 func (h *Handler) getTable(w http.ResponseWriter, r *http.Request) {
 	t, err := h.lookupTable(r)
 	if err != nil {
-		h.writeError(w, r, err)
+		h.api.WriteError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, toTable(t))
+	httpapi.WriteJSON(w, http.StatusOK, toTable(t))
 }
 
 func typeNames() string {
@@ -122,35 +108,35 @@ func (h *Handler) createTable(w http.ResponseWriter, r *http.Request) {
 		Name string  `json:"name"`
 		CRDT kv.Type `json:"crdt"`
 	}
-	if err := h.decodeBody(w, r, &req); err != nil {
-		h.writeError(w, r, err)
+	if err := h.api.DecodeBody(w, r, &req); err != nil {
+		h.api.WriteError(w, r, err)
 		return
 	}
 	switch {
 	case req.Name == "":
-		h.writeError(w, r, badRequest(`missing "name"`))
+		h.api.WriteError(w, r, httpapi.BadRequest(`missing "name"`))
 		return
 	case req.CRDT == "":
-		h.writeError(w, r, badRequest(`missing "crdt" (one of %s)`, typeNames()))
+		h.api.WriteError(w, r, httpapi.BadRequest(`missing "crdt" (one of %s)`, typeNames()))
 		return
 	case !req.CRDT.Valid():
-		h.writeError(w, r, badRequest(`unknown "crdt" %q (one of %s)`, req.CRDT, typeNames()))
+		h.api.WriteError(w, r, httpapi.BadRequest(`unknown "crdt" %q (one of %s)`, req.CRDT, typeNames()))
 		return
 	}
 	if err := kv.ValidateTable(req.Name); err != nil {
-		h.writeError(w, r, err)
+		h.api.WriteError(w, r, err)
 		return
 	}
 	if req.Name == kv.ConfigTable {
-		h.writeError(w, r, badRequest("%s is reserved: it declares the other tables", kv.ConfigTable))
+		h.api.WriteError(w, r, httpapi.BadRequest("%s is reserved: it declares the other tables", kv.ConfigTable))
 		return
 	}
 	if t, ok := h.store.Table(req.Name); ok {
 		if t.Type != req.CRDT {
-			h.writeError(w, r, fmt.Errorf("%w: table %q is %s, not %s", kv.ErrTableType, req.Name, t.Type, req.CRDT))
+			h.api.WriteError(w, r, fmt.Errorf("%w: table %q is %s, not %s", kv.ErrTableType, req.Name, t.Type, req.CRDT))
 			return
 		}
-		writeJSON(w, http.StatusOK, struct {
+		httpapi.WriteJSON(w, http.StatusOK, struct {
 			Table   table `json:"table"`
 			Created bool  `json:"created"`
 		}{toTable(t), false})
@@ -171,41 +157,37 @@ func (h *Handler) createTable(w http.ResponseWriter, r *http.Request) {
 		h.writeWriteError(w, r, pos, fmt.Errorf("%w: %q not declared after its declaration was applied", kv.ErrNoTable, req.Name))
 		return
 	}
-	writeJSON(w, http.StatusCreated, struct {
+	httpapi.WriteJSON(w, http.StatusCreated, struct {
 		Table    table    `json:"table"`
 		Position position `json:"position"`
 		Created  bool     `json:"created"`
-	}{toTable(t), toPosition(pos), true})
+	}{toTable(t), httpapi.ToPosition(pos), true})
 }
 
 func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request) {
 	t, err := h.lookupTable(r)
 	if err != nil {
-		h.writeError(w, r, err)
+		h.api.WriteError(w, r, err)
 		return
 	}
 	q := r.URL.Query()
-	limit := DefaultPageSize
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > MaxPageSize {
-			h.writeError(w, r, badRequest("limit %q: want a number from 1 to %d", s, MaxPageSize))
-			return
-		}
-		limit = n
+	limit, err := httpapi.PageLimit(q, DefaultPageSize, MaxPageSize)
+	if err != nil {
+		h.api.WriteError(w, r, err)
+		return
 	}
 	withValues := false
 	if s := q.Get("values"); s != "" {
 		b, err := strconv.ParseBool(s)
 		if err != nil {
-			h.writeError(w, r, badRequest("values %q: want true or false", s))
+			h.api.WriteError(w, r, httpapi.BadRequest("values %q: want true or false", s))
 			return
 		}
 		withValues = b
 	}
 	keys, more, err := h.store.Keys(t.Name, q.Get("after"), limit)
 	if err != nil {
-		h.writeError(w, r, err)
+		h.api.WriteError(w, r, err)
 		return
 	}
 	page := struct {
@@ -228,38 +210,38 @@ func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				// Keys are never forgotten, only emptied: a key listed a
 				// moment ago is still there, perhaps with Exists false.
-				h.writeError(w, r, err)
+				h.api.WriteError(w, r, err)
 				return
 			}
 			page.Values = append(page.Values, toValue(v))
 		}
 	}
-	writeJSON(w, http.StatusOK, page)
+	httpapi.WriteJSON(w, http.StatusOK, page)
 }
 
 func (h *Handler) getKey(w http.ResponseWriter, r *http.Request) {
 	t, err := h.lookupTable(r)
 	if err != nil {
-		h.writeError(w, r, err)
+		h.api.WriteError(w, r, err)
 		return
 	}
 	v, err := h.store.Get(t.Name, r.PathValue("key"))
 	if err != nil {
-		h.writeError(w, r, err)
+		h.api.WriteError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, toValue(v))
+	httpapi.WriteJSON(w, http.StatusOK, toValue(v))
 }
 
 func (h *Handler) postOp(w http.ResponseWriter, r *http.Request) {
 	t, err := h.lookupTable(r)
 	if err != nil {
-		h.writeError(w, r, err)
+		h.api.WriteError(w, r, err)
 		return
 	}
 	var op kv.Op
-	if err := h.decodeBody(w, r, &op); err != nil {
-		h.writeError(w, r, err)
+	if err := h.api.DecodeBody(w, r, &op); err != nil {
+		h.api.WriteError(w, r, err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
@@ -274,11 +256,11 @@ func (h *Handler) postOp(w http.ResponseWriter, r *http.Request) {
 	resp := struct {
 		Position position `json:"position"`
 		Value    *value   `json:"value,omitempty"`
-	}{Position: toPosition(pos)}
+	}{Position: httpapi.ToPosition(pos)}
 	if v, err := h.store.Get(t.Name, op.Key); err == nil {
 		resp.Value = ptr(toValue(v))
 	}
-	writeJSON(w, http.StatusOK, resp)
+	httpapi.WriteJSON(w, http.StatusOK, resp)
 }
 
 // writeWriteError answers a write that failed. When the op reached the
@@ -286,10 +268,10 @@ func (h *Handler) postOp(w http.ResponseWriter, r *http.Request) {
 // time) the body gives its position.
 func (h *Handler) writeWriteError(w http.ResponseWriter, r *http.Request, pos transport.Position, err error) {
 	if pos.Seq == 0 {
-		h.writeError(w, r, err)
+		h.api.WriteError(w, r, err)
 		return
 	}
-	status := statusOf(err)
+	status := h.api.Status(err)
 	msg := fmt.Sprintf("written at %s index %d (seq %d) but not applied: %v", pos.ESK, pos.Index, pos.Seq, err)
 	if errors.Is(err, context.DeadlineExceeded) {
 		msg = fmt.Sprintf("written at %s index %d (seq %d) but not applied within %v", pos.ESK, pos.Index, pos.Seq, h.opts.Timeout)
@@ -297,7 +279,7 @@ func (h *Handler) writeWriteError(w http.ResponseWriter, r *http.Request, pos tr
 	if status == http.StatusInternalServerError {
 		h.opts.Logger.Error("kv http: write", "seq", pos.Seq, "err", err)
 	}
-	writeJSON(w, status, errorBody{Error: msg, Position: ptr(toPosition(pos))})
+	httpapi.WriteJSON(w, status, httpapi.ErrorBody{Error: msg, Position: ptr(httpapi.ToPosition(pos))})
 }
 
 func (h *Handler) listRejections(w http.ResponseWriter, r *http.Request) {
@@ -308,7 +290,7 @@ func (h *Handler) listRejections(w http.ResponseWriter, r *http.Request) {
 	for _, rej := range rejs {
 		out = append(out, toRejection(rej))
 	}
-	writeJSON(w, http.StatusOK, struct {
+	httpapi.WriteJSON(w, http.StatusOK, struct {
 		Rejections []rejection `json:"rejections"`
 	}{out})
 }

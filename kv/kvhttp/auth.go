@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/detbus/detbus/internal/httpapi"
 )
 
 // SessionCookie is the name of the cookie that [Protect] gives a browser
@@ -60,7 +62,7 @@ func Protect(next http.Handler, token string) (http.Handler, error) {
 		mac.Write([]byte("detbus kvhttp session"))
 		h = &guard{next: next, token: []byte(token), session: base64.RawURLEncoding.EncodeToString(mac.Sum(nil))}
 	}
-	return crossOriginProtection(h), nil
+	return httpapi.CrossOriginProtection(h), nil
 }
 
 // loopbackOnly serves requests whose Host is a loopback name.
@@ -68,7 +70,7 @@ type loopbackOnly struct{ next http.Handler }
 
 func (l loopbackOnly) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !isLoopbackHost(r.Host) {
-		writeJSON(w, http.StatusForbidden, errorBody{Error: fmt.Sprintf(
+		httpapi.WriteJSON(w, http.StatusForbidden, httpapi.ErrorBody{Error: fmt.Sprintf(
 			"host %q not allowed: a server without a token answers only requests addressed to localhost or a loopback address", r.Host)})
 		return
 	}
@@ -181,7 +183,7 @@ func (g *guard) deny(w http.ResponseWriter, r *http.Request, problem string) {
 		if problem != "" {
 			msg = problem
 		}
-		writeJSON(w, http.StatusUnauthorized, errorBody{Error: msg})
+		httpapi.WriteJSON(w, http.StatusUnauthorized, httpapi.ErrorBody{Error: msg})
 		return
 	}
 	next := withoutToken(r.URL)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/detbus/detbus/internal/httpapi"
 	"github.com/detbus/detbus/kv"
 )
 
@@ -75,7 +76,7 @@ func sendChange(w io.Writer, c kv.Change) error {
 		return sendEvent(w, "rejection", c.Rejected.Position.Seq, toRejection(*c.Rejected))
 	}
 	return sendEvent(w, "change", c.Position.Seq, change{Table: c.Table, Key: c.Key,
-		Position: toPosition(c.Position), Value: toValue(c.Value)})
+		Position: httpapi.ToPosition(c.Position), Value: toValue(c.Value)})
 }
 
 // sendEvent writes one event; id 0 writes none. JSON has no raw newline,

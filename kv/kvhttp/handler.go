@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/detbus/detbus/internal/httpapi"
 	"github.com/detbus/detbus/kv"
 )
 
@@ -45,33 +46,19 @@ type Options struct {
 }
 
 func (o *Options) setDefaults() {
-	if o.MaxBody == 0 {
-		o.MaxBody = DefaultMaxBody
-	}
-	if o.Timeout == 0 {
-		o.Timeout = DefaultTimeout
-	}
-	if o.Heartbeat == 0 {
-		o.Heartbeat = DefaultHeartbeat
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
+	httpapi.Default(&o.MaxBody, DefaultMaxBody)
+	httpapi.Default(&o.Timeout, DefaultTimeout)
+	httpapi.Default(&o.Heartbeat, DefaultHeartbeat)
+	httpapi.Default(&o.Logger, slog.Default())
 }
 
 // Validate reports options that cannot work, wrapping [ErrInvalidOption].
 func (o Options) Validate() error {
-	var errs []error
-	if o.MaxBody < 0 {
-		errs = append(errs, fmt.Errorf("%w: MaxBody %d is negative", ErrInvalidOption, o.MaxBody))
-	}
-	if o.Timeout < 0 {
-		errs = append(errs, fmt.Errorf("%w: Timeout %v is negative", ErrInvalidOption, o.Timeout))
-	}
-	if o.Heartbeat < 0 {
-		errs = append(errs, fmt.Errorf("%w: Heartbeat %v is negative", ErrInvalidOption, o.Heartbeat))
-	}
-	return errors.Join(errs...)
+	return errors.Join(
+		httpapi.Negative(ErrInvalidOption, "MaxBody", o.MaxBody),
+		httpapi.Negative(ErrInvalidOption, "Timeout", o.Timeout),
+		httpapi.Negative(ErrInvalidOption, "Heartbeat", o.Heartbeat),
+	)
 }
 
 // Handler serves the JSON API and the browser UI of one [kv.Store]. See
@@ -79,7 +66,7 @@ func (o Options) Validate() error {
 type Handler struct {
 	store *kv.Store
 	opts  Options
-	mux   *http.ServeMux
+	api   httpapi.API
 	h     http.Handler
 }
 
@@ -96,14 +83,17 @@ func New(store *kv.Store, opts Options) (*Handler, error) {
 		return nil, err
 	}
 	opts.setDefaults()
-	h := &Handler{store: store, opts: opts, mux: http.NewServeMux()}
-	h.routes()
-	h.h = crossOriginProtection(http.HandlerFunc(h.serve))
+	h := &Handler{store: store, opts: opts,
+		api: httpapi.API{Name: "kv http", MaxBody: opts.MaxBody, Logger: opts.Logger, Classify: statusOf}}
+	mux := http.NewServeMux()
+	h.routes(mux)
+	// The paths and methods the mux does not serve get JSON errors under
+	// /api/, and the pages' plain 404 elsewhere.
+	h.h = httpapi.CrossOriginProtection(httpapi.Mux(mux, isAPI))
 	return h, nil
 }
 
-func (h *Handler) routes() {
-	m := h.mux
+func (h *Handler) routes(m *http.ServeMux) {
 	m.HandleFunc("GET /api/kv/tables", h.listTables)
 	m.HandleFunc("POST /api/kv/tables", h.createTable)
 	m.HandleFunc("GET /api/kv/tables/{table}", h.getTable)
@@ -118,54 +108,6 @@ func (h *Handler) routes() {
 // ServeHTTP implements [http.Handler].
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.h.ServeHTTP(w, r) }
 
-// serve dispatches through the mux, and answers the paths and methods that
-// the mux does not serve with a JSON error under /api/.
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
-	if _, pattern := h.mux.Handler(r); pattern == "" && isAPI(r) {
-		h.mux.ServeHTTP(&jsonStatus{ResponseWriter: w}, r)
-		return
-	}
-	h.mux.ServeHTTP(w, r)
-}
-
-// crossOriginProtection refuses non-safe cross-origin browser requests
-// (see [http.CrossOriginProtection]) with a JSON 403.
-func crossOriginProtection(h http.Handler) http.Handler {
-	c := http.NewCrossOriginProtection()
-	c.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusForbidden, errorBody{Error: "cross-origin request refused: write from a page of this server, or from a client that is not a browser"})
-	}))
-	return c.Handler(h)
-}
-
 func isAPI(r *http.Request) bool {
 	return r.URL.Path == "/api" || strings.HasPrefix(r.URL.Path, "/api/")
-}
-
-// jsonStatus turns the mux's plain-text 404 and 405 answers into JSON
-// errors, keeping their status and headers (Allow).
-type jsonStatus struct {
-	http.ResponseWriter
-	wrote bool
-}
-
-func (j *jsonStatus) WriteHeader(code int) {
-	if j.wrote {
-		return
-	}
-	j.wrote = true
-	msg := strings.ToLower(http.StatusText(code))
-	if code == http.StatusMethodNotAllowed {
-		msg = fmt.Sprintf("method not allowed (allowed: %s)", j.Header().Get("Allow"))
-	} else if code == http.StatusNotFound {
-		msg = "no such path"
-	}
-	writeJSON(j.ResponseWriter, code, errorBody{Error: msg})
-}
-
-func (j *jsonStatus) Write(p []byte) (int, error) {
-	if !j.wrote {
-		j.WriteHeader(http.StatusOK)
-	}
-	return len(p), nil
 }
