@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +17,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/detbus/detbus/internal/testnats"
 )
 
 // Cluster is a NATS cluster of `detbus serve` processes on loopback, each
@@ -46,14 +47,13 @@ type Node struct {
 	Route      *Proxy // what peers dial
 
 	c   *Cluster
-	out syncBuffer // the output of every run
+	out testnats.SyncBuffer // the output of every run
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	runs   int
 	start  int           // offset in out where this run's output begins
 	exited chan struct{} // closed when this run's process has exited
-	paused bool
 }
 
 // StartCluster starts n nodes of the detbus binary bin as a cluster named
@@ -66,19 +66,17 @@ func StartCluster(t testing.TB, bin, name string, n int, extra ...string) *Clust
 	c := &Cluster{Net: NewNetwork(), bin: bin, name: name, args: extra}
 	t.Cleanup(func() {
 		for _, node := range c.Nodes {
-			node.kill()
+			node.Kill()
 		}
 		c.Net.Close()
 		if t.Failed() {
 			c.dumpLogs(t)
 		}
 	})
-	ports, err := freePorts(2 * n)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ports := testnats.FreePorts(t, 2*n)
 	base := t.TempDir()
 	for i := range n {
+		var err error
 		node := &Node{Name: fmt.Sprintf("n%d", i+1), Dir: filepath.Join(base, fmt.Sprintf("n%d", i+1)),
 			ClientPort: ports[2*i], RoutePort: ports[2*i+1], c: c}
 		if node.Client, err = c.Net.ClientProxy(node.Name, loopback(node.ClientPort)); err != nil {
@@ -170,7 +168,7 @@ func (n *Node) launch() error {
 		_ = cmd.Wait()
 		close(exited)
 	}()
-	n.cmd, n.exited, n.paused = cmd, exited, false
+	n.cmd, n.exited = cmd, exited
 	return nil
 }
 
@@ -198,9 +196,7 @@ func (n *Node) WaitReady(timeout time.Duration) error {
 }
 
 // Kill SIGKILLs the node's process and waits until it has exited.
-func (n *Node) Kill() { n.kill() }
-
-func (n *Node) kill() {
+func (n *Node) Kill() {
 	n.mu.Lock()
 	cmd, exited := n.cmd, n.exited
 	n.mu.Unlock()
@@ -226,39 +222,18 @@ func (n *Node) Restart() error {
 }
 
 // Pause SIGSTOPs the node's process.
-func (n *Node) Pause() error { return n.signal(syscall.SIGSTOP, true) }
+func (n *Node) Pause() error { return n.signal(syscall.SIGSTOP) }
 
 // Resume SIGCONTs a paused node.
-func (n *Node) Resume() error { return n.signal(syscall.SIGCONT, false) }
+func (n *Node) Resume() error { return n.signal(syscall.SIGCONT) }
 
-func (n *Node) signal(sig syscall.Signal, paused bool) error {
+func (n *Node) signal(sig syscall.Signal) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if err := n.cmd.Process.Signal(sig); err != nil {
 		return fmt.Errorf("faults: %v to %s: %w", sig, n.Name, err)
 	}
-	n.paused = paused
 	return nil
-}
-
-// Paused reports whether the node is SIGSTOPped.
-func (n *Node) Paused() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.paused
-}
-
-// Running reports whether the node's process is alive (paused or not).
-func (n *Node) Running() bool {
-	n.mu.Lock()
-	exited := n.exited
-	n.mu.Unlock()
-	select {
-	case <-exited:
-		return false
-	default:
-		return true
-	}
 }
 
 // Output is everything the node's runs have printed.
@@ -301,54 +276,6 @@ func (c *Cluster) dumpLogs(t testing.TB) {
 	if err == nil {
 		t.Logf("the nodes' whole output is in %s", dir)
 	}
-}
-
-// freePorts reserves n distinct free loopback TCP ports.
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("faults: free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-// syncBuffer is a bytes.Buffer safe for writers and readers in several
-// goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Len()
-}
-
-func (s *syncBuffer) String() string { return s.StringFrom(0) }
-
-// StringFrom is the buffer's content from offset on.
-func (s *syncBuffer) StringFrom(offset int) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return string(s.b.Bytes()[min(offset, s.b.Len()):])
 }
 
 // BuildDetbus builds the detbus command (without the race detector, whatever

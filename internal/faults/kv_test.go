@@ -67,14 +67,7 @@ func openKV(t *testing.T, ctx context.Context, l *transport.Log, replica string)
 // (unavailable: the op may have landed) are counted and not retried.
 func (w *kvWriter) run(ctx context.Context, pace time.Duration) {
 	rng := rand.New(rand.NewPCG(w.seed, 0x6b76))
-	tick := time.NewTicker(pace)
-	defer tick.Stop()
-	for n := 0; ; n++ {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	paced(ctx, pace, func(n int) {
 		key := fmt.Sprintf("k%d", rng.IntN(8))
 		octx, cancel := context.WithTimeout(context.Background(), opTimeout)
 		var err error
@@ -96,7 +89,7 @@ func (w *kvWriter) run(ctx context.Context, pace time.Duration) {
 		} else {
 			w.ok.Add(1)
 		}
-	}
+	})
 }
 
 // kvState is each replica's state after the run.

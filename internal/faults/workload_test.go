@@ -89,14 +89,7 @@ func linClient(ctx context.Context, l *transport.Log, h *history, client int, es
 	name := fmt.Sprintf("c%d", client)
 	rng := rand.New(rand.NewPCG(uint64(client)+1, 0xfa17))
 	known := map[string]uint64{}
-	tick := time.NewTicker(pace)
-	defer tick.Stop()
-	for n := 0; ; n++ {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	paced(ctx, pace, func(n int) {
 		esk := esks[rng.IntN(len(esks))]
 		k := known[esk]
 		r := &record{client: name, esk: esk, id: fmt.Sprintf("%s-%d", name, n)}
@@ -132,6 +125,20 @@ func linClient(ctx context.Context, l *transport.Log, h *history, client int, es
 			known[esk] = r.count
 		}
 		h.add(r)
+	})
+}
+
+// paced calls f with 0, 1, 2, ... once every pace until ctx ends.
+func paced(ctx context.Context, pace time.Duration, f func(n int)) {
+	tick := time.NewTicker(pace)
+	defer tick.Stop()
+	for n := 0; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		f(n)
 	}
 }
 
@@ -194,14 +201,7 @@ func do(l *transport.Log, h *history, r *record) {
 func bankWriter(ctx context.Context, l *transport.Log, h *history, pace time.Duration) {
 	rng := rand.New(rand.NewPCG(7, 7))
 	accounts := []string{"alice", "bob", "carol", "dave"}
-	tick := time.NewTicker(pace)
-	defer tick.Stop()
-	for n := 0; ; n++ {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	paced(ctx, pace, func(n int) {
 		a, b := accounts[rng.IntN(len(accounts))], accounts[rng.IntN(len(accounts))]
 		var cmd bank.Command
 		switch rng.IntN(3) {
@@ -216,7 +216,7 @@ func bankWriter(ctx context.Context, l *transport.Log, h *history, pace time.Dur
 		r := &record{client: "bank", kind: opWrite, esk: "bank.commands." + a, id: cmd.ID, payload: string(transform.JSON(cmd))}
 		do(l, h, r)
 		h.add(r)
-	}
+	})
 }
 
 // detInstance runs one instance of the bank DET like a supervisor would:
