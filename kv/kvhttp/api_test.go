@@ -26,15 +26,15 @@ func run(t *testing.T, e *env, steps []step) {
 	t.Helper()
 	for i, s := range steps {
 		r := e.do(s.method, s.path, s.body)
-		if r.status != s.status {
-			t.Fatalf("step %d: %s %s %s: status %d, want %d: %s", i, s.method, s.path, s.body, r.status, s.status, r.raw)
+		if r.Status != s.status {
+			t.Fatalf("step %d: %s %s %s: status %d, want %d: %s", i, s.method, s.path, s.body, r.Status, s.status, r.Raw)
 		}
-		if s.status >= 400 && r.str("error") == "" {
-			t.Fatalf("step %d: %s %s: status %d without a JSON error: %q", i, s.method, s.path, r.status, r.raw)
+		if s.status >= 400 && r.Str("error") == "" {
+			t.Fatalf("step %d: %s %s: status %d without a JSON error: %q", i, s.method, s.path, r.Status, r.Raw)
 		}
 		for _, f := range s.has {
-			if !strings.Contains(string(r.raw), f) {
-				t.Fatalf("step %d: %s %s %s: answer lacks %s:\n%s", i, s.method, s.path, s.body, f, r.raw)
+			if !strings.Contains(string(r.Raw), f) {
+				t.Fatalf("step %d: %s %s %s: answer lacks %s:\n%s", i, s.method, s.path, s.body, f, r.Raw)
 			}
 		}
 	}
@@ -138,9 +138,9 @@ func TestKeyPaths(t *testing.T) {
 		if err := e.store.Wait(ctx, pos); err != nil {
 			t.Fatal(err)
 		}
-		r := e.do("GET", "/api/kv/tables/files/keys/"+pathEscape(k), "").want(t, 200)
-		if r.str("key") != k || r.str("value") != k {
-			t.Fatalf("key %q: got %s", k, r.raw)
+		r := e.do("GET", "/api/kv/tables/files/keys/"+pathEscape(k), "").Want(t, 200)
+		if r.Str("key") != k || r.Str("value") != k {
+			t.Fatalf("key %q: got %s", k, r.Raw)
 		}
 	}
 }
@@ -180,29 +180,29 @@ func TestKeysPaging(t *testing.T) {
 	var got []string
 	after, pages := "", 0
 	for {
-		r := e.do("GET", "/api/kv/tables/users/keys?limit=10&after="+after, "").want(t, 200)
-		for _, k := range r.at("keys").([]any) {
+		r := e.do("GET", "/api/kv/tables/users/keys?limit=10&after="+after, "").Want(t, 200)
+		for _, k := range r.At("keys").([]any) {
 			got = append(got, k.(string))
 		}
 		pages++
-		if r.at("more") != true {
-			if r.at("next") != nil {
-				t.Fatalf("last page has a next: %s", r.raw)
+		if r.At("more") != true {
+			if r.At("next") != nil {
+				t.Fatalf("last page has a next: %s", r.Raw)
 			}
 			break
 		}
-		after = r.str("next")
+		after = r.Str("next")
 		if after != got[len(got)-1] {
-			t.Fatalf("next %q is not the page's last key: %s", after, r.raw)
+			t.Fatalf("next %q is not the page's last key: %s", after, r.Raw)
 		}
 	}
 	if pages != 3 || !slices.Equal(got, want) {
 		t.Fatalf("%d pages of keys %v, want 3 pages of %v", pages, got, want)
 	}
 
-	r := e.do("GET", "/api/kv/tables/users/keys", "").want(t, 200)
-	if n := len(r.at("keys").([]any)); n != 25 || r.at("more") != false {
-		t.Fatalf("default page: %d keys: %s", n, r.raw)
+	r := e.do("GET", "/api/kv/tables/users/keys", "").Want(t, 200)
+	if n := len(r.At("keys").([]any)); n != 25 || r.At("more") != false {
+		t.Fatalf("default page: %d keys: %s", n, r.Raw)
 	}
 	run(t, e, []step{
 		{"GET", "/api/kv/tables/users/keys?after=user-22&values=true", "", 200,
@@ -231,42 +231,42 @@ func TestRejections(t *testing.T) {
 	if _, err := e.log.Write(ctx, "kv.ghosts", []byte(`{"op":"set","key":"k","value":1}`)); err != nil {
 		t.Fatal(err)
 	}
-	e.do("POST", "/api/kv/tables/users/ops", `{"op":"set","key":"k","value":"after"}`).want(t, 200, `"value":"after"`)
-	r := e.do("GET", "/api/kv/rejections", "").want(t, 200)
-	rejs := r.at("rejections").([]any)
+	e.do("POST", "/api/kv/tables/users/ops", `{"op":"set","key":"k","value":"after"}`).Want(t, 200, `"value":"after"`)
+	r := e.do("GET", "/api/kv/rejections", "").Want(t, 200)
+	rejs := r.At("rejections").([]any)
 	if len(rejs) != 3 {
-		t.Fatalf("want 3 rejections: %s", r.raw)
+		t.Fatalf("want 3 rejections: %s", r.Raw)
 	}
 	for _, f := range []string{`"table":"users"`, `"data":"{\"op\":\"set\",\"key\":\"k\""`, `"data":"{\"op\":\"incr\",\"key\":\"k\"}"`,
 		`"table":"ghosts"`, `"position":{"esk":"kv.users","index":0`} {
-		if !strings.Contains(string(r.raw), f) {
-			t.Fatalf("rejections lack %s: %s", f, r.raw)
+		if !strings.Contains(string(r.Raw), f) {
+			t.Fatalf("rejections lack %s: %s", f, r.Raw)
 		}
 	}
 	for _, rej := range rejs {
 		if rej.(map[string]any)["reason"] == "" {
-			t.Fatalf("a rejection without a reason: %s", r.raw)
+			t.Fatalf("a rejection without a reason: %s", r.Raw)
 		}
 	}
-	r = e.do("GET", "/api/kv/rejections?table=ghosts", "").want(t, 200, `"table":"ghosts"`)
-	if len(r.at("rejections").([]any)) != 1 {
-		t.Fatalf("want the one rejection of ghosts: %s", r.raw)
+	r = e.do("GET", "/api/kv/rejections?table=ghosts", "").Want(t, 200, `"table":"ghosts"`)
+	if len(r.At("rejections").([]any)) != 1 {
+		t.Fatalf("want the one rejection of ghosts: %s", r.Raw)
 	}
-	e.do("GET", "/api/kv/tables/users", "").want(t, 200, `"rejected":2`)
+	e.do("GET", "/api/kv/tables/users", "").Want(t, 200, `"rejected":2`)
 }
 
 // TestPathsAndMethods: paths and methods the API does not serve get JSON
 // errors too.
 func TestPathsAndMethods(t *testing.T) {
 	e := newEnv(t, envConfig{})
-	r := e.do("DELETE", "/api/kv/tables", "").want(t, http.StatusMethodNotAllowed, "GET", "POST")
-	if allow := r.header.Get("Allow"); !strings.Contains(allow, "POST") {
+	r := e.do("DELETE", "/api/kv/tables", "").Want(t, http.StatusMethodNotAllowed, "GET", "POST")
+	if allow := r.Header.Get("Allow"); !strings.Contains(allow, "POST") {
 		t.Fatalf("Allow: %q", allow)
 	}
-	e.do("GET", "/api/kv/nothing", "").want(t, http.StatusNotFound)
-	e.do("GET", "/api/kv/tables/users/ops", "").want(t, http.StatusMethodNotAllowed)
-	if r := e.do("GET", "/no/such/page", ""); r.status != http.StatusNotFound {
-		t.Fatalf("a page that does not exist: %d", r.status)
+	e.do("GET", "/api/kv/nothing", "").Want(t, http.StatusNotFound)
+	e.do("GET", "/api/kv/tables/users/ops", "").Want(t, http.StatusMethodNotAllowed)
+	if r := e.do("GET", "/no/such/page", ""); r.Status != http.StatusNotFound {
+		t.Fatalf("a page that does not exist: %d", r.Status)
 	}
 }
 
@@ -277,12 +277,12 @@ func TestUnavailable(t *testing.T) {
 	e.createTable("users", kv.TypeLWW)
 	e.nats.Shutdown()
 	start := time.Now()
-	e.do("POST", "/api/kv/tables/users/ops", `{"op":"set","key":"k","value":1}`).want(t, http.StatusServiceUnavailable)
+	e.do("POST", "/api/kv/tables/users/ops", `{"op":"set","key":"k","value":1}`).Want(t, http.StatusServiceUnavailable)
 	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("the write took %v to fail", d)
 	}
-	e.do("POST", "/api/kv/tables", `{"name":"more","crdt":"lww"}`).want(t, http.StatusServiceUnavailable)
-	e.do("GET", "/api/kv/tables/users", "").want(t, http.StatusOK)
+	e.do("POST", "/api/kv/tables", `{"name":"more","crdt":"lww"}`).Want(t, http.StatusServiceUnavailable)
+	e.do("GET", "/api/kv/tables/users", "").Want(t, http.StatusOK)
 }
 
 // TestSDKAndNatsCLI: an op the Go SDK writes and one the nats CLI
@@ -297,7 +297,7 @@ func TestSDKAndNatsCLI(t *testing.T) {
 	testnats.NatsPub(t, ctxT(t), cli, e.nats.ClientURL(), "events.kv.users", `{"op":"set","key":"cli","value":{"n":2}}`, true)
 	e.waitKey("users", "sdk", `{"n":1}`)
 	e.waitKey("users", "cli", `{"n":2}`)
-	e.do("GET", "/api/kv/tables/users/keys", "").want(t, 200, `"keys":["cli","sdk"]`)
+	e.do("GET", "/api/kv/tables/users/keys", "").Want(t, 200, `"keys":["cli","sdk"]`)
 }
 
 // TestDeletedKeys: a deleted key leaves the pages of keys but can still be

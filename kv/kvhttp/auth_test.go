@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/detbus/detbus/internal/apitest"
 	"github.com/detbus/detbus/kv/kvhttp"
 )
 
@@ -18,37 +19,37 @@ const token = "s3cret-token-for-tests"
 func TestToken(t *testing.T) {
 	e := newEnv(t, envConfig{token: token})
 	const api = "/api/kv/tables"
-	r := e.do("GET", api, "").want(t, http.StatusUnauthorized, "Authorization: Bearer")
-	if r.header.Get("WWW-Authenticate") != `Bearer realm="detbus"` {
-		t.Fatalf("WWW-Authenticate: %q", r.header.Get("WWW-Authenticate"))
+	r := e.do("GET", api, "").Want(t, http.StatusUnauthorized, "Authorization: Bearer")
+	if r.Header.Get("WWW-Authenticate") != `Bearer realm="detbus"` {
+		t.Fatalf("WWW-Authenticate: %q", r.Header.Get("WWW-Authenticate"))
 	}
-	e.do("GET", api, "", "Authorization: Bearer wrong-token-wrong-token").want(t, http.StatusUnauthorized)
-	e.do("GET", api, "", "Authorization: Basic "+token).want(t, http.StatusUnauthorized)
-	e.do("GET", api+"?token="+token, "").want(t, http.StatusUnauthorized) // the API takes no token in the URL
-	r = e.do("GET", api, "", "Authorization: Bearer "+token).want(t, http.StatusOK, `"_config"`)
-	if r.header.Get("X-Detbus-Token") != "required" {
-		t.Fatalf("X-Detbus-Token: %q", r.header.Get("X-Detbus-Token"))
+	e.do("GET", api, "", "Authorization: Bearer wrong-token-wrong-token").Want(t, http.StatusUnauthorized)
+	e.do("GET", api, "", "Authorization: Basic "+token).Want(t, http.StatusUnauthorized)
+	e.do("GET", api+"?token="+token, "").Want(t, http.StatusUnauthorized) // the API takes no token in the URL
+	r = e.do("GET", api, "", "Authorization: Bearer "+token).Want(t, http.StatusOK, `"_config"`)
+	if r.Header.Get("X-Detbus-Token") != "required" {
+		t.Fatalf("X-Detbus-Token: %q", r.Header.Get("X-Detbus-Token"))
 	}
-	e.do("POST", api, `{"name":"users","crdt":"lww"}`).want(t, http.StatusUnauthorized)
-	e.do("POST", api, `{"name":"users","crdt":"lww"}`, "Authorization: bearer "+token).want(t, http.StatusCreated)
+	e.do("POST", api, `{"name":"users","crdt":"lww"}`).Want(t, http.StatusUnauthorized)
+	e.do("POST", api, `{"name":"users","crdt":"lww"}`, "Authorization: bearer "+token).Want(t, http.StatusCreated)
 
 	// A browser without the token gets the login form.
 	r = e.do("GET", "/", "", "Accept: text/html")
-	if r.status != http.StatusUnauthorized || !strings.Contains(string(r.raw), `action="/login"`) {
-		t.Fatalf("page without token: %d %s", r.status, r.raw)
+	if r.Status != http.StatusUnauthorized || !strings.Contains(string(r.Raw), `action="/login"`) {
+		t.Fatalf("page without token: %d %s", r.Status, r.Raw)
 	}
 	// ?token= on a page sets the cookie and redirects to the URL without it.
 	r = e.do("GET", "/?token="+token+"&x=1", "", "Accept: text/html")
-	if r.status != http.StatusSeeOther || r.header.Get("Location") != "/?x=1" {
-		t.Fatalf("?token=: %d, Location %q", r.status, r.header.Get("Location"))
+	if r.Status != http.StatusSeeOther || r.Header.Get("Location") != "/?x=1" {
+		t.Fatalf("?token=: %d, Location %q", r.Status, r.Header.Get("Location"))
 	}
 	cookie := sessionCookie(t, r)
-	e.do("GET", api, "", "Cookie: "+cookie).want(t, http.StatusOK)
-	e.do("GET", "/", "", "Cookie: "+cookie).want(t, http.StatusOK)
-	e.do("GET", api, "", "Cookie: "+kvhttp.SessionCookie+"=forged").want(t, http.StatusUnauthorized)
+	e.do("GET", api, "", "Cookie: "+cookie).Want(t, http.StatusOK)
+	e.do("GET", "/", "", "Cookie: "+cookie).Want(t, http.StatusOK)
+	e.do("GET", api, "", "Cookie: "+kvhttp.SessionCookie+"=forged").Want(t, http.StatusUnauthorized)
 	r = e.do("GET", "/?token=wrong", "", "Accept: text/html")
-	if r.status != http.StatusUnauthorized || !strings.Contains(string(r.raw), "not valid") || strings.Contains(string(r.raw), "wrong") {
-		t.Fatalf("wrong ?token=: %d %s", r.status, r.raw)
+	if r.Status != http.StatusUnauthorized || !strings.Contains(string(r.Raw), "not valid") || strings.Contains(string(r.Raw), "wrong") {
+		t.Fatalf("wrong ?token=: %d %s", r.Status, r.Raw)
 	}
 
 	// The login form sets the cookie and redirects only to local paths.
@@ -60,28 +61,28 @@ func TestToken(t *testing.T) {
 		}
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.Header.Set("Accept", "text/html")
-		return e.send(req)
+		return apitest.Send(t, req)
 	}
-	if r := login("nope", "/"); r.status != http.StatusUnauthorized || !strings.Contains(string(r.raw), "wrong token") {
-		t.Fatalf("login with a wrong token: %d %s", r.status, r.raw)
+	if r := login("nope", "/"); r.Status != http.StatusUnauthorized || !strings.Contains(string(r.Raw), "wrong token") {
+		t.Fatalf("login with a wrong token: %d %s", r.Status, r.Raw)
 	}
 	for next, want := range map[string]string{"/#users": "/", "/x?y=1": "/x?y=1", "//evil.example/": "/", "https://evil.example/": "/", `/\evil`: "/"} {
 		r := login(token, next)
-		if r.status != http.StatusSeeOther || r.header.Get("Location") != want {
-			t.Fatalf("login next=%q: %d, Location %q, want %q", next, r.status, r.header.Get("Location"), want)
+		if r.Status != http.StatusSeeOther || r.Header.Get("Location") != want {
+			t.Fatalf("login next=%q: %d, Location %q, want %q", next, r.Status, r.Header.Get("Location"), want)
 		}
-		e.do("GET", api, "", "Cookie: "+sessionCookie(t, r)).want(t, http.StatusOK)
+		e.do("GET", api, "", "Cookie: "+sessionCookie(t, r)).Want(t, http.StatusOK)
 	}
 	// Log out clears the cookie.
 	r = e.do("POST", "/logout", "", "Cookie: "+cookie)
-	if r.status != http.StatusSeeOther || !strings.Contains(r.header.Get("Set-Cookie"), "Max-Age=0") {
-		t.Fatalf("logout: %d, Set-Cookie %q", r.status, r.header.Get("Set-Cookie"))
+	if r.Status != http.StatusSeeOther || !strings.Contains(r.Header.Get("Set-Cookie"), "Max-Age=0") {
+		t.Fatalf("logout: %d, Set-Cookie %q", r.Status, r.Header.Get("Set-Cookie"))
 	}
 }
 
 func sessionCookie(t *testing.T, r reply) string {
 	t.Helper()
-	for _, c := range (&http.Response{Header: r.header}).Cookies() {
+	for _, c := range (&http.Response{Header: r.Header}).Cookies() {
 		if c.Name == kvhttp.SessionCookie {
 			if !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Value == "" || strings.Contains(c.Value, token) {
 				t.Fatalf("session cookie %+v", c)
@@ -89,7 +90,7 @@ func sessionCookie(t *testing.T, r reply) string {
 			return c.Name + "=" + c.Value
 		}
 	}
-	t.Fatalf("no session cookie in %v", r.header)
+	t.Fatalf("no session cookie in %v", r.Header)
 	return ""
 }
 
@@ -107,7 +108,7 @@ func TestLoopbackOnly(t *testing.T) {
 			t.Fatal(err)
 		}
 		req.Host = host
-		e.send(req).want(t, want)
+		apitest.Send(t, req).Want(t, want)
 	}
 }
 
@@ -121,9 +122,9 @@ func TestCrossOriginWrites(t *testing.T) {
 			auth = "X-None: 1"
 		}
 		body := `{"name":"users","crdt":"lww"}`
-		e.do("POST", "/api/kv/tables", body, auth, "Sec-Fetch-Site: cross-site").want(t, http.StatusForbidden)
-		e.do("POST", "/api/kv/tables", body, auth, "Origin: https://evil.example").want(t, http.StatusForbidden)
-		e.do("POST", "/api/kv/tables", body, auth, "Sec-Fetch-Site: same-origin").want(t, http.StatusCreated)
+		e.do("POST", "/api/kv/tables", body, auth, "Sec-Fetch-Site: cross-site").Want(t, http.StatusForbidden)
+		e.do("POST", "/api/kv/tables", body, auth, "Origin: https://evil.example").Want(t, http.StatusForbidden)
+		e.do("POST", "/api/kv/tables", body, auth, "Sec-Fetch-Site: same-origin").Want(t, http.StatusCreated)
 	}
 }
 

@@ -2,17 +2,13 @@ package kvhttp_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/detbus/detbus/internal/apitest"
 	"github.com/detbus/detbus/internal/testnats"
 	"github.com/detbus/detbus/kv"
 	"github.com/detbus/detbus/kv/kvhttp"
@@ -26,7 +22,6 @@ type env struct {
 	nats  *transport.Server
 	log   *transport.Log
 	store *kv.Store
-	srv   *httptest.Server
 	url   string // the HTTP server's base URL
 }
 
@@ -43,9 +38,7 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	t.Helper()
 	e := &env{t: t, nats: testnats.Node(t)}
 	e.log = testnats.Log(t, e.nats.ClientURL(), cfg.logCfg)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	store, err := kv.Open(ctx, e.log, kv.Options{Replica: "test", SnapshotEvery: -1, SnapshotInterval: -1})
+	store, err := kv.Open(ctxT(t), e.log, kv.Options{Replica: "test", SnapshotEvery: -1, SnapshotInterval: -1})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
@@ -59,123 +52,26 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reqCtx, stopRequests := context.WithCancel(context.Background())
-	e.srv = httptest.NewUnstartedServer(protected)
-	e.srv.Config.BaseContext = func(net.Listener) context.Context { return reqCtx }
-	e.srv.Start()
-	t.Cleanup(func() {
-		stopRequests()
-		e.srv.Close()
-	})
-	e.url = e.srv.URL
+	e.url = apitest.Serve(t, protected)
 	return e
 }
 
-func ctxT(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+var ctxT = apitest.Ctx
 
 // reply is a decoded JSON response.
-type reply struct {
-	status int
-	header http.Header
-	raw    []byte
-	body   map[string]any
-}
-
-// str returns the string at a dotted path of the body ("table.name").
-func (r reply) str(path string) string {
-	v, _ := r.at(path).(string)
-	return v
-}
-
-func (r reply) num(path string) float64 {
-	v, _ := r.at(path).(float64)
-	return v
-}
-
-func (r reply) at(path string) any {
-	var cur any = r.body
-	for _, p := range strings.Split(path, ".") {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil
-		}
-		cur = m[p]
-	}
-	return cur
-}
+type reply = apitest.Reply
 
 // do sends a request with an optional JSON body (a string, sent as is)
 // and decodes a JSON answer. headers are "Name: value".
 func (e *env) do(method, path, body string, headers ...string) reply {
 	e.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctxT(e.t), method, e.url+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for _, h := range headers {
-		k, v, _ := strings.Cut(h, ":")
-		req.Header.Set(k, strings.TrimSpace(v))
-	}
-	return e.send(req)
-}
-
-func (e *env) send(req *http.Request) reply {
-	e.t.Helper()
-	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := client.Do(req)
-	if err != nil {
-		e.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	r := reply{status: resp.StatusCode, header: resp.Header, raw: raw}
-	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
-		if err := json.Unmarshal(raw, &r.body); err != nil {
-			e.t.Fatalf("%s %s: answer is not JSON: %v\n%s", req.Method, req.URL, err, raw)
-		}
-	}
-	return r
-}
-
-// want checks a reply's status and, for an error, that its JSON body
-// names every fragment.
-func (r reply) want(t *testing.T, status int, fragments ...string) reply {
-	t.Helper()
-	if r.status != status {
-		t.Fatalf("status %d, want %d: %s", r.status, status, r.raw)
-	}
-	if status >= 400 {
-		if r.body == nil || r.str("error") == "" {
-			t.Fatalf("status %d without a JSON error body: %q (Content-Type %q)", status, r.raw, r.header.Get("Content-Type"))
-		}
-	}
-	for _, f := range fragments {
-		if !bytes.Contains(r.raw, []byte(f)) {
-			t.Fatalf("answer lacks %q: %s", f, r.raw)
-		}
-	}
-	return r
+	return apitest.Do(e.t, e.url, method, path, body, headers...)
 }
 
 // createTable declares a table through the API.
 func (e *env) createTable(name string, typ kv.Type) {
 	e.t.Helper()
-	e.do("POST", "/api/kv/tables", `{"name":"`+name+`","crdt":"`+string(typ)+`"}`).want(e.t, http.StatusCreated)
+	e.do("POST", "/api/kv/tables", `{"name":"`+name+`","crdt":"`+string(typ)+`"}`).Want(e.t, http.StatusCreated)
 }
 
 // waitKey polls the API until table/key has a value whose JSON contains
@@ -185,10 +81,10 @@ func (e *env) waitKey(table, key, want string) reply {
 	var last reply
 	testnats.WaitFor(e.t, 20*time.Second, table+"/"+key+" = "+want, func() error {
 		last = e.do("GET", "/api/kv/tables/"+table+"/keys/"+key, "")
-		if last.status != http.StatusOK {
-			return errors.New(string(last.raw))
+		if last.Status != http.StatusOK {
+			return errors.New(string(last.Raw))
 		}
-		if got, _ := json.Marshal(last.at("value")); !bytes.Contains(got, []byte(want)) {
+		if got, _ := json.Marshal(last.At("value")); !bytes.Contains(got, []byte(want)) {
 			return errors.New("value " + string(got))
 		}
 		return nil

@@ -19,15 +19,15 @@ func TestPages(t *testing.T) {
 		"/ui/style.css": ".badge.state-dead",
 	} {
 		r := e.do("GET", path, "")
-		if r.status != http.StatusOK || !strings.Contains(string(r.raw), want) {
-			t.Fatalf("GET %s: %d %.300s", path, r.status, r.raw)
+		if r.Status != http.StatusOK || !strings.Contains(string(r.Raw), want) {
+			t.Fatalf("GET %s: %d %.300s", path, r.Status, r.Raw)
 		}
-		if csp := r.header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") {
+		if csp := r.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") {
 			t.Fatalf("GET %s: Content-Security-Policy %q", path, csp)
 		}
 	}
 	for path, link := range map[string]string{"/": `href="/tasks"`, "/tasks": `href="/"`} {
-		if r := e.do("GET", path, ""); !strings.Contains(string(r.raw), link) {
+		if r := e.do("GET", path, ""); !strings.Contains(string(r.Raw), link) {
 			t.Fatalf("GET %s does not link %s", path, link)
 		}
 	}
