@@ -80,24 +80,25 @@ func (r benchResult) print(w io.Writer, name string) {
 		q(0.999).Round(time.Microsecond), r.lat[len(r.lat)-1].Round(time.Microsecond), r.throughput)
 }
 
-// benchNode starts a fresh embedded node for one measurement.
-func benchNode() (*transport.Server, string, func(), error) {
+// benchNode starts a fresh embedded node for one measurement and returns
+// its URL.
+func benchNode() (string, func(), error) {
 	dir, err := os.MkdirTemp("", "detbus-bench")
 	if err != nil {
-		return nil, "", nil, err
+		return "", nil, err
 	}
 	srv, err := transport.StartServer(transport.ServerConfig{Name: "bench", Host: "127.0.0.1", Port: -1, StoreDir: dir})
 	if err != nil {
 		os.RemoveAll(dir)
-		return nil, "", nil, err
+		return "", nil, err
 	}
-	return srv, srv.ClientURL(), func() { srv.Shutdown(); os.RemoveAll(dir) }, nil
+	return srv.ClientURL(), func() { srv.Shutdown(); os.RemoveAll(dir) }, nil
 }
 
 // benchRaw: publish an event to a JetStream stream and wait until an
 // ordered consumer delivers it; then the same pipelined for throughput.
 func benchRaw(ctx context.Context, events int) (benchResult, error) {
-	_, url, stop, err := benchNode()
+	url, stop, err := benchNode()
 	if err != nil {
 		return benchResult{}, err
 	}
@@ -107,30 +108,30 @@ func benchRaw(ctx context.Context, events int) (benchResult, error) {
 		return benchResult{}, err
 	}
 	defer l.Close()
-	arrived := make(chan time.Time, events*2+10)
+	return measure(ctx, l.JetStream(), "events.raw.out", events, arrivals(ctx, l, "raw.out", events*2+10))
+}
+
+// arrivals sends the time each event of esk arrives, the log followed
+// from its start, on a channel with room for buffer times.
+func arrivals(ctx context.Context, l *transport.Log, esk string, buffer int) chan time.Time {
+	arrived := make(chan time.Time, buffer)
 	go func() {
-		for _, err := range l.Events(ctx, []string{"raw.out"}, transport.ReadOptions{Follow: true}) {
+		for _, err := range l.Events(ctx, []string{esk}, transport.ReadOptions{Follow: true}) {
 			if err != nil {
 				return
 			}
 			arrived <- time.Now()
 		}
 	}()
-	js := l.JetStream()
-	return measure(ctx, events, arrived, func(ctx context.Context, i int) error {
-		_, err := js.Publish(ctx, "events.raw.out", benchPayload(i))
-		return err
-	}, func(i int) error {
-		_, err := js.PublishAsync("events.raw.out", benchPayload(i), jetstream.WithStallWait(10*time.Second))
-		return err
-	})
+	return arrived
 }
 
 func benchPayload(i int) []byte { return []byte(fmt.Sprintf(`{"i":%d,"pad":"%0100d"}`, i, 0)) }
 
-// measure runs the closed-loop latency phase (one event at a time, from
-// publish to arrival of its result) and the pipelined throughput phase.
-func measure(ctx context.Context, events int, arrived <-chan time.Time, pub func(context.Context, int) error, pubAsync func(int) error) (benchResult, error) {
+// measure publishes events to subject and times their results' arrivals:
+// the closed-loop latency phase (one event at a time, from publish to
+// arrival of its result), then the pipelined throughput phase.
+func measure(ctx context.Context, js jetstream.JetStream, subject string, events int, arrived <-chan time.Time) (benchResult, error) {
 	var r benchResult
 	wait := func() (time.Time, error) {
 		select {
@@ -144,7 +145,7 @@ func measure(ctx context.Context, events int, arrived <-chan time.Time, pub func
 	}
 	for i := range events {
 		start := time.Now()
-		if err := pub(ctx, i); err != nil {
+		if _, err := js.Publish(ctx, subject, benchPayload(i)); err != nil {
 			return r, err
 		}
 		t, err := wait()
@@ -155,7 +156,7 @@ func measure(ctx context.Context, events int, arrived <-chan time.Time, pub func
 	}
 	start := time.Now()
 	for i := range events {
-		if err := pubAsync(events + i); err != nil {
+		if _, err := js.PublishAsync(subject, benchPayload(events+i), jetstream.WithStallWait(10*time.Second)); err != nil {
 			return r, err
 		}
 	}
@@ -214,7 +215,7 @@ func (w *workerSet) stopAll() {
 // startDET starts a node and n worker processes of the echo DET, and a
 // reader of its outputs; it returns once an output has gone through.
 func startDET(ctx context.Context, self string, n int) (l *transport.Log, ws *workerSet, arrived chan time.Time, stop func(), err error) {
-	_, url, stopNode, err := benchNode()
+	url, stopNode, err := benchNode()
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -231,15 +232,7 @@ func startDET(ctx context.Context, self string, n int) (l *transport.Log, ws *wo
 			return nil, nil, nil, nil, err
 		}
 	}
-	arrived = make(chan time.Time, 1<<16)
-	go func() {
-		for _, err := range l.Events(ctx, []string{"bench.out"}, transport.ReadOptions{Follow: true}) {
-			if err != nil {
-				return
-			}
-			arrived <- time.Now()
-		}
-	}()
+	arrived = arrivals(ctx, l, "bench.out", 1<<16)
 	// Warm up: every instance has started consuming once one output lands
 	// and the board lists them all.
 	if _, err := l.Write(ctx, "bench.in", benchPayload(-1)); err != nil {
@@ -292,14 +285,7 @@ func benchDET(ctx context.Context, self string, n, events int) (benchResult, err
 		return benchResult{}, err
 	}
 	defer stop()
-	js := l.JetStream()
-	return measure(ctx, events, arrived, func(ctx context.Context, i int) error {
-		_, err := js.Publish(ctx, "events.bench.in", benchPayload(i))
-		return err
-	}, func(i int) error {
-		_, err := js.PublishAsync("events.bench.in", benchPayload(i), jetstream.WithStallWait(10*time.Second))
-		return err
-	})
+	return measure(ctx, l.JetStream(), "events.bench.in", events, arrived)
 }
 
 // benchFailover streams inputs at a steady rate through three instances,

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -17,18 +18,25 @@ import (
 	"github.com/detbus/detbus/transport"
 )
 
+// kvCommand is a subcommand of `detbus kv` and how many positional
+// arguments it takes.
+type kvCommand struct {
+	name, args, help string
+	minArgs, maxArgs int
+}
+
 // kvCommands are the subcommands of `detbus kv`.
-var kvCommands = []struct{ name, args, help string }{
-	{"tables", "", "list the tables with their type, keys, ops and rejections"},
-	{"keys", "<table> [--after K] [--limit N]", "list a table's keys that hold a value, in order"},
-	{"get", "<table> <key> [--json]", "print a key's value (--json: with its type and CRDT state)"},
-	{"rejections", "[table]", "print the ops the fold rejected, with position and reason"},
-	{"create", "<table> <lww|orset|counter|map|mvreg>", "declare a table"},
-	{"set", "<table> <key> [field] <json>", "set an lww or mvreg key, or a map key's field"},
-	{"delete", "<table> <key>", "delete an lww key"},
-	{"add", "<table> <key> <element>", "add an element to an orset key"},
-	{"remove", "<table> <key> <element|field>", "remove an orset element or a map field"},
-	{"incr", "<table> <key> [field] [delta]", "add delta (default 1, may be negative) to a counter or a map field"},
+var kvCommands = []kvCommand{
+	{"tables", "", "list the tables with their type, keys, ops and rejections", 0, 0},
+	{"keys", "<table> [--after K] [--limit N]", "list a table's keys that hold a value, in order", 1, 1},
+	{"get", "<table> <key> [--json]", "print a key's value (--json: with its type and CRDT state)", 2, 2},
+	{"rejections", "[table]", "print the ops the fold rejected, with position and reason", 0, 1},
+	{"create", "<table> <lww|orset|counter|map|mvreg>", "declare a table", 2, 2},
+	{"set", "<table> <key> [field] <json>", "set an lww or mvreg key, or a map key's field", 3, 4},
+	{"delete", "<table> <key>", "delete an lww key", 2, 2},
+	{"add", "<table> <key> <element>", "add an element to an orset key", 3, 3},
+	{"remove", "<table> <key> <element|field>", "remove an orset element or a map field", 3, 3},
+	{"incr", "<table> <key> [field] [delta]", "add delta (default 1, may be negative) to a counter or a map field", 2, 4},
 }
 
 func kvUsage(w io.Writer) {
@@ -55,6 +63,11 @@ func runKV(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		kvUsage(stdout)
 		return nil
 	}
+	i := slices.IndexFunc(kvCommands, func(c kvCommand) bool { return c.name == sub })
+	if i < 0 {
+		kvUsage(stderr)
+		return usagef("kv: unknown command %q", sub)
+	}
 	fs := newFlags("kv "+sub, stderr)
 	var cf clientFlags
 	cf.register(fs)
@@ -62,30 +75,7 @@ func runKV(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	limit := fs.Int("limit", 0, "keys: list at most this many keys (0: all)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	args = negativesPositional(fs, args)
-
-	var lo, hi int
-	switch sub {
-	case "tables":
-		lo, hi = 0, 0
-	case "keys":
-		lo, hi = 1, 1
-	case "get", "delete":
-		lo, hi = 2, 2
-	case "rejections":
-		lo, hi = 0, 1
-	case "create":
-		lo, hi = 2, 2
-	case "set":
-		lo, hi = 3, 4
-	case "add", "remove":
-		lo, hi = 3, 3
-	case "incr":
-		lo, hi = 2, 4
-	default:
-		kvUsage(stderr)
-		return usagef("kv: unknown command %q", sub)
-	}
-	pos, err := parse(fs, args, lo, hi)
+	pos, err := parse(fs, args, kvCommands[i].minArgs, kvCommands[i].maxArgs)
 	if err != nil {
 		return helpOK(err)
 	}

@@ -65,21 +65,28 @@ func commands() []command {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return dispatch(ctx, "", commands(), usage, args, stdout, stderr)
+}
+
+// dispatch runs the command of cmds that args[0] names. With no
+// arguments it prints usage to stderr and fails; for help it prints usage
+// to stdout. prefix starts its usage errors.
+func dispatch(ctx context.Context, prefix string, cmds []command, usage func(io.Writer), args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		usage(stderr)
-		return usagef("no command given")
+		return usagef("%sno command given", prefix)
 	}
 	name := args[0]
 	if name == "help" || name == "-h" || name == "--help" {
 		usage(stdout)
 		return nil
 	}
-	for _, c := range commands() {
+	for _, c := range cmds {
 		if c.name == name {
 			return c.run(ctx, args[1:], stdout, stderr)
 		}
 	}
-	return usagef("unknown command %q", name)
+	return usagef("%sunknown command %q", prefix, name)
 }
 
 func usage(w io.Writer) {

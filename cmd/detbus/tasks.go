@@ -17,10 +17,7 @@ import (
 )
 
 // taskCommands are the subcommands of `detbus tasks`.
-var taskCommands = []struct {
-	name, args, help string
-	run              func(ctx context.Context, args []string, stdout, stderr io.Writer) error
-}{
+var taskCommands = []command{
 	{"create", "<queue> [--lease 30s] [--max-attempts 5] [--backoff 1s]", "create a queue", runTasksCreate},
 	{"add", "<queue> [json] [--id ID] [--priority N] [--delay D]", "enqueue a task (idempotent by id)", runTasksAdd},
 	{"list", "[<queue>] [--state S] [--json]", "list queues, or a queue's tasks", runTasksList},
@@ -33,29 +30,17 @@ var taskCommands = []struct {
 }
 
 func runTasks(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		w := stdout
-		if len(args) == 0 {
-			w = stderr
-		}
-		fmt.Fprintln(w, "usage: detbus tasks <command> [arguments]")
-		fmt.Fprintln(w)
-		for _, c := range taskCommands {
-			fmt.Fprintf(w, "  %-9s %-56s %s\n", c.name, c.args, c.help)
-		}
-		fmt.Fprintln(w)
-		fmt.Fprintln(w, "Queue <q> is ESK tasks.<q>. Run 'detbus tasks <command> -h' for a command's flags.")
-		if len(args) == 0 {
-			return usagef("tasks: no command given")
-		}
-		return nil
-	}
+	return dispatch(ctx, "tasks: ", taskCommands, tasksUsage, args, stdout, stderr)
+}
+
+func tasksUsage(w io.Writer) {
+	fmt.Fprintln(w, "usage: detbus tasks <command> [arguments]")
+	fmt.Fprintln(w)
 	for _, c := range taskCommands {
-		if c.name == args[0] {
-			return c.run(ctx, args[1:], stdout, stderr)
-		}
+		fmt.Fprintf(w, "  %-9s %-56s %s\n", c.name, c.args, c.help)
 	}
-	return usagef("tasks: unknown command %q", args[0])
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Queue <q> is ESK tasks.<q>. Run 'detbus tasks <command> -h' for a command's flags.")
 }
 
 // taskFlags are the flags of every tasks command.
