@@ -6,7 +6,6 @@
 
 const API = "/api/kv";
 const PAGE = 100;
-const FEED_MAX = 60;
 
 // The ops each CRDT takes, and the inputs each op needs.
 const OPS = {
@@ -68,7 +67,7 @@ function renderTableHead() {
   $("table-crdt").textContent = t.crdt;
   const stats = $("table-stats");
   stats.replaceChildren();
-  const stat = (k, v, title) => stats.append(el("div", title ? { title } : {}, el("dt", {}, k), el("dd", {}, String(v))));
+  const stat = (k, v, title) => stats.append(term(k, v, title));
   stat("keys", t.keys);
   stat("ops", t.ops);
   stat("rejected", t.rejected);
@@ -240,11 +239,9 @@ async function submitOp(ev) {
     showMsg("op-msg", e.message, false);
     return;
   }
-  const btn = $("op-submit");
-  btn.disabled = true;
-  try {
+  await submitting("op-submit", "op-msg", async () => {
     const r = await api(`/tables/${enc(t.name)}/ops`, { body: op });
-    showMsg("op-msg", `applied at ${r.position.esk}#${r.position.index} (seq ${r.position.seq})`, true);
+    showMsg("op-msg", `applied at ${posLabel(r.position)}`, true);
     setApplied(r.position.seq);
     if (r.value) {
       upsertRow(r.value);
@@ -253,42 +250,23 @@ async function submitOp(ev) {
       showValue(r.value);
     }
     refreshTablesSoon();
-  } catch (e) {
-    showMsg("op-msg", e.message, false);
-  } finally {
-    btn.disabled = false;
-  }
+  });
 }
 
 async function createTable(ev) {
   ev.preventDefault();
   const name = $("new-table-name").value.trim();
   const crdt = $("new-table-crdt").value;
-  const btn = $("create-table-submit");
-  btn.disabled = true;
-  try {
+  await submitting("create-table-submit", "create-table-msg", async () => {
     const r = await api("/tables", { body: { name, crdt } });
     showMsg("create-table-msg", r.created ? `created ${name} (${crdt})` : `${name} already is a ${crdt} table`, true);
     $("new-table-name").value = "";
     await loadTables();
     await selectTable(name);
-  } catch (e) {
-    showMsg("create-table-msg", e.message, false);
-  } finally {
-    btn.disabled = false;
-  }
+  });
 }
 
 // ---- live updates
-
-function feed(listId, item) {
-  const ol = $(listId);
-  item.classList.add("flash");
-  ol.prepend(item);
-  while (ol.children.length > FEED_MAX) ol.lastChild.remove();
-}
-
-const posText = (p) => `${p.esk}#${p.index} · seq ${p.seq}`;
 
 let refreshTimer = null;
 function refreshTablesSoon() {
@@ -320,18 +298,7 @@ function onChange(c) {
 
 function onRejection(r) {
   setApplied(r.position.seq);
-  feed(
-    "rejections",
-    el(
-      "li",
-      {},
-      el("span", { class: "where" }, r.table || "(no table)"),
-      " ",
-      el("span", { class: "pos" }, posText(r.position)),
-      el("div", { class: "reason" }, r.reason),
-      r.data ? el("span", { class: "val", title: r.data }, r.data) : null,
-    ),
-  );
+  feed("rejections", rejectionItem({}, r.table || "(no table)", r, r.reason));
   refreshTablesSoon();
 }
 

@@ -1,7 +1,8 @@
 // Helpers shared by the pages of the detbus UI (the kv page, app.js, and
-// the tasks page, tasks.js): DOM building, JSON API calls, JSON
-// rendering with readable HLC timestamps, and the live status. Nothing
-// here builds HTML from data: every value is set as text.
+// the tasks page, tasks.js): DOM building, JSON API calls, forms, the
+// feeds of changes and rejections, JSON rendering with readable HLC
+// timestamps, and the live status. Nothing here builds HTML from data:
+// every value is set as text.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -58,6 +59,58 @@ function showMsg(id, text, ok) {
   const m = $(id);
   m.textContent = text;
   m.className = "msg " + (ok ? "ok" : "err");
+}
+
+// submitting runs write with the button btnId disabled, and shows what it
+// throws in the message msgId.
+async function submitting(btnId, msgId, write) {
+  const btn = $(btnId);
+  btn.disabled = true;
+  try {
+    await write();
+  } catch (e) {
+    showMsg(msgId, e.message, false);
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+// term is one entry of a <dl>: k and v, with data-<key>="k" on the <dd>
+// when key is given.
+function term(k, v, title, key) {
+  return el("div", title ? { title } : {}, el("dt", {}, k), el("dd", key ? { dataset: { [key]: k } } : {}, String(v)));
+}
+
+// ---- positions and feeds
+
+// posLabel is a position as a write's message names it, posText as a feed
+// lists it.
+const posLabel = (p) => `${p.esk}#${p.index} (seq ${p.seq})`;
+const posText = (p) => `${p.esk}#${p.index} · seq ${p.seq}`;
+
+// A feed keeps its FEED_MAX newest items.
+const FEED_MAX = 60;
+
+// feed puts item, flashing, at the top of the list listId.
+function feed(listId, item) {
+  const ol = $(listId);
+  item.classList.add("flash");
+  ol.prepend(item);
+  while (ol.children.length > FEED_MAX) ol.lastChild.remove();
+}
+
+// rejectionItem is a rejected event as the Rejections feed lists it: where
+// it was written, its position, why, and its payload when it is text.
+function rejectionItem(props, where, r, reason) {
+  return el(
+    "li",
+    props,
+    el("span", { class: "where" }, where),
+    " ",
+    el("span", { class: "pos" }, posText(r.position)),
+    el("div", { class: "reason" }, reason),
+    r.data ? el("span", { class: "val", title: r.data }, r.data) : null,
+  );
 }
 
 // ---- JSON rendering with HLC timestamps made readable

@@ -8,7 +8,6 @@
 const API = "/api/tasks";
 const PAGE = 100;
 const MAX_PAGE = 1000;
-const FEED_MAX = 60;
 const POLL_MS = 1000;
 const STATES = ["pending", "claimed", "completed", "dead", "cancelled"];
 
@@ -19,9 +18,7 @@ const state = {
   queue: null, // the selected queue's name
   filter: "", // the state filter, "" for all
   tasks: [], // loaded tasks of the selected queue, in enqueue order
-  seen: new Map(), // id -> state of the loaded tasks, to tell changes
-  more: false,
-  next: null,
+  next: null, // the enqueue index the next page starts after, null when none
   task: null, // the selected task's id
   applied: -1, // the node's applied sequence when the page last reloaded
 };
@@ -98,7 +95,7 @@ function renderQueueHead() {
   $("queue-config").textContent = describeConfig(q.config);
   const stats = $("queue-stats");
   stats.replaceChildren();
-  const stat = (k, v, title) => stats.append(el("div", title ? { title } : {}, el("dt", {}, k), el("dd", { dataset: { stat: k } }, String(v))));
+  const stat = (k, v, title) => stats.append(term(k, v, title, "stat"));
   for (const s of STATES) stat(s, q.tasks[s]);
   stat("events", q.events);
   stat("rejected", q.rejected, `${q.malformed} malformed, ${q.refused} refused`);
@@ -110,7 +107,6 @@ async function selectQueue(name) {
   if (changed) {
     state.task = null;
     state.tasks = [];
-    state.seen = new Map();
     $("task-detail").hidden = true;
     $("enqueue-msg").textContent = "";
   }
@@ -171,19 +167,18 @@ async function loadTasks(reset) {
   const rows = page.tasks.map(taskRow);
   if (!reset) noteChanges(page.tasks, rows);
   state.tasks = page.tasks;
-  state.seen = new Map(page.tasks.map((t) => [t.id, t.state]));
   tbody.replaceChildren(...rows);
-  state.more = page.more;
   state.next = page.more ? page.next : null;
   $("more-tasks").hidden = !page.more;
   $("tasks-empty").hidden = page.tasks.length > 0;
 }
 
-// noteChanges flashes the rows whose task is new or changed state, and
-// lists them under Changes.
+// noteChanges flashes the rows whose task is new or changed state since
+// the tasks loaded before, and lists them under Changes.
 function noteChanges(tasks, rows) {
+  const seen = new Map(state.tasks.map((t) => [t.id, t.state]));
   tasks.forEach((t, i) => {
-    const was = state.seen.get(t.id);
+    const was = seen.get(t.id);
     if (was === t.state) return;
     rows[i].classList.add("flash");
     feed(
@@ -206,10 +201,8 @@ async function loadMore() {
   if (name !== state.queue) return;
   for (const t of page.tasks) {
     state.tasks.push(t);
-    state.seen.set(t.id, t.state);
     $("tasks").append(taskRow(t));
   }
-  state.more = page.more;
   state.next = page.more ? page.next : null;
   $("more-tasks").hidden = !page.more;
 }
@@ -246,7 +239,7 @@ function showTask(t) {
   fields.replaceChildren();
   const field = (k, v, title) => {
     if (v === "" || v == null) return;
-    fields.append(el("div", title ? { title } : {}, el("dt", {}, k), el("dd", { dataset: { field: k } }, String(v))));
+    fields.append(term(k, v, title, "field"));
   };
   field("attempts", q && q.config ? `${t.attempts} of ${q.config.max_attempts}` : t.attempts);
   field("worker", t.worker);
@@ -267,18 +260,12 @@ function showTask(t) {
 async function taskAction(action) {
   const name = state.queue;
   const id = state.task;
-  const btn = $(action === "cancel" ? "cancel-task" : "retry-task");
-  btn.disabled = true;
-  try {
+  await submitting(action === "cancel" ? "cancel-task" : "retry-task", "action-msg", async () => {
     const r = await api(`${qpath(name)}/tasks/${enc(id)}/${action}`, { method: "POST" });
-    showMsg("action-msg", `${r.outcome} at ${r.position.esk}#${r.position.index} (seq ${r.position.seq})`, true);
+    showMsg("action-msg", `${r.outcome} at ${posLabel(r.position)}`, true);
     if (name === state.queue && id === state.task) showTask(r.task);
     kick();
-  } catch (e) {
-    showMsg("action-msg", e.message, false);
-  } finally {
-    btn.disabled = false;
-  }
+  });
 }
 
 function newID() {
@@ -311,15 +298,9 @@ async function enqueue(ev) {
     showMsg("enqueue-msg", e.message, false);
     return;
   }
-  const btn = $("enqueue-submit");
-  btn.disabled = true;
-  try {
+  await submitting("enqueue-submit", "enqueue-msg", async () => {
     const r = await api(`${qpath(name)}/tasks`, { body });
-    showMsg(
-      "enqueue-msg",
-      r.created ? `enqueued ${body.id} at ${r.position.esk}#${r.position.index} (seq ${r.position.seq})` : `${body.id} is already in the queue: nothing written`,
-      true,
-    );
+    showMsg("enqueue-msg", r.created ? `enqueued ${body.id} at ${posLabel(r.position)}` : `${body.id} is already in the queue: nothing written`, true);
     $("enqueue-id").value = "";
     if (name === state.queue) {
       state.task = r.task.id;
@@ -327,11 +308,7 @@ async function enqueue(ev) {
       showTask(r.task);
     }
     kick();
-  } catch (e) {
-    showMsg("enqueue-msg", e.message, false);
-  } finally {
-    btn.disabled = false;
-  }
+  });
 }
 
 async function createQueue(ev) {
@@ -351,29 +328,16 @@ async function createQueue(ev) {
   if ($("new-queue-factor").value.trim()) backoff.factor = num($("new-queue-factor").value.trim());
   if ($("new-queue-max").value.trim()) backoff.max = $("new-queue-max").value.trim();
   if (Object.keys(backoff).length) body.backoff = backoff;
-  const btn = $("create-queue-submit");
-  btn.disabled = true;
-  try {
+  await submitting("create-queue-submit", "create-queue-msg", async () => {
     const r = await api("/queues", { body });
     showMsg("create-queue-msg", r.created ? `created ${name}` : `${name} already has that config`, true);
     for (const id of ["new-queue-name", "new-queue-lease", "new-queue-attempts", "new-queue-initial", "new-queue-factor", "new-queue-max"]) $(id).value = "";
     await loadQueues();
     await selectQueue(name);
-  } catch (e) {
-    showMsg("create-queue-msg", e.message, false);
-  } finally {
-    btn.disabled = false;
-  }
+  });
 }
 
-// ---- rejections and changes
-
-function feed(listId, item) {
-  const ol = $(listId);
-  item.classList.add("flash");
-  ol.prepend(item);
-  while (ol.children.length > FEED_MAX) ol.lastChild.remove();
-}
+// ---- rejections
 
 async function loadRejections() {
   const name = state.queue;
@@ -383,17 +347,7 @@ async function loadRejections() {
   if (name !== state.queue) return;
   ol.replaceChildren();
   for (const r of body.rejections.slice(-FEED_MAX)) {
-    ol.prepend(
-      el(
-        "li",
-        { title: r.time || "" },
-        el("span", { class: "where" }, r.op || "(no op)"),
-        " ",
-        el("span", { class: "pos" }, `${r.position.esk}#${r.position.index} · seq ${r.position.seq}`),
-        el("div", { class: "reason" }, (r.malformed ? "malformed: " : "refused: ") + r.reason),
-        r.data ? el("span", { class: "val", title: r.data }, r.data) : null,
-      ),
-    );
+    ol.prepend(rejectionItem({ title: r.time || "" }, r.op || "(no op)", r, (r.malformed ? "malformed: " : "refused: ") + r.reason));
   }
 }
 
@@ -453,7 +407,7 @@ async function start() {
   $("more-tasks").addEventListener("click", () => loadMore().catch((e) => showMsg("enqueue-msg", e.message, false)));
   $("state-filter").addEventListener("change", () => {
     state.filter = $("state-filter").value;
-    state.seen = new Map();
+    state.tasks = [];
     loadTasks(true).catch((e) => setStatus("down", e.message));
   });
   try {
