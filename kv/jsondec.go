@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 
@@ -46,18 +47,46 @@ func (d *jdec) errf(format string, args ...any) error {
 	return fmt.Errorf("%w: JSON at byte %d: %s", ErrInvalidOp, d.i, fmt.Sprintf(format, args...))
 }
 
-// Field bits, to refuse duplicates.
-const (
-	fOp = 1 << iota
-	fKey
-	fField
-	fValue
-	fElement
-	fDelta
-	fWriter
-	fObserved
-	fContext
-)
+// jsonFields is a jdec as the fieldReader of readField.
+type jsonFields jdec
+
+func (f jsonFields) opName(what string) (jsonFields, string, error) {
+	b, err := (*jdec)(&f).bytes(what)
+	return f, opName(b), err
+}
+
+func (f jsonFields) key(what string) (jsonFields, string, error) {
+	b, err := (*jdec)(&f).bytes(what)
+	return f, f.t.intern(b), err
+}
+
+func (f jsonFields) str(what string) (jsonFields, string, error) {
+	s, err := (*jdec)(&f).str(what)
+	return f, s, err
+}
+
+func (f jsonFields) int64(what string) (jsonFields, int64, error) {
+	n, err := (*jdec)(&f).integer(what, true)
+	return f, int64(n), err
+}
+
+func (f jsonFields) dots(what string) (jsonFields, []crdt.Dot, error) {
+	ds, err := (*jdec)(&f).dots(what)
+	return f, ds, err
+}
+
+// value checks the value and returns it: a slice of the input when
+// folding on a table, else a copy.
+func (f jsonFields) value() (jsonFields, json.RawMessage, error) {
+	start := f.i
+	if err := (*jdec)(&f).value(0); err != nil {
+		return f, nil, err
+	}
+	if f.t != nil {
+		return f, f.b[start:f.i:f.i], nil
+	}
+	return f, append(make([]byte, 0, f.i-start), f.b[start:f.i]...), nil
+}
 
 func (d *jdec) object(op *Op) error {
 	if err := d.expect('{', "an op object '{'"); err != nil {
@@ -72,7 +101,7 @@ func (d *jdec) object(op *Op) error {
 	for {
 		d.ws()
 		at := d.i
-		nameB, err := d.bytes("a field name")
+		name, err := d.bytes("a field name")
 		if err != nil {
 			return err
 		}
@@ -80,65 +109,18 @@ func (d *jdec) object(op *Op) error {
 			return err
 		}
 		d.ws()
-		var bit int
-		switch name := string(nameB); name {
-		case "op":
-			bit = fOp
-			var b []byte
-			if b, err = d.bytes(`"op", a string`); err == nil {
-				op.Op = opName(b)
-			}
-		case "key":
-			bit = fKey
-			if d.t != nil {
-				var b []byte
-				if b, err = d.bytes(`"key", a string`); err == nil {
-					op.Key = d.t.intern(b)
-				}
-			} else {
-				op.Key, err = d.str(`"key", a string`)
-			}
-		case "field":
-			bit = fField
-			op.Field, err = d.str(`"field", a string`)
-		case "element":
-			bit = fElement
-			op.Element, err = d.str(`"element", a string`)
-		case "writer":
-			bit = fWriter
-			op.Writer, err = d.str(`"writer", a string`)
-		case "value":
-			bit = fValue
-			start := d.i
-			if err = d.value(0); err == nil {
-				if d.t != nil {
-					op.Value = d.b[start:d.i:d.i]
-				} else {
-					op.Value = append(make([]byte, 0, d.i-start), d.b[start:d.i]...)
-				}
-			}
-		case "delta":
-			bit = fDelta
-			var n int64
-			if n, err = d.int64(`"delta", an integer`); err == nil {
-				op.Delta = &n
-			}
-		case "observed":
-			bit = fObserved
-			op.Observed, err = d.dots(`"observed"`)
-		case "context":
-			bit = fContext
-			op.Context, err = d.dots(`"context"`)
-		default:
+		f, bit, err := readField(jsonFields(*d), string(name), op)
+		*d = jdec(f)
+		if bit == 0 {
 			d.i = at
-			return d.errf("unknown field %q (an op has op, key, field, value, element, delta, writer, observed, context)", truncate(name, 64))
+			return d.errf("unknown field %q (%s)", truncate(string(name), 64), opFields)
 		}
 		if err != nil {
 			return err
 		}
 		if seen&bit != 0 {
 			d.i = at
-			return d.errf("field %q appears twice", nameB)
+			return d.errf("field %q appears twice", name)
 		}
 		seen |= bit
 		d.ws()
@@ -157,10 +139,11 @@ func (d *jdec) object(op *Op) error {
 	}
 }
 
-// int64 reads an integer that fits in an int64.
-func (d *jdec) int64(what string) (int64, error) {
+// integer reads an integer that fits in an int64 when signed, else in a
+// uint64, and returns its bits.
+func (d *jdec) integer(what string, signed bool) (uint64, error) {
 	start := d.i
-	if d.i >= len(d.b) || !(d.b[d.i] == '-' || (d.b[d.i] >= '0' && d.b[d.i] <= '9')) {
+	if d.i >= len(d.b) || !(signed && d.b[d.i] == '-' || d.b[d.i] >= '0' && d.b[d.i] <= '9') {
 		return 0, d.errf("want %s, found %s", what, d.found())
 	}
 	integer, err := d.number()
@@ -171,32 +154,19 @@ func (d *jdec) int64(what string) (int64, error) {
 		d.i = start
 		return 0, d.errf("want %s, found a number with a fraction or exponent", what)
 	}
-	n, err := strconv.ParseInt(string(d.b[start:d.i]), 10, 64)
+	text := string(d.b[start:d.i])
+	var n uint64
+	rng := "uint64"
+	if signed {
+		var i int64
+		i, err = strconv.ParseInt(text, 10, 64)
+		n, rng = uint64(i), "int64"
+	} else {
+		n, err = strconv.ParseUint(text, 10, 64)
+	}
 	if err != nil {
 		d.i = start
-		return 0, d.errf("%s is out of the int64 range", what)
-	}
-	return n, nil
-}
-
-// uint64 reads a non-negative integer that fits in a uint64.
-func (d *jdec) uint64(what string) (uint64, error) {
-	start := d.i
-	if d.i >= len(d.b) || d.b[d.i] < '0' || d.b[d.i] > '9' {
-		return 0, d.errf("want %s, found %s", what, d.found())
-	}
-	integer, err := d.number()
-	if err != nil {
-		return 0, err
-	}
-	if !integer {
-		d.i = start
-		return 0, d.errf("want %s, found a number with a fraction or exponent", what)
-	}
-	n, err := strconv.ParseUint(string(d.b[start:d.i]), 10, 64)
-	if err != nil {
-		d.i = start
-		return 0, d.errf("%s is out of the uint64 range", what)
+		return 0, d.errf("%s is out of the %s range", what, rng)
 	}
 	return n, nil
 }
@@ -273,7 +243,7 @@ func (d *jdec) dot(what string) (crdt.Dot, error) {
 				return crdt.Dot{}, d.errf("field \"index\" appears twice in a dot")
 			}
 			seenIndex = true
-			dot.Index, err = d.uint64(`"index", a non-negative integer`)
+			dot.Index, err = d.integer(`"index", a non-negative integer`, false)
 		default:
 			d.i = at
 			return crdt.Dot{}, d.errf("unknown field %q in a dot (a dot has esk and index)", truncate(name, 64))

@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"strconv"
@@ -98,46 +99,15 @@ func (op *Op) DecodeMsgpack(dec *msgpack.Decoder) error {
 		if err != nil {
 			return err
 		}
-		var bit int
-		switch name {
-		case "op":
-			bit = fOp
-			o.Op, err = m.str(`"op"`)
-		case "key":
-			bit = fKey
-			o.Key, err = m.str(`"key"`)
-		case "field":
-			bit = fField
-			o.Field, err = m.str(`"field"`)
-		case "element":
-			bit = fElement
-			o.Element, err = m.str(`"element"`)
-		case "writer":
-			bit = fWriter
-			o.Writer, err = m.str(`"writer"`)
-		case "value":
-			bit = fValue
-			o.Value, err = m.value()
-		case "delta":
-			bit = fDelta
-			var d int64
-			if d, err = m.int64(`"delta"`); err == nil {
-				o.Delta = &d
-			}
-		case "observed":
-			bit = fObserved
-			o.Observed, err = m.dots(`"observed"`)
-		case "context":
-			bit = fContext
-			o.Context, err = m.dots(`"context"`)
-		default:
-			return fmt.Errorf("%w: msgpack: unknown field %q (an op has op, key, field, value, element, delta, writer, observed, context)", ErrInvalidOp, truncate(name, 64))
+		_, bit, err := readField(msgpackFields(m), name, &o)
+		if bit == 0 {
+			return mpErr("unknown field %q (%s)", truncate(name, 64), opFields)
 		}
 		if err != nil {
 			return err
 		}
 		if seen&bit != 0 {
-			return fmt.Errorf("%w: msgpack: field %q appears twice", ErrInvalidOp, name)
+			return mpErr("field %q appears twice", name)
 		}
 		seen |= bit
 	}
@@ -161,6 +131,19 @@ func (m mpdec) peek() (byte, error) {
 	return c, nil
 }
 
+// next returns the type code of the next value if is accepts it; want
+// says what it should be, for errors.
+func (m mpdec) next(what, want string, is func(byte) bool) (byte, error) {
+	c, err := m.peek()
+	if err != nil {
+		return 0, err
+	}
+	if !is(c) {
+		return 0, mpErr("%s must be %s, found code 0x%02x", what, want, c)
+	}
+	return c, nil
+}
+
 func isMap(c byte) bool { return msgpcode.IsFixedMap(c) || c == msgpcode.Map16 || c == msgpcode.Map32 }
 func isArray(c byte) bool {
 	return msgpcode.IsFixedArray(c) || c == msgpcode.Array16 || c == msgpcode.Array32
@@ -170,12 +153,8 @@ func isInt(c byte) bool {
 }
 
 func (m mpdec) mapLen(what string) (int, error) {
-	c, err := m.peek()
-	if err != nil {
+	if _, err := m.next(what, "a map", isMap); err != nil {
 		return 0, err
-	}
-	if !isMap(c) {
-		return 0, mpErr("%s must be a map, found code 0x%02x", what, c)
 	}
 	n, err := m.d.DecodeMapLen()
 	if err != nil {
@@ -185,12 +164,8 @@ func (m mpdec) mapLen(what string) (int, error) {
 }
 
 func (m mpdec) str(what string) (string, error) {
-	c, err := m.peek()
-	if err != nil {
+	if _, err := m.next(what, "a string", msgpcode.IsString); err != nil {
 		return "", err
-	}
-	if !msgpcode.IsString(c) {
-		return "", mpErr("%s must be a string, found code 0x%02x", what, c)
 	}
 	s, err := m.d.DecodeString()
 	if err != nil {
@@ -202,63 +177,46 @@ func (m mpdec) str(what string) (string, error) {
 	return s, nil
 }
 
-func (m mpdec) int64(what string) (int64, error) {
-	c, err := m.peek()
+// integer reads an integer as the bits of a uint64 or an int64, and
+// whether it is negative.
+func (m mpdec) integer(what string) (bits uint64, neg bool, err error) {
+	c, err := m.next(what, "an integer", isInt)
 	if err != nil {
-		return 0, err
-	}
-	if !isInt(c) {
-		return 0, mpErr("%s must be an integer, found code 0x%02x", what, c)
+		return 0, false, err
 	}
 	if c == msgpcode.Uint64 {
 		u, err := m.d.DecodeUint64()
 		if err != nil {
-			return 0, mpErr("%s: %v", what, err)
+			return 0, false, mpErr("%s: %v", what, err)
 		}
-		if u > math.MaxInt64 {
-			return 0, mpErr("%s is out of the int64 range", what)
-		}
-		return int64(u), nil
+		return u, false, nil
 	}
 	n, err := m.d.DecodeInt64()
 	if err != nil {
-		return 0, mpErr("%s: %v", what, err)
+		return 0, false, mpErr("%s: %v", what, err)
 	}
-	return n, nil
+	return uint64(n), n < 0, nil
+}
+
+func (m mpdec) int64(what string) (int64, error) {
+	n, neg, err := m.integer(what)
+	if err == nil && !neg && n > math.MaxInt64 {
+		return 0, mpErr("%s is out of the int64 range", what)
+	}
+	return int64(n), err
 }
 
 func (m mpdec) uint64(what string) (uint64, error) {
-	c, err := m.peek()
-	if err != nil {
-		return 0, err
-	}
-	if !isInt(c) {
-		return 0, mpErr("%s must be an integer, found code 0x%02x", what, c)
-	}
-	if c == msgpcode.Uint64 {
-		u, err := m.d.DecodeUint64()
-		if err != nil {
-			return 0, mpErr("%s: %v", what, err)
-		}
-		return u, nil
-	}
-	n, err := m.d.DecodeInt64()
-	if err != nil {
-		return 0, mpErr("%s: %v", what, err)
-	}
-	if n < 0 {
+	n, neg, err := m.integer(what)
+	if err == nil && neg {
 		return 0, mpErr("%s must not be negative", what)
 	}
-	return uint64(n), nil
+	return n, err
 }
 
 func (m mpdec) dots(what string) ([]crdt.Dot, error) {
-	c, err := m.peek()
-	if err != nil {
+	if _, err := m.next(what, "an array of dots", isArray); err != nil {
 		return nil, err
-	}
-	if !isArray(c) {
-		return nil, mpErr("%s must be an array of dots, found code 0x%02x", what, c)
 	}
 	n, err := m.d.DecodeArrayLen()
 	if err != nil {
@@ -307,6 +265,40 @@ func (m mpdec) dots(what string) ([]crdt.Dot, error) {
 	return out, nil
 }
 
+// msgpackFields is an mpdec as the fieldReader of readField. Its errors
+// name a field by the part of readField's wording before the comma
+// (`"delta"`).
+type msgpackFields mpdec
+
+// fieldName is the name of the field what describes.
+func fieldName(what string) string {
+	name, _, _ := strings.Cut(what, ",")
+	return name
+}
+
+func (f msgpackFields) opName(what string) (msgpackFields, string, error) { return f.str(what) }
+func (f msgpackFields) key(what string) (msgpackFields, string, error)    { return f.str(what) }
+
+func (f msgpackFields) str(what string) (msgpackFields, string, error) {
+	s, err := mpdec(f).str(fieldName(what))
+	return f, s, err
+}
+
+func (f msgpackFields) int64(what string) (msgpackFields, int64, error) {
+	n, err := mpdec(f).int64(fieldName(what))
+	return f, n, err
+}
+
+func (f msgpackFields) dots(what string) (msgpackFields, []crdt.Dot, error) {
+	ds, err := mpdec(f).dots(fieldName(what))
+	return f, ds, err
+}
+
+func (f msgpackFields) value() (msgpackFields, json.RawMessage, error) {
+	v, err := mpdec(f).value()
+	return f, v, err
+}
+
 // value reads an op's value: a bin holding JSON text, or a msgpack value
 // converted to JSON.
 func (m mpdec) value() ([]byte, error) {
@@ -349,18 +341,15 @@ func (m mpdec) toJSON(b []byte, depth int) ([]byte, error) {
 	case c == msgpcode.True || c == msgpcode.False:
 		v, _ := m.d.DecodeBool()
 		return strconv.AppendBool(b, v), nil
-	case c == msgpcode.Uint64:
-		u, err := m.d.DecodeUint64()
-		if err != nil {
-			return nil, mpErr("value: %v", err)
-		}
-		return strconv.AppendUint(b, u, 10), nil
 	case isInt(c):
-		n, err := m.d.DecodeInt64()
-		if err != nil {
-			return nil, mpErr("value: %v", err)
+		n, neg, err := m.integer("value")
+		switch {
+		case err != nil:
+			return nil, err
+		case neg:
+			return strconv.AppendInt(b, int64(n), 10), nil
 		}
-		return strconv.AppendInt(b, n, 10), nil
+		return strconv.AppendUint(b, n, 10), nil
 	case c == msgpcode.Float || c == msgpcode.Double:
 		bits := 64
 		if c == msgpcode.Float {

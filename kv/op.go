@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math/bits"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/detbus/detbus/kv/crdt"
 	"github.com/detbus/detbus/transport"
@@ -49,6 +52,79 @@ func decodeOpFor(data []byte, contentType string, t *table) (Op, error) {
 		return Op{}, fmt.Errorf("%w: %w", ErrInvalidOp, err)
 	}
 	return op, nil
+}
+
+// Field bits: the fields of an op's encoded form, to refuse duplicates
+// and to say which fields an op takes.
+const (
+	fOp = 1 << iota
+	fKey
+	fField
+	fValue
+	fElement
+	fDelta
+	fWriter
+	fObserved
+	fContext
+)
+
+// fieldNames names the field bits, by bit position.
+var fieldNames = [...]string{"op", "key", "field", "value", "element", "delta", "writer", "observed", "context"}
+
+// opFields lists the fields of an op's encoded form, for errors.
+var opFields = "an op has " + strings.Join(fieldNames[:], ", ")
+
+// fieldReader reads the value of one op field and returns itself moved
+// past it: jsonFields reads JSON, msgpackFields msgpack. Readers are
+// values that readField hands back, not pointers, so that a decoder can
+// stay on the stack. what describes the field for errors as the JSON
+// decoder words it (`"delta", an integer`).
+type fieldReader[R any] interface {
+	opName(what string) (R, string, error)
+	key(what string) (R, string, error)
+	str(what string) (R, string, error)
+	int64(what string) (R, int64, error)
+	dots(what string) (R, []crdt.Dot, error)
+	value() (R, json.RawMessage, error)
+}
+
+// readField reads the value of the op field called name into op with r,
+// and returns r moved past it and the field's bit: 0, reading nothing,
+// if an op has no such field.
+func readField[R fieldReader[R]](r R, name string, op *Op) (_ R, bit int, err error) {
+	switch name {
+	case "op":
+		r, op.Op, err = r.opName(`"op", a string`)
+		return r, fOp, err
+	case "key":
+		r, op.Key, err = r.key(`"key", a string`)
+		return r, fKey, err
+	case "field":
+		r, op.Field, err = r.str(`"field", a string`)
+		return r, fField, err
+	case "element":
+		r, op.Element, err = r.str(`"element", a string`)
+		return r, fElement, err
+	case "writer":
+		r, op.Writer, err = r.str(`"writer", a string`)
+		return r, fWriter, err
+	case "value":
+		r, op.Value, err = r.value()
+		return r, fValue, err
+	case "delta":
+		var n int64
+		if r, n, err = r.int64(`"delta", an integer`); err == nil {
+			op.Delta = &n
+		}
+		return r, fDelta, err
+	case "observed":
+		r, op.Observed, err = r.dots(`"observed"`)
+		return r, fObserved, err
+	case "context":
+		r, op.Context, err = r.dots(`"context"`)
+		return r, fContext, err
+	}
+	return r, 0, nil
 }
 
 // UnmarshalJSON decodes an op as [DecodeOp] does.
@@ -144,54 +220,24 @@ func CheckOp(t Type, op Op) error {
 	if err := ValidateKey("key", op.Key); err != nil {
 		return err
 	}
-	var allowed int // fields the op may carry beyond op and key
-	switch t {
-	case TypeLWW:
-		switch op.Op {
-		case OpSet:
-			allowed = fValue
-		case OpDelete:
-		default:
-			return wrongOp(t, op.Op, "set, delete")
-		}
-	case TypeMVReg:
-		if op.Op != OpSet {
-			return wrongOp(t, op.Op, "set")
-		}
-		allowed = fValue | fContext
-	case TypeORSet:
-		switch op.Op {
-		case OpAdd:
-			allowed = fElement
-		case OpRemove:
-			allowed = fElement | fObserved
-		default:
-			return wrongOp(t, op.Op, "add, remove")
-		}
+	ops, ok := tableOps[t]
+	if !ok {
+		return fmt.Errorf("%w: unknown table type %q", ErrTableType, t)
+	}
+	i := slices.IndexFunc(ops, func(o opSpec) bool { return o.op == op.Op })
+	if i < 0 {
+		return wrongOp(t, op.Op, ops)
+	}
+	allowed := ops[i].fields
+	if allowed&fElement != 0 {
 		if err := ValidateKey("element", op.Element); err != nil {
 			return err
 		}
-	case TypeCounter:
-		if op.Op != OpIncr {
-			return wrongOp(t, op.Op, "incr")
-		}
-		allowed = fDelta | fWriter
-	case TypeMap:
-		switch op.Op {
-		case OpSet:
-			allowed = fField | fValue
-		case OpIncr:
-			allowed = fField | fDelta | fWriter
-		case OpRemove:
-			allowed = fField | fObserved
-		default:
-			return wrongOp(t, op.Op, "set, incr, remove")
-		}
+	}
+	if allowed&fField != 0 {
 		if err := ValidateKey("field", op.Field); err != nil {
 			return err
 		}
-	default:
-		return fmt.Errorf("%w: unknown table type %q", ErrTableType, t)
 	}
 	if op.Op == OpSet && op.Value == nil {
 		return fmt.Errorf("%w: %s on %s table needs a \"value\"", ErrInvalidOp, op.Op, t.article())
@@ -201,22 +247,9 @@ func CheckOp(t Type, op Op) error {
 			return err
 		}
 	}
-	for _, f := range []struct {
-		bit     int
-		name    string
-		present bool
-	}{
-		{fField, "field", op.Field != ""},
-		{fValue, "value", op.Value != nil},
-		{fElement, "element", op.Element != ""},
-		{fDelta, "delta", op.Delta != nil},
-		{fWriter, "writer", op.Writer != ""},
-		{fObserved, "observed", op.Observed != nil},
-		{fContext, "context", op.Context != nil},
-	} {
-		if f.present && allowed&f.bit == 0 {
-			return fmt.Errorf("%w: %s on %s table takes no %q", ErrTableType, op.Op, t.article(), f.name)
-		}
+	if extra := op.present() &^ allowed; extra != 0 {
+		name := fieldNames[bits.TrailingZeros(uint(extra))]
+		return fmt.Errorf("%w: %s on %s table takes no %q", ErrTableType, op.Op, t.article(), name)
 	}
 	for _, ds := range [][]crdt.Dot{op.Observed, op.Context} {
 		for _, d := range ds {
@@ -228,6 +261,44 @@ func CheckOp(t Type, op Op) error {
 	return nil
 }
 
+// opSpec is an op of a table type: its name and the fields it takes
+// beyond op and key.
+type opSpec struct {
+	op     string
+	fields int
+}
+
+// tableOps lists the ops of each table type.
+var tableOps = map[Type][]opSpec{
+	TypeLWW:     {{OpSet, fValue}, {OpDelete, 0}},
+	TypeMVReg:   {{OpSet, fValue | fContext}},
+	TypeORSet:   {{OpAdd, fElement}, {OpRemove, fElement | fObserved}},
+	TypeCounter: {{OpIncr, fDelta | fWriter}},
+	TypeMap:     {{OpSet, fField | fValue}, {OpIncr, fField | fDelta | fWriter}, {OpRemove, fField | fObserved}},
+}
+
+// present returns the bits of the fields op carries beyond op and key.
+func (op Op) present() int {
+	var f int
+	for _, x := range []struct {
+		bit int
+		set bool
+	}{
+		{fField, op.Field != ""},
+		{fValue, op.Value != nil},
+		{fElement, op.Element != ""},
+		{fDelta, op.Delta != nil},
+		{fWriter, op.Writer != ""},
+		{fObserved, op.Observed != nil},
+		{fContext, op.Context != nil},
+	} {
+		if x.set {
+			f |= x.bit
+		}
+	}
+	return f
+}
+
 // article is "a" or "an" for a table type's name.
 func (t Type) article() string {
 	switch t {
@@ -237,7 +308,12 @@ func (t Type) article() string {
 	return "an " + string(t)
 }
 
-func wrongOp(t Type, op, want string) error {
+func wrongOp(t Type, op string, ops []opSpec) error {
+	names := make([]string, len(ops))
+	for i, o := range ops {
+		names[i] = o.op
+	}
+	want := strings.Join(names, ", ")
 	if op == "" {
 		return fmt.Errorf("%w: no \"op\" (%s table takes %s)", ErrInvalidOp, t.article(), want)
 	}

@@ -58,10 +58,12 @@ type entry struct {
 	exists bool
 }
 
-// intern returns key b as a string: the one t holds if it has the key.
+// intern returns key b as a string: the one t holds if t has the key.
 func (t *table) intern(b []byte) string {
-	if e := t.keys[string(b)]; e != nil {
-		return e.key
+	if t != nil {
+		if e := t.keys[string(b)]; e != nil {
+			return e.key
+		}
 	}
 	return string(b)
 }
