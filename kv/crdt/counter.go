@@ -35,14 +35,18 @@ type CounterOp struct {
 // its delta, so applying an op twice counts it once and merging is the union
 // of the applied ops. The total is the exact sum of all deltas.
 //
-// The exact total is computed with 128-bit arithmetic over the set of ops, so
-// it does not depend on the order ops arrived in. [Counter.Value] saturates it
-// to [math.MinInt64] or [math.MaxInt64] when it does not fit in an int64;
-// [Counter.Exact] reports that case as [ErrOverflow] instead.
+// The exact total is kept with 128-bit arithmetic as ops are added, so it
+// does not depend on the order ops arrived in (2^64 ops would be needed to
+// overflow it). [Counter.Value] saturates it to [math.MinInt64] or
+// [math.MaxInt64] when it does not fit in an int64; [Counter.Exact] reports
+// that case as [ErrOverflow] instead.
 //
 // The zero Counter is zero, ready to use. The state grows with every op.
 type Counter struct {
 	writers map[string]map[Dot]int64
+	// hi and lo are the sum of the deltas in writers, a 128-bit two's
+	// complement number.
+	hi, lo uint64
 }
 
 // Apply applies op. Re-applying an op changes nothing. An invalid op (zero
@@ -70,9 +74,29 @@ func (c *Counter) put(w string, d Dot, delta int64) {
 		ops = map[Dot]int64{}
 		c.writers[w] = ops
 	}
-	if old, ok := ops[d]; !ok || delta > old {
-		ops[d] = delta
+	old, ok := ops[d]
+	if ok && delta <= old {
+		return
 	}
+	ops[d] = delta
+	if ok {
+		c.sub(old)
+	}
+	c.add(delta)
+}
+
+// add adds delta to the total.
+func (c *Counter) add(delta int64) {
+	var carry uint64
+	c.lo, carry = bits.Add64(c.lo, uint64(delta), 0)
+	c.hi += uint64(delta>>63) + carry
+}
+
+// sub subtracts delta from the total.
+func (c *Counter) sub(delta int64) {
+	var borrow uint64
+	c.lo, borrow = bits.Sub64(c.lo, uint64(delta), 0)
+	c.hi -= uint64(delta>>63) + borrow
 }
 
 // Merge merges other into c: the union of both sides' ops. other is not
@@ -89,7 +113,7 @@ func (c *Counter) Merge(other *Counter) {
 }
 
 // Value returns the total, saturated to [math.MinInt64] or [math.MaxInt64]
-// when the exact total does not fit in an int64.
+// when the exact total does not fit in an int64. It takes constant time.
 func (c *Counter) Value() int64 {
 	v, _ := c.Exact()
 	return v
@@ -98,40 +122,17 @@ func (c *Counter) Value() int64 {
 // Exact returns the total, or the saturated total and [ErrOverflow] when the
 // exact total does not fit in an int64.
 func (c *Counter) Exact() (int64, error) {
-	// pos and neg accumulate the increments and the magnitudes of the
-	// decrements as 128-bit numbers; 2^64 ops would be needed to overflow.
-	var posHi, posLo, negHi, negLo uint64
-	if c != nil {
-		for _, ops := range c.writers {
-			for _, delta := range ops {
-				var carry uint64
-				if delta >= 0 {
-					posLo, carry = bits.Add64(posLo, uint64(delta), 0)
-					posHi += carry
-				} else {
-					negLo, carry = bits.Add64(negLo, uint64(-(delta+1))+1, 0)
-					negHi += carry
-				}
-			}
-		}
+	if c == nil {
+		return 0, nil
 	}
-	if posHi > negHi || (posHi == negHi && posLo >= negLo) {
-		lo, borrow := bits.Sub64(posLo, negLo, 0)
-		hi := posHi - negHi - borrow
-		if hi != 0 || lo > math.MaxInt64 {
-			return math.MaxInt64, ErrOverflow
-		}
-		return int64(lo), nil
-	}
-	lo, borrow := bits.Sub64(negLo, posLo, 0)
-	hi := negHi - posHi - borrow
+	hi, lo := int64(c.hi), int64(c.lo)
 	switch {
-	case hi != 0 || lo > 1<<63:
+	case hi == lo>>63: // hi only extends lo's sign
+		return lo, nil
+	case hi < 0:
 		return math.MinInt64, ErrOverflow
-	case lo == 1<<63:
-		return math.MinInt64, nil
 	}
-	return -int64(lo), nil
+	return math.MaxInt64, ErrOverflow
 }
 
 // Equal reports whether c and other hold the same applied ops. A nil counter

@@ -105,9 +105,10 @@
 //
 // # Concurrency
 //
-// The types are not safe for concurrent use. A state may be used by one
-// goroutine at a time; to hand a state to another goroutine, give it a Clone.
-// Merge does not modify its argument, so several goroutines may merge the
-// same state into their own replicas as long as nothing modifies it
-// meanwhile.
+// Apply, Merge and UnmarshalJSON modify their receiver and must not run
+// concurrently with any other use of it. Every other method only reads:
+// Value, Equal, Clone, MarshalJSON and the other accessors, and Merge's
+// argument, may be used by any number of goroutines at once while nothing
+// modifies the state. A caller that shares a state between goroutines
+// guards it with a read-write lock, or gives each goroutine a Clone.
 package crdt

@@ -137,13 +137,14 @@ func canonicalValue(v []byte) (json.RawMessage, error) {
 	if len(bytes.TrimSpace(v)) == 0 {
 		return nil, errors.New("value is empty")
 	}
-	if !json.Valid(v) {
+	out, err := json.Marshal(json.RawMessage(v)) // validates as it compacts
+	if err != nil {
 		return nil, errors.New("value is not valid JSON")
 	}
 	if !utf8.Valid(v) {
 		return nil, errors.New("value is not valid UTF-8")
 	}
-	return json.Marshal(json.RawMessage(v))
+	return out, nil
 }
 
 // checkTimestamp reports why ts cannot be stored (and so encoded), or nil.

@@ -187,6 +187,14 @@ func (m *Map) Value() []MapEntry {
 	return out
 }
 
+// Len returns the number of present keys.
+func (m *Map) Len() int {
+	if m == nil {
+		return 0
+	}
+	return m.presence.count()
+}
+
 // Get returns the entry of key k, and false if k is not present.
 func (m *Map) Get(k string) (MapEntry, bool) {
 	if m == nil || !m.presence.contains(k) {

@@ -3,6 +3,7 @@ package crdt
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -81,8 +82,8 @@ func TestMapSemantics(t *testing.T) {
 						}
 					}
 				}
-				if got := mapString(m); got != tc.want {
-					t.Fatalf("order %v: Value = %s, want %s", order, got, tc.want)
+				if got := mapString(m); got != tc.want || m.Len() != strings.Count(tc.want, ";") {
+					t.Fatalf("order %v: Value = %s (Len %d), want %s", order, got, m.Len(), tc.want)
 				}
 				if first == nil {
 					first = m

@@ -116,6 +116,14 @@ func (r *MVReg) Value() []MVValue {
 	return out
 }
 
+// Len returns the number of current values.
+func (r *MVReg) Len() int {
+	if r == nil {
+		return 0
+	}
+	return len(r.values)
+}
+
 // Context returns the Dots of the current values, sorted: the Context of a
 // write issued against this replica.
 func (r *MVReg) Context() []Dot {

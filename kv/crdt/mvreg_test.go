@@ -3,6 +3,7 @@ package crdt
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -56,8 +57,8 @@ func TestMVRegSemantics(t *testing.T) {
 						}
 					}
 				}
-				if got := mvString(r); got != tc.want {
-					t.Fatalf("order %v: Value = %s, want %s", order, got, tc.want)
+				if got := mvString(r); got != tc.want || r.Len() != strings.Count(tc.want, ";") {
+					t.Fatalf("order %v: Value = %s (Len %d), want %s", order, got, r.Len(), tc.want)
 				}
 				if first == nil {
 					first = r

@@ -74,6 +74,14 @@ func (s *ORSet) Value() []string {
 	return s.c.present()
 }
 
+// Len returns the number of present elements.
+func (s *ORSet) Len() int {
+	if s == nil {
+		return 0
+	}
+	return s.c.count()
+}
+
 // Contains reports whether e is present.
 func (s *ORSet) Contains(e string) bool { return s != nil && s.c.contains(e) }
 
@@ -248,6 +256,17 @@ func (c orCore) keys() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// count returns the number of present keys.
+func (c orCore) count() int {
+	n := 0
+	for _, e := range c {
+		if len(e.live) > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // present returns the present keys, sorted.

@@ -54,8 +54,8 @@ func TestORSetSemantics(t *testing.T) {
 						}
 					}
 				}
-				if got := s.Value(); !slices.Equal(got, tc.want) {
-					t.Fatalf("order %v: Value = %q, want %q", order, got, tc.want)
+				if got := s.Value(); !slices.Equal(got, tc.want) || s.Len() != len(tc.want) {
+					t.Fatalf("order %v: Value = %q (Len %d), want %q", order, got, s.Len(), tc.want)
 				}
 				if first == nil {
 					first = s

@@ -2,8 +2,10 @@ package crdt
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"math"
+	"math/big"
 	"os"
 	"strconv"
 	"testing"
@@ -107,79 +109,73 @@ func shuffleWithDuplicates[O any](t *rapid.T, pool []O, label string) []O {
 // checkProperties runs the CRDT laws for one type, its ops drawn by gen.
 func checkProperties[S any, P replica[S, O], O any](t *testing.T, gen *rapid.Generator[[]O]) {
 	t.Parallel()
-	t.Run("merge laws", func(t *testing.T) {
-		t.Parallel()
-		rapid.Check(t, func(t *rapid.T) {
-			pool := gen.Draw(t, "ops")
-			a := build[S, P](t, pick(t, pool, "a"))
-			b := build[S, P](t, pick(t, pool, "b"))
-			c := build[S, P](t, pick(t, pool, "c"))
-			encA, encB := enc(t, a), enc(t, b)
+	law := func(name string, check func(t *rapid.T, pool []O)) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			rapid.Check(t, func(t *rapid.T) { check(t, gen.Draw(t, "ops")) })
+		})
+	}
+	law("merge laws", func(t *rapid.T, pool []O) {
+		a := build[S, P](t, pick(t, pool, "a"))
+		b := build[S, P](t, pick(t, pool, "b"))
+		c := build[S, P](t, pick(t, pool, "c"))
+		encA, encB := enc(t, a), enc(t, b)
 
-			same(t, "commutative", merged(a, b), merged(b, a))
-			same(t, "associative", merged(merged(a, b), c), merged(a, merged(b, c)))
-			same(t, "idempotent", merged(a, a), a)
-			ab := merged(a, b)
-			same(t, "idempotent after merge", merged(ab, b), ab)
-			same(t, "clone", P(a.Clone()), a)
-			if enc(t, a) != encA || enc(t, b) != encB {
-				t.Fatalf("Merge modified its argument")
+		same(t, "commutative", merged(a, b), merged(b, a))
+		same(t, "associative", merged(merged(a, b), c), merged(a, merged(b, c)))
+		same(t, "idempotent", merged(a, a), a)
+		ab := merged(a, b)
+		same(t, "idempotent after merge", merged(ab, b), ab)
+		same(t, "clone", P(a.Clone()), a)
+		if enc(t, a) != encA || enc(t, b) != encB {
+			t.Fatalf("Merge modified its argument")
+		}
+		// Changing a source after a merge must not change the result.
+		encAB := enc(t, ab)
+		for _, op := range pool {
+			if err := b.Apply(op); err != nil {
+				t.Fatal(err)
 			}
-			// Changing a source after a merge must not change the result.
-			encAB := enc(t, ab)
-			for _, op := range pool {
-				if err := b.Apply(op); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if enc(t, ab) != encAB {
-				t.Fatalf("merged state shares memory with its source")
-			}
+		}
+		if enc(t, ab) != encAB {
+			t.Fatalf("merged state shares memory with its source")
+		}
 
-			// Encoding round trip.
-			d := P(new(S))
-			if err := d.UnmarshalJSON([]byte(encAB)); err != nil {
-				t.Fatalf("UnmarshalJSON(%s): %v", encAB, err)
-			}
-			same(t, "round trip", d, ab)
-		})
+		// Encoding round trip.
+		d := P(new(S))
+		if err := d.UnmarshalJSON([]byte(encAB)); err != nil {
+			t.Fatalf("UnmarshalJSON(%s): %v", encAB, err)
+		}
+		same(t, "round trip", d, ab)
 	})
-	t.Run("convergence", func(t *testing.T) {
-		t.Parallel()
-		rapid.Check(t, func(t *rapid.T) {
-			pool := gen.Draw(t, "ops")
-			r1 := build[S, P](t, shuffleWithDuplicates(t, pool, "order 1"))
-			r2 := build[S, P](t, shuffleWithDuplicates(t, pool, "order 2"))
-			r3 := build[S, P](t, shuffleWithDuplicates(t, pool, "order 3"))
-			same(t, "replicas 1 and 2", r1, r2)
-			same(t, "replicas 1 and 3", r1, r3)
-			if len(pool) > 0 {
-				op := rapid.SampledFrom(pool).Draw(t, "re-applied op")
-				again := P(r1.Clone())
-				if err := again.Apply(op); err != nil {
-					t.Fatal(err)
-				}
-				same(t, "Apply idempotent", again, r1)
+	law("convergence", func(t *rapid.T, pool []O) {
+		r1 := build[S, P](t, shuffleWithDuplicates(t, pool, "order 1"))
+		r2 := build[S, P](t, shuffleWithDuplicates(t, pool, "order 2"))
+		r3 := build[S, P](t, shuffleWithDuplicates(t, pool, "order 3"))
+		same(t, "replicas 1 and 2", r1, r2)
+		same(t, "replicas 1 and 3", r1, r3)
+		if len(pool) > 0 {
+			op := rapid.SampledFrom(pool).Draw(t, "re-applied op")
+			again := P(r1.Clone())
+			if err := again.Apply(op); err != nil {
+				t.Fatal(err)
 			}
-		})
+			same(t, "Apply idempotent", again, r1)
+		}
 	})
-	t.Run("apply equals merge of parts", func(t *testing.T) {
-		t.Parallel()
-		rapid.Check(t, func(t *rapid.T) {
-			pool := gen.Draw(t, "ops")
-			whole := build[S, P](t, pool)
-			parts := rapid.IntRange(1, 4).Draw(t, "parts")
-			split := make([][]O, parts)
-			for i, op := range pool {
-				p := rapid.IntRange(0, parts-1).Draw(t, "part of op "+strconv.Itoa(i))
-				split[p] = append(split[p], op)
-			}
-			acc := P(new(S))
-			for _, p := range rapid.Permutation(split).Draw(t, "merge order") {
-				acc.Merge((*S)(build[S, P](t, p)))
-			}
-			same(t, "merged parts", acc, whole)
-		})
+	law("apply equals merge of parts", func(t *rapid.T, pool []O) {
+		whole := build[S, P](t, pool)
+		parts := rapid.IntRange(1, 4).Draw(t, "parts")
+		split := make([][]O, parts)
+		for i, op := range pool {
+			p := rapid.IntRange(0, parts-1).Draw(t, "part of op "+strconv.Itoa(i))
+			split[p] = append(split[p], op)
+		}
+		acc := P(new(S))
+		for _, p := range rapid.Permutation(split).Draw(t, "merge order") {
+			acc.Merge((*S)(build[S, P](t, p)))
+		}
+		same(t, "merged parts", acc, whole)
 	})
 }
 
@@ -269,10 +265,46 @@ func TestORSetProperties(t *testing.T) {
 	}))
 }
 
+var genCounterOps = genOps(func(t *rapid.T, dots []Dot, i int) CounterOp {
+	return CounterOp{Dot: dots[i], Writer: genWriter.Draw(t, "writer"), Delta: genDelta.Draw(t, "delta")}
+})
+
 func TestCounterProperties(t *testing.T) {
-	checkProperties[Counter, *Counter](t, genOps(func(t *rapid.T, dots []Dot, i int) CounterOp {
-		return CounterOp{Dot: dots[i], Writer: genWriter.Draw(t, "writer"), Delta: genDelta.Draw(t, "delta")}
-	}))
+	checkProperties[Counter, *Counter](t, genCounterOps)
+}
+
+// TestCounterTotal checks the total a counter keeps against the sum of
+// the ops it holds, however the state was reached.
+func TestCounterTotal(t *testing.T) {
+	t.Parallel()
+	rapid.Check(t, func(t *rapid.T) {
+		pool := genCounterOps.Draw(t, "ops")
+		a := build[Counter](t, pick(t, pool, "a"))
+		b := build[Counter](t, pick(t, pool, "b"))
+		ab := merged(a, b)
+		var decoded Counter
+		if err := decoded.UnmarshalJSON([]byte(enc(t, ab))); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []*Counter{a, b, ab, &decoded} {
+			sum := new(big.Int)
+			for _, ops := range c.writers {
+				for _, delta := range ops {
+					sum.Add(sum, big.NewInt(delta))
+				}
+			}
+			want, overflow := sum.Int64(), !sum.IsInt64()
+			if overflow {
+				want = math.MaxInt64
+				if sum.Sign() < 0 {
+					want = math.MinInt64
+				}
+			}
+			if got, err := c.Exact(); got != want || errors.Is(err, ErrOverflow) != overflow {
+				t.Fatalf("Exact = %d, %v; the ops sum to %s", got, err, sum)
+			}
+		}
+	})
 }
 
 func TestMVRegProperties(t *testing.T) {
