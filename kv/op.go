@@ -220,8 +220,8 @@ func CheckOp(t Type, op Op) error {
 	if err := ValidateKey("key", op.Key); err != nil {
 		return err
 	}
-	ops, ok := tableOps[t]
-	if !ok {
+	ops := t.ops()
+	if ops == nil {
 		return fmt.Errorf("%w: unknown table type %q", ErrTableType, t)
 	}
 	i := slices.IndexFunc(ops, func(o opSpec) bool { return o.op == op.Op })
@@ -268,13 +268,30 @@ type opSpec struct {
 	fields int
 }
 
-// tableOps lists the ops of each table type.
-var tableOps = map[Type][]opSpec{
-	TypeLWW:     {{OpSet, fValue}, {OpDelete, 0}},
-	TypeMVReg:   {{OpSet, fValue | fContext}},
-	TypeORSet:   {{OpAdd, fElement}, {OpRemove, fElement | fObserved}},
-	TypeCounter: {{OpIncr, fDelta | fWriter}},
-	TypeMap:     {{OpSet, fField | fValue}, {OpIncr, fField | fDelta | fWriter}, {OpRemove, fField | fObserved}},
+// The ops of each table type.
+var (
+	lwwOps     = []opSpec{{OpSet, fValue}, {OpDelete, 0}}
+	mvregOps   = []opSpec{{OpSet, fValue | fContext}}
+	orsetOps   = []opSpec{{OpAdd, fElement}, {OpRemove, fElement | fObserved}}
+	counterOps = []opSpec{{OpIncr, fDelta | fWriter}}
+	mapOps     = []opSpec{{OpSet, fField | fValue}, {OpIncr, fField | fDelta | fWriter}, {OpRemove, fField | fObserved}}
+)
+
+// ops returns the ops of table type t, nil for an unknown type.
+func (t Type) ops() []opSpec {
+	switch t {
+	case TypeLWW:
+		return lwwOps
+	case TypeMVReg:
+		return mvregOps
+	case TypeORSet:
+		return orsetOps
+	case TypeCounter:
+		return counterOps
+	case TypeMap:
+		return mapOps
+	}
+	return nil
 }
 
 // present returns the bits of the fields op carries beyond op and key.
