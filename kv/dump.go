@@ -8,7 +8,6 @@ import (
 	"io"
 	"slices"
 
-	"github.com/detbus/detbus/kv/crdt"
 	"github.com/detbus/detbus/transport"
 )
 
@@ -192,22 +191,4 @@ func loadState(data []byte) (*state, error) {
 		return nil, fmt.Errorf("%w: no %s table", errCorrupt, ConfigTable)
 	}
 	return st, nil
-}
-
-// existsOf reports whether a key's CRDT holds a value.
-func existsOf(c any) bool {
-	switch c := c.(type) {
-	case *crdt.LWW:
-		_, _, ok := c.Winner()
-		return ok && !c.Deleted()
-	case *crdt.ORSet:
-		return len(c.Value()) > 0
-	case *crdt.Counter:
-		return true // a counter key is created by its first op
-	case *crdt.Map:
-		return len(c.Value()) > 0
-	case *crdt.MVReg:
-		return len(c.Context()) > 0
-	}
-	return false
 }

@@ -27,7 +27,9 @@ func eventOf(ev transport.Event) event {
 }
 
 // state is the store's deterministic core: what the ops folded so far
-// make of every table. It does no I/O and is not safe for concurrent use.
+// make of every table. It does no I/O. apply modifies it; reads may run
+// concurrently while nothing applies, except sortedKeys and dump, which
+// update the tables' sorted-key caches.
 type state struct {
 	applied uint64 // stream sequence of the last event folded
 	tables  map[string]*table
@@ -146,19 +148,26 @@ func (st *state) apply(ev event) result {
 		return reject(op.Key, err)
 	}
 	if t.name == ConfigTable {
-		if err := st.declare(t, op, ev); err != nil {
-			return reject(op.Key, err)
-		}
-		return res
+		err = st.declare(t, op, ev)
+	} else {
+		err = t.update(op, ev)
 	}
+	if err != nil {
+		return reject(op.Key, err)
+	}
+	return res
+}
+
+// update applies a checked op to its key in t.
+func (t *table) update(op Op, ev event) error {
 	e := t.keys[op.Key]
 	fresh := e == nil
 	if fresh {
 		e = &entry{key: op.Key, c: newCRDT(t.typ)}
 	}
 	was := e.exists
-	if err := applyOp(t.typ, e, op, ev); err != nil {
-		return reject(op.Key, err)
+	if err := e.apply(op, ev); err != nil {
+		return err
 	}
 	t.countExists(was, e.exists)
 	if fresh {
@@ -166,7 +175,7 @@ func (st *state) apply(ev event) result {
 		t.added = append(t.added, op.Key)
 	}
 	t.ops++
-	return res
+	return nil
 }
 
 func newCRDT(t Type) any {
@@ -185,37 +194,35 @@ func newCRDT(t Type) any {
 	panic("kv: unknown table type " + string(t))
 }
 
-// applyOp applies a checked op to a key's CRDT and updates whether the key
-// exists (the table's count is left to the caller through t).
-func applyOp(t Type, e *entry, op Op, ev event) error {
+// apply applies a checked op to the key's CRDT and updates whether the
+// key exists. An op that adds can only make the key exist; one that
+// removes may leave it empty.
+func (e *entry) apply(op Op, ev event) error {
 	dot := crdt.Dot{ESK: ev.pos.ESK, Index: ev.pos.Index}
-	was := e.exists
-	var err error
 	switch c := e.c.(type) {
 	case *crdt.LWW:
-		err = c.Apply(crdt.LWWOp{Dot: dot, TS: ev.ts, Delete: op.Op == OpDelete, Value: op.Value})
-		if err == nil {
-			_, _, ok := c.Winner()
-			e.exists = ok && !c.Deleted()
+		if err := c.Apply(crdt.LWWOp{Dot: dot, TS: ev.ts, Delete: op.Op == OpDelete, Value: op.Value}); err != nil {
+			return err
 		}
+		e.exists = existsOf(c)
 	case *crdt.ORSet:
 		so := crdt.ORSetOp{Dot: dot, TS: ev.ts, Remove: op.Op == OpRemove, Element: op.Element, Observed: op.Observed}
 		if so.Remove && so.Observed == nil {
 			so.Observed = c.Tags(op.Element)
 		}
-		if err = c.Apply(so); err == nil {
-			switch {
-			case c.Contains(op.Element):
-				e.exists = true
-			case so.Remove || !was:
-				e.exists = len(c.Value()) > 0
-			}
+		if err := c.Apply(so); err != nil {
+			return err
+		}
+		if so.Remove {
+			e.exists = existsOf(c)
+		} else {
+			e.exists = e.exists || c.Contains(op.Element)
 		}
 	case *crdt.Counter:
-		err = c.Apply(crdt.CounterOp{Dot: dot, TS: ev.ts, Writer: writerOf(op, ev), Delta: deltaOf(op)})
-		if err == nil {
-			e.exists = true
+		if err := c.Apply(crdt.CounterOp{Dot: dot, TS: ev.ts, Writer: writerOf(op, ev), Delta: deltaOf(op)}); err != nil {
+			return err
 		}
+		e.exists = true
 	case *crdt.Map:
 		mo := crdt.MapOp{Key: op.Field, Dot: dot, TS: ev.ts}
 		switch op.Op {
@@ -229,29 +236,46 @@ func applyOp(t Type, e *entry, op Op, ev event) error {
 				mo.Observed = c.Tags(op.Field)
 			}
 		}
-		if err = c.Apply(mo); err == nil {
-			if _, ok := c.Get(op.Field); ok {
-				e.exists = true
-			} else if mo.Kind == crdt.MapRemove || !was {
-				e.exists = len(c.Value()) > 0
-			}
+		if err := c.Apply(mo); err != nil {
+			return err
+		}
+		if mo.Kind == crdt.MapRemove {
+			e.exists = existsOf(c)
+		} else {
+			_, ok := c.Get(op.Field)
+			e.exists = e.exists || ok
 		}
 	case *crdt.MVReg:
 		mo := crdt.MVRegOp{Dot: dot, TS: ev.ts, Value: op.Value, Context: op.Context}
 		if mo.Context == nil {
 			mo.Context = c.Context()
 		}
-		if err = c.Apply(mo); err == nil {
-			e.exists = len(c.Context()) > 0
+		if err := c.Apply(mo); err != nil {
+			return err
 		}
+		e.exists = existsOf(c)
 	default:
-		return fmt.Errorf("%w: table type %s", ErrTableType, t)
-	}
-	if err != nil {
-		e.exists = was
-		return err
+		return fmt.Errorf("%w: a key of type %T", ErrTableType, c)
 	}
 	return nil
+}
+
+// existsOf reports whether a key's CRDT holds a value.
+func existsOf(c any) bool {
+	switch c := c.(type) {
+	case *crdt.LWW:
+		_, _, ok := c.Winner()
+		return ok && !c.Deleted()
+	case *crdt.ORSet:
+		return c.Len() > 0
+	case *crdt.Counter:
+		return true // a counter key is created by its first op
+	case *crdt.Map:
+		return c.Len() > 0
+	case *crdt.MVReg:
+		return c.Len() > 0
+	}
+	return false
 }
 
 // countExists adjusts a table's count of existing keys after an op.
@@ -306,21 +330,9 @@ func (st *state) declare(cfg *table, op Op, ev event) error {
 		cfg.ops++ // an equal declaration: accepted, changes nothing
 		return nil
 	}
-	e := cfg.keys[op.Key]
-	fresh := e == nil
-	if fresh {
-		e = &entry{key: op.Key, c: new(crdt.LWW)}
-	}
-	was := e.exists
-	if err := applyOp(TypeLWW, e, op, ev); err != nil {
+	if err := cfg.update(op, ev); err != nil {
 		return err
 	}
-	cfg.countExists(was, e.exists)
-	if fresh {
-		cfg.keys[op.Key] = e
-		cfg.added = append(cfg.added, op.Key)
-	}
-	cfg.ops++
 	st.tables[op.Key] = newTable(op.Key, typ, ev.pos)
 	return nil
 }

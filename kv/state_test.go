@@ -318,42 +318,81 @@ func TestFoldDumpRoundTrip(t *testing.T) {
 	}
 }
 
-// randomOps folds n random ops, valid and not, over every table type.
+// TestFoldExists checks after every op that whether its key exists, and
+// the table's count of keys that do, agree with the key's CRDT.
+func TestFoldExists(t *testing.T) {
+	f := newFakeLog()
+	declareRandomTables(f)
+	r := rand.New(rand.NewPCG(5, 6))
+	for range 3000 {
+		res := f.put(randomOp(r))
+		tb := f.st.tables[res.table]
+		e := tb.keys[res.key]
+		if e == nil {
+			continue
+		}
+		if e.exists != existsOf(e.c) {
+			t.Fatalf("%s/%s: the fold says exists %v, the CRDT %v", res.table, res.key, e.exists, existsOf(e.c))
+		}
+		n := 0
+		for _, e := range tb.keys {
+			if existsOf(e.c) {
+				n++
+			}
+		}
+		if tb.nexist != n {
+			t.Fatalf("table %s counts %d keys that exist, its CRDTs %d", res.table, tb.nexist, n)
+		}
+	}
+}
+
+// randomTables are the tables of randomOp, one of each type.
+var randomTables = []struct {
+	name string
+	typ  Type
+}{{"l", TypeLWW}, {"s", TypeORSet}, {"c", TypeCounter}, {"m", TypeMap}, {"v", TypeMVReg}}
+
+// randomOps declares randomTables and folds n random ops on them.
 func randomOps(f *fakeLog, r *rand.Rand, n int) {
-	tables := []struct {
-		name string
-		typ  Type
-	}{{"l", TypeLWW}, {"s", TypeORSet}, {"c", TypeCounter}, {"m", TypeMap}, {"v", TypeMVReg}}
-	for _, tb := range tables {
+	declareRandomTables(f)
+	for range n {
+		f.put(randomOp(r))
+	}
+}
+
+func declareRandomTables(f *fakeLog) {
+	for _, tb := range randomTables {
 		f.put(ConfigTable, `{"op":"set","key":"`+tb.name+`","value":{"crdt":"`+string(tb.typ)+`"}}`)
 	}
+}
+
+// randomOp returns a random op, valid or not, on one of randomTables.
+func randomOp(r *rand.Rand) (table, payload string) {
 	keys := []string{"a", "b", "c", "d"}
-	for range n {
-		tb := tables[r.IntN(len(tables))]
-		k := keys[r.IntN(len(keys))]
-		var op string
-		switch x := r.IntN(10); {
-		case x == 0:
-			op = `{"op":"set","key":"` + k // malformed
-		case x == 1:
-			op = `{"op":"incr","key":"` + k + `"}` // wrong for most
-		case tb.typ == TypeLWW && x < 5:
-			op = `{"op":"delete","key":"` + k + `"}`
-		case tb.typ == TypeLWW, tb.typ == TypeMVReg:
-			op = `{"op":"set","key":"` + k + `","value":` + strconv.Itoa(r.IntN(100)) + `}`
-		case tb.typ == TypeORSet && x < 5:
-			op = `{"op":"remove","key":"` + k + `","element":"` + keys[r.IntN(4)] + `"}`
-		case tb.typ == TypeORSet:
-			op = `{"op":"add","key":"` + k + `","element":"` + keys[r.IntN(4)] + `"}`
-		case tb.typ == TypeCounter:
-			op = `{"op":"incr","key":"` + k + `","delta":` + strconv.Itoa(r.IntN(21)-10) + `}`
-		case x < 4:
-			op = `{"op":"remove","key":"` + k + `","field":"` + keys[r.IntN(4)] + `"}`
-		case x < 7:
-			op = `{"op":"incr","key":"` + k + `","field":"n` + keys[r.IntN(4)] + `"}`
-		default:
-			op = `{"op":"set","key":"` + k + `","field":"` + keys[r.IntN(4)] + `","value":` + strconv.Itoa(r.IntN(100)) + `}`
-		}
-		f.put(tb.name, op)
+	tb := randomTables[r.IntN(len(randomTables))]
+	k := keys[r.IntN(len(keys))]
+	var op string
+	switch x := r.IntN(10); {
+	case x == 0:
+		op = `{"op":"set","key":"` + k // malformed
+	case x == 1:
+		op = `{"op":"incr","key":"` + k + `"}` // wrong for most
+	case tb.typ == TypeLWW && x < 5:
+		op = `{"op":"delete","key":"` + k + `"}`
+	case tb.typ == TypeLWW, tb.typ == TypeMVReg:
+		op = `{"op":"set","key":"` + k + `","value":` + strconv.Itoa(r.IntN(100)) + `}`
+	case tb.typ == TypeORSet && x < 5:
+		op = `{"op":"remove","key":"` + k + `","element":"` + keys[r.IntN(4)] + `"}`
+	case tb.typ == TypeORSet:
+		op = `{"op":"add","key":"` + k + `","element":"` + keys[r.IntN(4)] + `"}`
+	case tb.typ == TypeCounter:
+		op = `{"op":"incr","key":"` + k + `","delta":` + strconv.Itoa(r.IntN(21)-10) + `}`
+	case x < 4:
+		op = `{"op":"remove","key":"` + k + `","field":"` + keys[r.IntN(4)] + `"}`
+	case x < 7:
+		op = `{"op":"incr","key":"` + k + `","field":"n` + keys[r.IntN(4)] + `"}`
+	default:
+		op = `{"op":"set","key":"` + k + `","field":"` + keys[r.IntN(4)] + `","value":` + strconv.Itoa(r.IntN(100)) + `}`
 	}
+	return tb.name, op
 }
