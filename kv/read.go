@@ -2,10 +2,12 @@ package kv
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 )
 
 // Reads answer from this Store's local state, as of the last event folded
@@ -21,15 +23,7 @@ func (s *Store) Tables() []TableInfo {
 	for _, t := range s.st.tables {
 		out = append(out, t.info())
 	}
-	slices.SortFunc(out, func(a, b TableInfo) int {
-		if a.Name < b.Name {
-			return -1
-		}
-		if a.Name > b.Name {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b TableInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
@@ -115,15 +109,7 @@ func (s *Store) Rejections(table string) []Rejection {
 			out = append(out, t.rej.list()...)
 		}
 	}
-	slices.SortFunc(out, func(a, b Rejection) int {
-		switch {
-		case a.Position.Seq < b.Position.Seq:
-			return -1
-		case a.Position.Seq > b.Position.Seq:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b Rejection) int { return cmp.Compare(a.Position.Seq, b.Position.Seq) })
 	if out == nil {
 		out = []Rejection{}
 	}

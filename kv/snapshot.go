@@ -2,6 +2,7 @@ package kv
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -120,15 +121,7 @@ func (sn *snapshots) restore(ctx context.Context, lg *slog.Logger) *state {
 		}
 		cands = append(cands, cand{in.Name, seq, m[metaHash]})
 	}
-	slices.SortFunc(cands, func(a, b cand) int {
-		switch {
-		case a.seq > b.seq:
-			return -1
-		case a.seq < b.seq:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(cands, func(a, b cand) int { return cmp.Compare(b.seq, a.seq) }) // newest first
 	for _, c := range cands {
 		data, err := sn.obs.GetBytes(ctx, c.name)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -350,8 +351,8 @@ func (e *rejectedError) Unwrap() error { return e.err }
 // its reason names.
 func rejectionError(r *Rejection) error {
 	cause := ErrInvalidOp
-	for _, sentinel := range []error{ErrTableType, ErrNoTable, ErrInvalidOp} {
-		if len(r.Reason) >= len(sentinel.Error()) && r.Reason[:len(sentinel.Error())] == sentinel.Error() {
+	for _, sentinel := range []error{ErrTableType, ErrNoTable} {
+		if strings.HasPrefix(r.Reason, sentinel.Error()) {
 			cause = sentinel
 			break
 		}
@@ -432,11 +433,11 @@ func (s *Store) Wait(ctx context.Context, pos transport.Position) error {
 	if pos.Seq == 0 {
 		return nil
 	}
-	if pos.ESK != "" && (len(pos.ESK) <= len(ESKPrefix) || pos.ESK[:len(ESKPrefix)] != ESKPrefix) {
+	if pos.ESK != "" && (!strings.HasPrefix(pos.ESK, ESKPrefix) || pos.ESK == ESKPrefix) {
 		return fmt.Errorf("%w: position %s@%d is not in a table (ESK kv.<table>)", ErrInvalidOp, pos.ESK, pos.Index)
 	}
-	if s.ctx.Err() != nil {
-		return ErrClosed
+	if err := s.errClosed(); err != nil {
+		return err
 	}
 	return s.waitSeq(ctx, pos.Seq)
 }
@@ -449,8 +450,8 @@ func (s *Store) Wait(ctx context.Context, pos transport.Position) error {
 // Errors: ErrUnavailable (wrapped) when NATS does not answer, ctx's
 // error, ErrClosed.
 func (s *Store) Sync(ctx context.Context) error {
-	if s.ctx.Err() != nil {
-		return ErrClosed
+	if err := s.errClosed(); err != nil {
+		return err
 	}
 	seq, err := lastSeq(ctx, s.log, s.log.Subject(ESKPrefix+">"))
 	if err != nil {

@@ -174,8 +174,8 @@ func (s *Store) rejectedAt(esk string, seq uint64) error {
 // (ErrTableType), the same way on every replica, since the first
 // declaration in the log stays. Errors are those of [Store.Do].
 func (s *Store) CreateTable(ctx context.Context, name string, t Type) (transport.Position, error) {
-	if !t.Valid() {
-		return transport.Position{}, fmt.Errorf("%w: unknown table type %q (want one of lww, orset, counter, map, mvreg)", ErrInvalidOp, t)
+	if _, err := ParseType(string(t)); err != nil {
+		return transport.Position{}, err
 	}
 	v, _ := json.Marshal(TableConfig{CRDT: t})
 	return s.Do(ctx, ConfigTable, Op{Op: OpSet, Key: name, Value: v})
