@@ -128,8 +128,9 @@
 // # Concurrency
 //
 // A Store is safe for concurrent use. One goroutine folds; reads share a
-// read lock with each other and wait only for the fold of one event (or
-// the encoding of a snapshot).
+// read lock with each other and wait only while the fold applies one
+// batch of the events already read (at most 64), or while a snapshot is
+// encoded.
 //
 // # Errors
 //
