@@ -167,11 +167,12 @@ func endSpan(span trace.Span, err error, attrs ...attribute.KeyValue) {
 }
 
 // Write appends an event to esk unconditionally and returns where it
-// landed. It is one JetStream publish and, to learn the index, one direct
-// get of the subject's next message after the last one this Log knows: for
-// a lone writer, its own event, returned without headers. When other
-// writes came in between, the subject is walked instead. Use
-// [Log.WriteAsync] to pipeline writes: one read then covers many of them.
+// landed. It is one JetStream publish and, to learn the index, one
+// headerless read when this Log knows the ESK's tail and nothing came
+// between (a lone writer's case); otherwise a round of reads against the
+// leader's tail (see the package documentation). Use [Log.Publish] when
+// the stream position is enough, and [Log.WriteAsync] or
+// [Log.PublishAsync] to pipeline writes.
 //
 // Errors: [ErrInvalidESK], [ErrPayloadTooLarge] (nothing written);
 // [ErrUnavailable] when no acknowledgement came, in which case the event may
@@ -183,30 +184,64 @@ func (l *Log) Write(ctx context.Context, esk string, payload []byte, opts ...Wri
 	defer func() {
 		endSpan(span, err, attribute.Int64("detbus.index", int64(pos.Index)), attribute.Int64("detbus.seq", int64(pos.Seq)))
 	}()
+	pos, err = l.publish(ctx, esk, payload, opts)
+	if err != nil {
+		return pos, err
+	}
+	idx, err := l.indexOf(ctx, l.esk(esk), pos.Seq)
+	if err != nil {
+		return pos, fmt.Errorf("transport: event stored at sequence %d but its index is unknown: %w", pos.Seq, err)
+	}
+	pos.Index = idx
+	return pos, nil
+}
+
+// Publish appends an event to esk unconditionally and returns its stream
+// position (Position.Seq; Index is left 0), without learning its index:
+// one JetStream publish. [Log.IndexOf] finds the index later when it is
+// needed. Use it where the total order is what matters (a fold waiting
+// for its own write, a source that does not care about indices); use
+// [Log.Write] to get the index at once.
+//
+// Errors: as [Log.Write].
+func (l *Log) Publish(ctx context.Context, esk string, payload []byte, opts ...WriteOption) (pos Position, err error) {
+	ctx, cancel := l.withTimeout(ctx)
+	defer cancel()
+	ctx, span := l.startSpan(ctx, "detbus.write", esk)
+	defer func() { endSpan(span, err, attribute.Int64("detbus.seq", int64(pos.Seq))) }()
+	return l.publish(ctx, esk, payload, opts)
+}
+
+func (l *Log) publish(ctx context.Context, esk string, payload []byte, opts []WriteOption) (Position, error) {
 	m, err := l.newMsg(ctx, esk, payload, opts)
 	if err != nil {
 		return Position{}, err
 	}
 	gctx, release := l.denied.guard(ctx, esk, m.Subject)
+	defer release()
 	ack, err := l.js.PublishMsg(gctx, m)
 	if err != nil {
 		if ferr := forbidden(gctx); ferr != nil {
-			release()
 			return Position{}, ferr
 		}
-		release()
 		return Position{}, l.publishErr(esk, err)
 	}
-	release()
-	d := l.dir(esk)
-	idx, ok, err := d.confirmRun(ctx, l.gets, []uint64{ack.Sequence}, len(payload)+len(m.Subject)+64)
-	if !ok && err == nil {
-		idx, err = d.indexOf(ctx, l.gets, ack.Sequence)
+	return Position{ESK: esk, Seq: ack.Sequence}, nil
+}
+
+// IndexOf returns the index of the event of esk stored at stream sequence
+// seq, such as [Log.Publish] returns: from what this Log knows, or with a
+// bounded number of reads whatever the ESK's length.
+//
+// Errors: [ErrInvalidESK]; an error naming the sequence when no event of
+// esk is stored there; [ErrUnavailable].
+func (l *Log) IndexOf(ctx context.Context, esk string, seq uint64) (uint64, error) {
+	if err := ValidateESK(esk); err != nil {
+		return 0, err
 	}
-	if err != nil {
-		return Position{ESK: esk, Seq: ack.Sequence}, fmt.Errorf("transport: event stored at sequence %d but its index is unknown: %w", ack.Sequence, err)
-	}
-	return Position{ESK: esk, Index: idx, Seq: ack.Sequence}, nil
+	ctx, cancel := l.withTimeout(ctx)
+	defer cancel()
+	return l.indexOf(ctx, l.esk(esk), seq)
 }
 
 func (l *Log) publishErr(esk string, err error) error {
@@ -263,38 +298,39 @@ func (l *Log) ExistsOrWrite(ctx context.Context, esk string, index uint64, paylo
 		}
 		return slow
 	}
-	d := l.dir(esk)
+	e := l.esk(esk)
 	var lastErr error
+	refresh := false // ask the leader for the tail before the next attempt
 	for backoff := time.Millisecond; ; backoff = min(2*backoff, 100*time.Millisecond) {
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return AppendResult{}, fmt.Errorf("%w: conditional append to %q at %d, outcome unknown at the deadline: %v", ErrUnavailable, esk, index, lastErr)
 		}
-		count, last := d.snapshot()
+		var expect uint64 // the sequence of index-1, 0 for index 0
+		t, known := e.tail()
 		switch {
-		case index < count:
-			return l.readBack(slowCtx(), d, esk, index, writeID, want)
-		case index > count:
+		case known && index <= t.index:
+			return l.readBack(slowCtx(), e, esk, index, writeID, want)
+		case known && index == t.index+1 && !refresh:
+			expect = t.seq
+		default:
 			rctx := slowCtx()
-			ok, err := d.walk(rctx, l.gets, func() bool { return uint64(len(d.seqs)) >= index })
+			n, last, err := l.leaderTail(rctx, e)
 			if err != nil {
 				lastErr = err
+				_ = sleepCtx(rctx, backoff)
 				continue
 			}
-			if !ok {
-				n, err := l.Count(rctx, esk)
-				if err != nil {
-					lastErr = err
-					continue
-				}
-				if n < index {
-					return AppendResult{}, &IndexAheadError{ESK: esk, Index: index, Count: n}
-				}
-				lastErr = fmt.Errorf("replica behind count %d", n)
-				_ = sleepCtx(rctx, backoff)
+			refresh = false
+			switch {
+			case index < n:
+				return l.readBack(rctx, e, esk, index, writeID, want)
+			case index > n:
+				return AppendResult{}, &IndexAheadError{ESK: esk, Index: index, Count: n}
+			case n > 0:
+				expect = last.Seq
 			}
-			continue
 		}
-		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(last, 10))
+		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expect, 10))
 		// One attempt gets at most half the time left, so that a lost reply
 		// leaves time to read back and retry.
 		actx, acancel := context.WithDeadline(ctx, time.Now().Add(min(2*time.Second, max(time.Until(deadline)/2, time.Millisecond))))
@@ -307,32 +343,42 @@ func (l *Log) ExistsOrWrite(ctx context.Context, esk string, index uint64, paylo
 			return AppendResult{}, ferr
 		}
 		if err == nil {
-			d.link(last, ack.Sequence)
+			if expect == 0 {
+				e.add(fact{0, ack.Sequence})
+			} else {
+				e.advance(fact{index - 1, expect}, fact{index, ack.Sequence})
+			}
 			return AppendResult{Position: Position{ESK: esk, Index: index, Seq: ack.Sequence}, Outcome: Written, Equal: true}, nil
 		}
 		if isDefinite(err) {
 			return AppendResult{}, fmt.Errorf("transport: JetStream refused the event for %q at %d (nothing written): %w", esk, index, err)
 		}
 		// A conflict, a timeout or no reply: learn what is there now.
-		lastErr = err
-		rctx := slowCtx()
-		if _, werr := d.walk(rctx, l.gets, func() bool { return uint64(len(d.seqs)) > index }); werr != nil {
-			lastErr = werr
-		}
+		lastErr, refresh = err, true
 		if !isConflict(err) {
-			_ = sleepCtx(rctx, backoff)
+			_ = sleepCtx(slowCtx(), backoff)
 		}
 	}
 }
 
-func (l *Log) readBack(ctx context.Context, d *eskDir, esk string, index uint64, writeID string, want Event) (AppendResult, error) {
-	seq, _ := d.seqOf(index)
-	sm, err := l.gets.bySeq(ctx, seq)
+func (l *Log) readBack(ctx context.Context, e *eskFacts, esk string, index uint64, writeID string, want Event) (AppendResult, error) {
+	loc, found, err := l.seqOf(ctx, e, index)
+	if err == nil && !found {
+		err = fmt.Errorf("the leader counts %d events", loc.count)
+	}
 	if err != nil {
 		return AppendResult{}, fmt.Errorf("transport: read back %q at %d: %w", esk, index, err)
 	}
+	sm := loc.msg
+	if sm == nil {
+		m, err := l.gets.bySeq(ctx, loc.seq)
+		if err != nil {
+			return AppendResult{}, fmt.Errorf("transport: read back %q at %d: %w", esk, index, err)
+		}
+		sm = &m
+	}
 	got := Event{Header: sm.Header, Data: sm.Data}
-	res := AppendResult{Position: Position{ESK: esk, Index: index, Seq: seq}, Outcome: Present, Equal: sameContent(got, want)}
+	res := AppendResult{Position: Position{ESK: esk, Index: index, Seq: sm.Seq}, Outcome: Present, Equal: sameContent(got, want)}
 	if sm.Header.Get(HeaderWriteID) == writeID {
 		res.Outcome, res.Equal = Written, true
 	}

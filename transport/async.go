@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
@@ -147,8 +148,22 @@ func (l *Log) resolveBatch(batch []pendingAck) {
 	}
 	for _, esk := range order {
 		r := runs[esk]
-		d := l.dir(esk)
-		if first, ok, _ := d.confirmRun(ctx, l.gets, r.seqs, r.bytes+len(r.seqs)*(len(d.subject)+64)); ok {
+		e := l.esk(esk)
+		if _, known := e.tail(); !known && len(r.items) > 0 {
+			// Learn the first write's index; the rest of the run follows it.
+			p := r.items[0]
+			idx, err := l.indexOf(ctx, e, p.pw.pos.Seq)
+			if err != nil {
+				err = fmt.Errorf("transport: event stored at sequence %d but its index is unknown: %w", p.pw.pos.Seq, err)
+			}
+			p.pw.pos.Index = idx
+			l.finish(p, err)
+			r.items, r.seqs = r.items[1:], r.seqs[1:]
+		}
+		if len(r.items) == 0 {
+			continue
+		}
+		if first, ok, _ := l.confirmRun(ctx, e, r.seqs, r.bytes+len(r.seqs)*(len(e.subject)+64)); ok {
 			for i, p := range r.items {
 				p.pw.pos.Index = first + uint64(i)
 				l.finish(p, nil)
@@ -156,7 +171,7 @@ func (l *Log) resolveBatch(batch []pendingAck) {
 			continue
 		}
 		for _, p := range r.items {
-			idx, err := d.indexOf(ctx, l.gets, p.pw.pos.Seq)
+			idx, err := l.indexOf(ctx, e, p.pw.pos.Seq)
 			if err != nil {
 				err = fmt.Errorf("transport: event stored at sequence %d but its index is unknown: %w", p.pw.pos.Seq, err)
 			}
@@ -196,4 +211,95 @@ func (l *Log) finish(p *pendingAck, err error) {
 	p.pw.err = err
 	endSpan(p.span, err, attribute.Int64("detbus.index", int64(p.pw.pos.Index)), attribute.Int64("detbus.seq", int64(p.pw.pos.Seq)))
 	close(p.pw.done)
+}
+
+// PendingPublish is an unconditional write in flight, from
+// [Log.PublishAsync]: its outcome is the stream position, without the
+// index.
+type PendingPublish struct {
+	l        *Log
+	esk      string
+	subject  string
+	mark     uint64 // denials seen before the publish
+	deadline time.Time
+	paf      jetstream.PubAckFuture
+	span     trace.Span
+
+	mu    sync.Mutex
+	final bool // pos and err are the outcome
+	pos   Position
+	err   error
+}
+
+// PublishAsync publishes an event to esk without waiting for the
+// acknowledgement, and without learning its index: the cheapest write,
+// for sources that pipeline many events. [PendingPublish.Wait] gives the
+// stream position once acknowledged; [Log.IndexOf] finds the index when
+// it is needed. The number in flight is bounded by the JetStream
+// publisher's own limit (4000 by default), past which PublishAsync waits
+// up to the log's timeout.
+//
+// Errors: as [Log.Write]; errors of the publish itself come back here,
+// errors of the outcome from [PendingPublish.Wait].
+func (l *Log) PublishAsync(ctx context.Context, esk string, payload []byte, opts ...WriteOption) (*PendingPublish, error) {
+	ctx, span := l.startSpan(ctx, "detbus.write", esk)
+	m, err := l.newMsg(ctx, esk, payload, opts)
+	if err != nil {
+		endSpan(span, err)
+		return nil, err
+	}
+	mark, _ := l.denied.mark()
+	paf, err := l.js.PublishMsgAsync(m, jetstream.WithStallWait(l.cfg.Timeout))
+	if err != nil {
+		err = fmt.Errorf("%w: publish to %q: %v", ErrUnavailable, esk, err)
+		endSpan(span, err)
+		return nil, err
+	}
+	return &PendingPublish{l: l, esk: esk, subject: m.Subject, mark: mark, deadline: time.Now().Add(l.cfg.Timeout), paf: paf, span: span}, nil
+}
+
+// Wait waits for the outcome until ctx ends or the log's timeout after the
+// publish passes: the stream position (Seq; Index is 0), or the error
+// [Log.Publish] would return. Once it has an outcome, every call returns
+// the same.
+func (p *PendingPublish) Wait(ctx context.Context) (Position, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.final {
+		return p.pos, p.err
+	}
+	pos, err := p.wait(ctx)
+	if ctx.Err() != nil && err != nil {
+		return pos, err // ctx ended first: the outcome is still to come
+	}
+	p.final, p.pos, p.err = true, pos, err
+	endSpan(p.span, err, attribute.Int64("detbus.seq", int64(pos.Seq)))
+	return pos, err
+}
+
+// Result is Wait without a context of its own.
+func (p *PendingPublish) Result() (Position, error) { return p.Wait(context.Background()) }
+
+func (p *PendingPublish) wait(ctx context.Context) (Position, error) {
+	l := p.l
+	timer := time.NewTimer(time.Until(p.deadline))
+	defer timer.Stop()
+	_, denied := l.denied.mark()
+	for {
+		if err := l.denied.deniedSince(p.mark, p.esk, p.subject); err != nil {
+			return Position{}, err
+		}
+		select {
+		case ack := <-p.paf.Ok():
+			return Position{ESK: p.esk, Seq: ack.Sequence}, nil
+		case err := <-p.paf.Err():
+			return Position{}, l.publishErr(p.esk, err)
+		case <-denied:
+			_, denied = l.denied.mark()
+		case <-timer.C:
+			return Position{}, fmt.Errorf("%w: no acknowledgement for ESK %q within %v, the event may have been stored", ErrUnavailable, p.esk, l.cfg.Timeout)
+		case <-ctx.Done():
+			return Position{}, fmt.Errorf("%w: no acknowledgement for ESK %q: %v, the event may have been stored", ErrUnavailable, p.esk, ctx.Err())
+		}
+	}
 }

@@ -150,6 +150,7 @@ func (u User) Permissions(stream, prefix string) *server.Permissions {
 		"$JS.API.STREAM.INFO." + stream,
 		"$JS.API.DIRECT.GET." + stream,
 		"$JS.API.DIRECT.GET." + stream + ".>",
+		"$JS.API.STREAM.MSG.GET." + stream,
 		"$JS.API.CONSUMER.CREATE." + stream,
 		"$JS.API.CONSUMER.CREATE." + stream + ".>",
 		"$JS.API.CONSUMER.INFO." + stream + ".>",

@@ -90,7 +90,13 @@ func (l *Log) events(ctx context.Context, patterns []string, opts ReadOptions, y
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 
-	last := map[string]lastSeen{} // per ESK: last index and sequence delivered
+	// Per ESK, the last index and sequence delivered, for the ESKs seen
+	// most recently; an ESK forgotten is looked up again when it reappears.
+	last := newLRU[lastSeen](eventsESKs)
+	var seen *seenSet // from the log's start: the ESKs met so far
+	if opts.From <= 1 {
+		seen = newSeenSet()
+	}
 	traceFields := l.cfg.Propagator.Fields()
 	for {
 		msg, err := it.Next()
@@ -110,16 +116,26 @@ func (l *Log) events(ctx context.Context, patterns []string, opts ReadOptions, y
 		}
 		seq := md.Sequence.Stream
 		var index uint64
-		if prev, ok := last[esk]; ok {
+		e := l.esk(esk)
+		if prev, ok := last.get(esk); ok {
 			index = prev.index + 1
-			l.dir(esk).link(prev.seq, seq)
-		} else if index, err = l.dir(esk).indexOf(ctx, l.gets, seq); err != nil {
+			e.advance(fact{prev.index, prev.seq}, fact{index, seq})
+		} else if seen != nil && !seen.has(esk) {
+			// The consumer started at the log's start and has not met
+			// this ESK: this is its first event.
+			index = 0
+			e.add(fact{0, seq})
+		} else if index, err = l.indexOf(ctx, e, seq); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		last[esk] = lastSeen{index: index, seq: seq}
+		last.put(esk, lastSeen{index: index, seq: seq})
+		if seen != nil {
+			seen.add(esk)
+		}
+		l.delivered.Add(1)
 		ev := toEvent(esk, index, seq, md.Timestamp, msg.Headers(), msg.Data())
 		if len(ev.Header) == 0 {
 			ev.Header = nil
@@ -146,6 +162,11 @@ func (l *Log) events(ctx context.Context, patterns []string, opts ReadOptions, y
 }
 
 type lastSeen struct{ index, seq uint64 }
+
+// eventsESKs bounds the ESKs a stream of events numbers without lookups
+// (about 100 bytes each): an ESK forgotten is looked up again when it
+// reappears.
+const eventsESKs = 1 << 16
 
 // noSpan is the span of an event that carries no trace context.
 var noSpan = trace.SpanFromContext(context.Background())

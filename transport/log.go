@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/detbus/detbus/hlc"
@@ -107,20 +108,23 @@ func (c Config) Validate() error {
 }
 
 // Log is the distributed event log: one append-only log per ESK, kept in
-// one JetStream stream. A Log is safe for concurrent use. It keeps, per ESK
-// it has touched, the stream sequence of every index it has learned
-// (8 bytes an event), so that reads by index and conditional appends cost
-// one round trip once an ESK is known.
+// one JetStream stream. A Log is safe for concurrent use. What it
+// remembers is bounded whatever the log's length: at most 32 facts
+// (index, stream sequence) for each of at most 4096 ESKs, the least
+// recently used forgotten first (under 2 MiB); see the package
+// documentation for how indices are learned.
 type Log struct {
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	stream jetstream.Stream
-	cfg    Config
-	gets   *directGetter
-	dirsMu sync.Mutex
-	dirs   map[string]*eskDir
-	async  asyncWriter
-	denied denials
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	stream    jetstream.Stream
+	cfg       Config
+	gets      *directGetter
+	facts     *factCache
+	replicas  atomic.Int64  // the stream's replicas, as last seen
+	noTrace   atomic.Bool   // the servers do not trace direct gets
+	delivered atomic.Uint64 // events delivered by Events
+	async     asyncWriter
+	denied    denials
 
 	closeOnce sync.Once
 	ownConn   bool
@@ -143,7 +147,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("transport: %w", err)
 	}
-	l := &Log{nc: nc, js: js, cfg: cfg, dirs: map[string]*eskDir{}}
+	l := &Log{nc: nc, js: js, cfg: cfg, facts: newFactCache(cfg.Prefix)}
 	l.denied.hook(nc)
 	ctx, cancel := l.withTimeout(ctx)
 	defer cancel()
@@ -155,6 +159,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Log, error) {
 	if l.stream, err = js.Stream(ctx, cfg.Stream); err != nil {
 		return nil, fmt.Errorf("%w: stream %q: %v", ErrUnavailable, cfg.Stream, err)
 	}
+	l.replicas.Store(int64(l.stream.CachedInfo().Config.Replicas))
 	l.gets, err = newDirectGetter(nc, cfg.Stream)
 	if err != nil {
 		return nil, err
@@ -275,13 +280,5 @@ func (l *Log) withTimeout(ctx context.Context) (context.Context, context.CancelF
 	return context.WithTimeout(ctx, l.cfg.Timeout)
 }
 
-func (l *Log) dir(esk string) *eskDir {
-	l.dirsMu.Lock()
-	defer l.dirsMu.Unlock()
-	d := l.dirs[esk]
-	if d == nil {
-		d = &eskDir{subject: l.Subject(esk)}
-		l.dirs[esk] = d
-	}
-	return d
-}
+// esk returns what the log knows of esk.
+func (l *Log) esk(esk string) *eskFacts { return l.facts.get(esk) }

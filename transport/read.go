@@ -59,6 +59,7 @@ func (l *Log) info(ctx context.Context, filter string) (*jetstream.StreamInfo, e
 		if err != nil {
 			return nil, fmt.Errorf("%w: stream info %q: %v", ErrUnavailable, l.cfg.Stream, err)
 		}
+		l.replicas.Store(int64(info.Config.Replicas))
 		why := confirmed(info.Cluster)
 		if why == "" {
 			return info, nil
@@ -163,41 +164,34 @@ func (l *Log) State(ctx context.Context, pattern string) (State, error) {
 	return st, nil
 }
 
-// Get returns the event at index of esk.
+// Get returns the event at index of esk. It costs a bounded number of
+// round trips whatever the ESK's length: one or two for an index this Log
+// knows or the last one, a few rounds of interpolated probes for any
+// other (see the package documentation).
 //
 // Errors: [ErrInvalidESK]; [ErrNotFound] when index is not below the
-// ESK's count; [ErrUnavailable].
+// ESK's count, as the stream leader counts it; [ErrUnavailable].
 func (l *Log) Get(ctx context.Context, esk string, index uint64) (Event, error) {
 	if err := ValidateESK(esk); err != nil {
 		return Event{}, err
 	}
 	ctx, cancel := l.withTimeout(ctx)
 	defer cancel()
-	d := l.dir(esk)
-	for backoff := time.Millisecond; ; backoff = min(2*backoff, 50*time.Millisecond) {
-		if seq, ok := d.seqOf(index); ok {
-			sm, err := l.gets.bySeq(ctx, seq)
-			if err != nil {
-				return Event{}, err
-			}
-			return toEvent(esk, index, sm.Seq, sm.Time, sm.Header, sm.Data), nil
-		}
-		ok, err := d.walk(ctx, l.gets, func() bool { return uint64(len(d.seqs)) > index })
-		if err != nil {
-			return Event{}, err
-		}
-		if ok {
-			continue
-		}
-		n, err := l.Count(ctx, esk)
-		if err != nil {
-			return Event{}, err
-		}
-		if index >= n {
-			return Event{}, fmt.Errorf("%w: ESK %q has %d events, no index %d", ErrNotFound, esk, n, index)
-		}
-		if err := sleepCtx(ctx, backoff); err != nil { // a lagging replica answered
-			return Event{}, fmt.Errorf("%w: get %q at %d: %v", ErrUnavailable, esk, index, err)
-		}
+	e := l.esk(esk)
+	loc, found, err := l.seqOf(ctx, e, index)
+	if err != nil {
+		return Event{}, err
 	}
+	if !found {
+		return Event{}, fmt.Errorf("%w: ESK %q has %d events, no index %d", ErrNotFound, esk, loc.count, index)
+	}
+	sm := loc.msg
+	if sm == nil {
+		m, err := l.gets.bySeq(ctx, loc.seq)
+		if err != nil {
+			return Event{}, err
+		}
+		sm = &m
+	}
+	return toEvent(esk, index, sm.Seq, sm.Time, sm.Header, sm.Data), nil
 }
