@@ -139,4 +139,3 @@ func CheckIndices(t Fataler, url string, cfg transport.Config, ns string, truth 
 		}
 	}
 }
-
