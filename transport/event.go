@@ -2,6 +2,8 @@ package transport
 
 import (
 	"context"
+	"net/textproto"
+	"strings"
 	"time"
 
 	"github.com/detbus/detbus/hlc"
@@ -66,7 +68,37 @@ func (e Event) ContextWithTrace(ctx context.Context) context.Context {
 	if e.Header == nil {
 		return ctx
 	}
-	return propagation.TraceContext{}.Extract(ctx, propagation.HeaderCarrier(e.Header))
+	return propagation.TraceContext{}.Extract(ctx, HeaderCarrier(e.Header))
+}
+
+// HeaderCarrier lets OpenTelemetry propagators read an event's headers. It
+// finds a field as written ("traceparent", as `nats pub -H` sends it),
+// canonicalised ("Traceparent", as Go's header types write it) or in
+// lower case, since NATS headers are case-sensitive and writers differ.
+type HeaderCarrier nats.Header
+
+// Get returns the first value of key, in any of the spellings above.
+func (c HeaderCarrier) Get(key string) string {
+	for _, k := range []string{key, textproto.CanonicalMIMEHeaderKey(key), strings.ToLower(key)} {
+		if v := c[k]; len(v) > 0 {
+			return v[0]
+		}
+	}
+	return ""
+}
+
+// Set sets key, canonicalised, to value.
+func (c HeaderCarrier) Set(key, value string) {
+	c[textproto.CanonicalMIMEHeaderKey(key)] = []string{value}
+}
+
+// Keys lists the keys as stored.
+func (c HeaderCarrier) Keys() []string {
+	out := make([]string, 0, len(c))
+	for k := range c {
+		out = append(out, k)
+	}
+	return out
 }
 
 // SpanContext is the remote span context the event carries (invalid when

@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"iter"
 	"net/textproto"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -53,6 +54,10 @@ func (l *Log) events(ctx context.Context, patterns []string, opts ReadOptions, y
 		}
 		filters[i] = l.Subject(p)
 	}
+	n := l.newNumberer(opts)
+	if !opts.Follow && len(filters) == 1 && !l.replicated() {
+		return l.eventsDirect(ctx, filters[0], opts, n, yield)
+	}
 	cc := jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverAllPolicy}
 	if opts.From > 1 {
 		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, opts.From
@@ -89,15 +94,6 @@ func (l *Log) events(ctx context.Context, patterns []string, opts ReadOptions, y
 	defer it.Stop()
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
-
-	// Per ESK, the last index and sequence delivered, for the ESKs seen
-	// most recently; an ESK forgotten is looked up again when it reappears.
-	last := newLRU[lastSeen](eventsESKs)
-	var seen *seenSet // from the log's start: the ESKs met so far
-	if opts.From <= 1 {
-		seen = newSeenSet()
-	}
-	traceFields := l.cfg.Propagator.Fields()
 	for {
 		msg, err := it.Next()
 		if err != nil {
@@ -115,49 +111,207 @@ func (l *Log) events(ctx context.Context, patterns []string, opts ReadOptions, y
 			continue
 		}
 		seq := md.Sequence.Stream
-		var index uint64
-		e := l.esk(esk)
-		if prev, ok := last.get(esk); ok {
-			index = prev.index + 1
-			e.advance(fact{prev.index, prev.seq}, fact{index, seq})
-		} else if seen != nil && !seen.has(esk) {
-			// The consumer started at the log's start and has not met
-			// this ESK: this is its first event.
-			index = 0
-			e.add(fact{0, seq})
-		} else if index, err = l.indexOf(ctx, e, seq); err != nil {
+		index, err := n.index(ctx, esk, seq)
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		last.put(esk, lastSeen{index: index, seq: seq})
-		if seen != nil {
-			seen.add(esk)
-		}
-		l.delivered.Add(1)
-		ev := toEvent(esk, index, seq, md.Timestamp, msg.Headers(), msg.Data())
-		if len(ev.Header) == 0 {
-			ev.Header = nil
-		}
-		// A receive span joins the writer's trace; an event written outside
-		// any trace gets none, which spares every untraced event the cost.
-		span := noSpan
-		if hasTraceContext(msg.Headers(), traceFields) {
-			_, span = l.cfg.Tracer.Start(l.cfg.Propagator.Extract(ctx, propagation.HeaderCarrier(msg.Headers())),
-				"detbus.receive", trace.WithSpanKind(trace.SpanKindConsumer))
-		}
-		if span.IsRecording() {
-			span.SetAttributes(attribute.String("messaging.system", "nats"),
-				attribute.String("messaging.destination.name", msg.Subject()),
-				attribute.String("detbus.esk", esk),
-				attribute.Int64("detbus.index", int64(index)), attribute.Int64("detbus.seq", int64(seq)))
-		}
-		cont := yield(ev, nil)
-		span.End()
-		if !cont || (!opts.Follow && (seq >= head || md.NumPending == 0)) {
+		if !l.deliver(ctx, esk, index, seq, md.Timestamp, msg.Headers(), msg.Data(), yield) ||
+			(!opts.Follow && (seq >= head || md.NumPending == 0)) {
 			return nil
 		}
+	}
+}
+
+// eventsDirect reads the events up to the head with batched direct gets
+// instead of a consumer, for a stream answered by one server: no consumer
+// to create, and the ESKs met in a batch are numbered concurrently.
+func (l *Log) eventsDirect(ctx context.Context, filter string, opts ReadOptions, n *numberer, yield func(Event, error) bool) error {
+	octx, cancel := l.withTimeout(ctx)
+	st, err := l.info(octx, "")
+	cancel()
+	if err != nil {
+		return err
+	}
+	head := st.State.LastSeq
+	for seq := max(opts.From, 1); seq <= head; {
+		octx, cancel := l.withTimeout(ctx)
+		rep, err := l.gets.do(octx, directGetRequest{Seq: seq, NextFor: filter, Batch: walkBatch, MaxBytes: walkMaxBytes})
+		if err == nil {
+			err = n.learn(octx, l, rep.msgs, head)
+		}
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		for _, m := range rep.msgs {
+			if m.Seq > head {
+				return nil
+			}
+			esk, ok := l.ESKOf(m.Subject)
+			if !ok {
+				continue
+			}
+			index, err := n.index(ctx, esk, m.Seq)
+			if err != nil {
+				return err
+			}
+			if !l.deliver(ctx, esk, index, m.Seq, m.Time, m.Header, m.Data, yield) {
+				return nil
+			}
+			seq = m.Seq + 1
+		}
+		if rep.notFound || rep.end || len(rep.msgs) == 0 {
+			return nil
+		}
+	}
+	return nil
+}
+
+// deliver yields one event, in a receive span when it carries trace
+// context, and reports whether to go on.
+func (l *Log) deliver(ctx context.Context, esk string, index, seq uint64, stored time.Time, h nats.Header, data []byte, yield func(Event, error) bool) bool {
+	l.delivered.Add(1)
+	ev := toEvent(esk, index, seq, stored, h, data)
+	if len(ev.Header) == 0 {
+		ev.Header = nil
+	}
+	// A receive span joins the writer's trace; an event written outside
+	// any trace gets none, which spares every untraced event the cost.
+	span := noSpan
+	if hasTraceContext(h, l.cfg.Propagator.Fields()) {
+		_, span = l.cfg.Tracer.Start(l.cfg.Propagator.Extract(ctx, HeaderCarrier(h)),
+			"detbus.receive", trace.WithSpanKind(trace.SpanKindConsumer))
+	}
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("messaging.system", "nats"),
+			attribute.String("messaging.destination.name", l.Subject(esk)),
+			attribute.String("detbus.esk", esk),
+			attribute.Int64("detbus.index", int64(index)), attribute.Int64("detbus.seq", int64(seq)))
+	}
+	cont := yield(ev, nil)
+	span.End()
+	return cont
+}
+
+// numberer gives the events of a stream their indices: each ESK's next
+// event follows the last one delivered, and an ESK met for the first time
+// is looked up, unless the stream started at the log's start.
+type numberer struct {
+	mu   sync.Mutex
+	last *lru[lastSeen] // per ESK met recently: the last index and sequence delivered
+	seen *seenSet       // from the log's start: the ESKs met so far
+	l    *Log
+}
+
+func (l *Log) newNumberer(opts ReadOptions) *numberer {
+	n := &numberer{l: l, last: newLRU[lastSeen](eventsESKs)}
+	if opts.From <= 1 {
+		n.seen = newSeenSet()
+	}
+	return n
+}
+
+// known returns the index of the event at seq of esk if it needs no
+// lookup.
+func (n *numberer) known(esk string, seq uint64) (uint64, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if prev, ok := n.last.get(esk); ok {
+		if prev.seq == seq {
+			return prev.index, true
+		}
+		return prev.index + 1, true
+	}
+	if n.seen != nil && !n.seen.has(esk) {
+		// The stream started at the log's start and has not met this
+		// ESK: this is its first event.
+		return 0, true
+	}
+	return 0, false
+}
+
+// index numbers the event at seq of esk, the next event of the stream.
+func (n *numberer) index(ctx context.Context, esk string, seq uint64) (uint64, error) {
+	e := n.l.esk(esk)
+	index, ok := n.known(esk, seq)
+	if !ok {
+		var err error
+		if index, err = n.l.indexOf(ctx, e, seq); err != nil {
+			return 0, err
+		}
+	}
+	n.mu.Lock()
+	prev, had := n.last.get(esk)
+	n.last.put(esk, lastSeen{index: index, seq: seq})
+	if n.seen != nil {
+		n.seen.add(esk)
+	}
+	n.mu.Unlock()
+	if had && prev.seq != seq {
+		e.advance(fact{prev.index, prev.seq}, fact{index, seq})
+	} else if !had {
+		e.add(fact{index, seq})
+	}
+	return index, nil
+}
+
+// learn looks up, concurrently, the ESKs of msgs that need a lookup (the
+// first event of each), so that numbering the batch waits for one round
+// of lookups instead of one after another.
+func (n *numberer) learn(ctx context.Context, l *Log, msgs []storedMsg, head uint64) error {
+	first := map[string]uint64{}
+	for _, m := range msgs {
+		if m.Seq > head {
+			break
+		}
+		esk, ok := l.ESKOf(m.Subject)
+		if !ok {
+			continue
+		}
+		if _, dup := first[esk]; dup {
+			continue
+		}
+		if _, ok := n.known(esk, m.Seq); !ok {
+			first[esk] = m.Seq
+		} else {
+			first[esk] = 0
+		}
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	errs := make(chan error, 1)
+	for esk, seq := range first {
+		if seq == 0 {
+			continue
+		}
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			index, err := l.indexOf(ctx, l.esk(esk), seq)
+			if err != nil {
+				select {
+				case errs <- err:
+				default:
+				}
+				return
+			}
+			n.mu.Lock()
+			n.last.put(esk, lastSeen{index: index, seq: seq})
+			n.mu.Unlock()
+		})
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -456,9 +457,6 @@ func (l *Log) seqOf(ctx context.Context, e *eskFacts, i uint64) (located, bool, 
 
 var errRetry = errors.New("transport: retry")
 
-// searchProbes is how many positions a round of a search probes.
-const searchProbes = 3
-
 func (l *Log) search(ctx context.Context, e *eskFacts, i uint64) (located, bool, error) {
 	if s, ok := e.seqOf(i); ok {
 		return located{seq: s}, true, nil
@@ -482,7 +480,7 @@ func (l *Log) search(ctx context.Context, e *eskFacts, i uint64) (located, bool,
 		lo = fact{index: math.MaxUint64, seq: 0}
 	}
 	next := func(f fact) uint64 { return f.index + 1 } // wraps -1 to 0
-	for {
+	for round := 0; ; {
 		gap := hi.index - next(lo) // indices strictly between lo and hi, plus one
 		if gap <= walkBatch {
 			// Walk the last stretch from lo.
@@ -500,7 +498,8 @@ func (l *Log) search(ctx context.Context, e *eskFacts, i uint64) (located, bool,
 			lo = g // the batch hit its byte bound: go on from there
 			continue
 		}
-		ats := probePositions(lo, hi, i)
+		ats := probePositions(lo, hi, i, round)
+		round++
 		a := hi
 		ps, err := l.round(ctx, e, a, ats)
 		if errors.Is(err, errNoTrace) {
@@ -544,28 +543,28 @@ func (l *Log) search(ctx context.Context, e *eskFacts, i uint64) (located, bool,
 }
 
 // probePositions picks stream positions strictly after lo and at most
-// hi's to probe for index i: the interpolated estimate, and two points a
-// quarter of the way to each bound from it, so that a round shrinks the
-// interval fourfold even where interpolation misses.
-func probePositions(lo, hi fact, i uint64) []uint64 {
+// hi's to probe for index i. The first round probes only the interpolated
+// estimate, which on a subject spread evenly through the stream lands on
+// or next to i; later rounds add the midpoint, so that a round at least
+// halves the interval where interpolation misses. Each probe costs the
+// server a count over the stream's blocks, so a round asks few.
+func probePositions(lo, hi fact, i uint64, round int) []uint64 {
 	loIdx := float64(-1)
 	if lo.index != math.MaxUint64 {
 		loIdx = float64(lo.index)
 	}
 	span := float64(hi.seq - lo.seq)
 	frac := (float64(i) - loIdx) / (float64(hi.index) - loIdx)
-	est := float64(lo.seq) + span*frac
-	pts := []float64{est, est - (est-float64(lo.seq))/4, est + (float64(hi.seq)-est)/4}
-	out := make([]uint64, 0, searchProbes)
+	pts := []float64{float64(lo.seq) + span*frac}
+	if round > 0 {
+		pts = append(pts, float64(lo.seq)+span/2)
+	}
+	out := make([]uint64, 0, len(pts))
 	for _, p := range pts {
 		s := uint64(p)
 		s = max(s, lo.seq+1)
 		s = min(s, hi.seq)
-		dup := false
-		for _, o := range out {
-			dup = dup || o == s
-		}
-		if !dup {
+		if !slices.Contains(out, s) {
 			out = append(out, s)
 		}
 	}

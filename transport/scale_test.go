@@ -279,3 +279,97 @@ func heapInUse() uint64 {
 	runtime.ReadMemStats(&ms)
 	return ms.HeapInuse
 }
+
+// The long-log benchmarks time one call of a freshly opened Log (opening
+// it is not timed) on the ESK of 1,000,000 events among 2,000,000, each
+// beside one raw direct get of that ESK's last message in the same run.
+func BenchmarkLongLogGetLast(b *testing.B) {
+	benchLong(b, func(ctx context.Context, l *transport.Log, ll *testnats.LongLog) error {
+		_, err := l.Get(ctx, ll.Big, ll.BigCount-1)
+		return err
+	})
+}
+
+func BenchmarkLongLogGetMiddle(b *testing.B) {
+	var k uint64
+	benchLong(b, func(ctx context.Context, l *transport.Log, ll *testnats.LongLog) error {
+		k++ // a different index each time, around the middle
+		_, err := l.Get(ctx, ll.Big, ll.BigCount/2+k*997%50_000)
+		return err
+	})
+}
+
+func BenchmarkLongLogFirstWrite(b *testing.B) {
+	benchLong(b, func(ctx context.Context, l *transport.Log, ll *testnats.LongLog) error {
+		pos, err := l.Write(ctx, ll.Big, []byte(`{"bench":"write"}`))
+		if err == nil && pos.Index != ll.BigCount {
+			err = fmt.Errorf("index %d, want %d", pos.Index, ll.BigCount)
+		}
+		ll.BigCount++
+		return err
+	})
+}
+
+func BenchmarkLongLogFirstExistsOrWrite(b *testing.B) {
+	benchLong(b, func(ctx context.Context, l *transport.Log, ll *testnats.LongLog) error {
+		r, err := l.ExistsOrWrite(ctx, ll.Big, ll.BigCount, []byte(`{"bench":"eow"}`))
+		if err == nil && r.Outcome != transport.Written {
+			err = fmt.Errorf("outcome %v", r.Outcome)
+		}
+		ll.BigCount++
+		return err
+	})
+}
+
+func BenchmarkLongLogEventsLast10(b *testing.B) {
+	benchLong(b, func(ctx context.Context, l *transport.Log, ll *testnats.LongLog) error {
+		st, err := l.State(ctx, "")
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, err := range l.Events(ctx, []string{"scale.*"}, transport.ReadOptions{From: st.LastSeq - 9}) {
+			if err != nil {
+				return err
+			}
+			n++
+		}
+		if n != 10 {
+			return fmt.Errorf("%d events, want 10", n)
+		}
+		return nil
+	})
+}
+
+func benchLong(b *testing.B, op func(context.Context, *transport.Log, *testnats.LongLog) error) {
+	ll := longLog(b)
+	ctx := context.Background()
+	url := ll.Server.ClientURL()
+	b.Run("raw=direct-get-last", func(b *testing.B) {
+		nc := testnats.Conn(b, url)
+		subject := "$JS.API.DIRECT.GET." + transport.DefaultStream + ".events." + ll.Big
+		for b.Loop() {
+			m, err := nc.Request(subject, nil, 5*time.Second)
+			if err != nil || m.Header.Get("Nats-Sequence") == "" {
+				b.Fatalf("raw direct get: %v", err)
+			}
+		}
+	})
+	b.Run("detbus=fresh-client", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			l, err := transport.Connect(ctx, url, transport.Config{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			err = op(ctx, l, ll)
+			b.StopTimer()
+			l.Close()
+			b.StartTimer()
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
