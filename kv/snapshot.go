@@ -1,12 +1,10 @@
 package kv
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,7 +13,6 @@ import (
 	"time"
 
 	"github.com/detbus/detbus/transport"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Snapshot object metadata keys.
@@ -39,8 +36,7 @@ type snapshots struct {
 	prefix   string
 	created  string // the stream's creation time, telling a recreated stream apart
 	lastSeq  uint64 // the stream's last sequence at Open
-	replicas int
-	obs      jetstream.ObjectStore // nil until bound or created
+	obs      *transport.Objects // nil until bound or created
 }
 
 func openSnapshots(ctx context.Context, log *transport.Log, opts Options) (*snapshots, error) {
@@ -50,15 +46,13 @@ func openSnapshots(ctx context.Context, log *transport.Log, opts Options) (*snap
 		ctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
 		defer cancel()
 	}
-	st, err := log.JetStream().Stream(ctx, cfg.Stream)
+	st, err := log.State(ctx, "")
 	if err != nil {
-		return nil, fmt.Errorf("%w: kv: stream %q: %v", transport.ErrUnavailable, cfg.Stream, err)
+		return nil, fmt.Errorf("kv: stream %q: %w", cfg.Stream, err)
 	}
-	info := st.CachedInfo()
 	return &snapshots{
 		log: log, opts: opts, stream: cfg.Stream, prefix: cfg.Prefix,
-		created: info.Created.UTC().Format(time.RFC3339Nano), lastSeq: info.State.LastSeq,
-		replicas: max(info.Config.Replicas, 1),
+		created: st.Created.Format(time.RFC3339Nano), lastSeq: st.LastSeq,
 	}, nil
 }
 
@@ -67,17 +61,7 @@ func (sn *snapshots) bind(ctx context.Context, create bool) error {
 	if sn.obs != nil {
 		return nil
 	}
-	js := sn.log.JetStream()
-	obs, err := js.ObjectStore(ctx, sn.opts.Snapshots)
-	if errors.Is(err, jetstream.ErrBucketNotFound) && create {
-		obs, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
-			Bucket: sn.opts.Snapshots, Description: "detbus kv snapshots",
-			Storage: jetstream.FileStorage, Replicas: sn.replicas,
-		})
-		if errors.Is(err, jetstream.ErrBucketExists) {
-			obs, err = js.ObjectStore(ctx, sn.opts.Snapshots)
-		}
-	}
+	obs, err := sn.log.Objects(ctx, sn.opts.Snapshots, "detbus kv snapshots", create)
 	if err != nil {
 		return err
 	}
@@ -88,16 +72,14 @@ func (sn *snapshots) bind(ctx context.Context, create bool) error {
 // restore returns the state of the newest valid snapshot, or nil.
 func (sn *snapshots) restore(ctx context.Context, lg *slog.Logger) *state {
 	if err := sn.bind(ctx, false); err != nil {
-		if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		if !errors.Is(err, transport.ErrNotFound) {
 			lg.Warn("kv: snapshots unavailable, folding from the start", "bucket", sn.opts.Snapshots, "err", err)
 		}
 		return nil
 	}
 	infos, err := sn.obs.List(ctx)
 	if err != nil {
-		if !errors.Is(err, jetstream.ErrNoObjectsFound) {
-			lg.Warn("kv: cannot list snapshots, folding from the start", "bucket", sn.opts.Snapshots, "err", err)
-		}
+		lg.Warn("kv: cannot list snapshots, folding from the start", "bucket", sn.opts.Snapshots, "err", err)
 		return nil
 	}
 	type cand struct {
@@ -108,7 +90,7 @@ func (sn *snapshots) restore(ctx context.Context, lg *slog.Logger) *state {
 	var cands []cand
 	for _, in := range infos {
 		m := in.Metadata
-		if in.Deleted || m[metaStream] != sn.stream || m[metaPrefix] != sn.prefix || m[metaFormat] != strconv.Itoa(dumpFormat) {
+		if m[metaStream] != sn.stream || m[metaPrefix] != sn.prefix || m[metaFormat] != strconv.Itoa(dumpFormat) {
 			continue
 		}
 		seq, err := strconv.ParseUint(m[metaSeq], 10, 64)
@@ -123,7 +105,7 @@ func (sn *snapshots) restore(ctx context.Context, lg *slog.Logger) *state {
 	}
 	slices.SortFunc(cands, func(a, b cand) int { return cmp.Compare(b.seq, a.seq) }) // newest first
 	for _, c := range cands {
-		data, err := sn.obs.GetBytes(ctx, c.name)
+		data, _, err := sn.obs.Get(ctx, c.name)
 		if err != nil {
 			lg.Warn("kv: cannot read a snapshot", "object", c.name, "seq", c.seq, "err", err)
 			continue
@@ -152,15 +134,11 @@ func (sn *snapshots) save(ctx context.Context, data []byte, seq uint64) error {
 		return fmt.Errorf("kv: snapshot bucket %q: %w", sn.opts.Snapshots, err)
 	}
 	sum := sha256.Sum256(data)
-	meta := jetstream.ObjectMeta{
-		Name:        sn.opts.Replica,
-		Description: "detbus kv state at seq " + strconv.FormatUint(seq, 10),
-		Metadata: map[string]string{
-			metaFormat: strconv.Itoa(dumpFormat), metaStream: sn.stream, metaPrefix: sn.prefix,
-			metaCreated: sn.created, metaSeq: strconv.FormatUint(seq, 10), metaHash: hex.EncodeToString(sum[:]),
-		},
+	meta := map[string]string{
+		metaFormat: strconv.Itoa(dumpFormat), metaStream: sn.stream, metaPrefix: sn.prefix,
+		metaCreated: sn.created, metaSeq: strconv.FormatUint(seq, 10), metaHash: hex.EncodeToString(sum[:]),
 	}
-	if _, err := sn.obs.Put(ctx, meta, bytes.NewReader(data)); err != nil {
+	if err := sn.obs.Put(ctx, sn.opts.Replica, "detbus kv state at seq "+strconv.FormatUint(seq, 10), meta, data); err != nil {
 		return fmt.Errorf("kv: save snapshot %q at seq %d: %w", sn.opts.Replica, seq, err)
 	}
 	sn.prune(ctx, seq)
@@ -183,7 +161,7 @@ func (sn *snapshots) prune(ctx context.Context, seq uint64) {
 	}
 	for _, in := range infos {
 		m := in.Metadata
-		if in.Deleted || in.Name == sn.opts.Replica || m[metaStream] != sn.stream || m[metaPrefix] != sn.prefix || time.Since(in.ModTime) < staleSnapshotAge {
+		if in.Name == sn.opts.Replica || m[metaStream] != sn.stream || m[metaPrefix] != sn.prefix || time.Since(in.Modified) < staleSnapshotAge {
 			continue
 		}
 		if s, err := strconv.ParseUint(m[metaSeq], 10, 64); err == nil && s <= seq {
@@ -252,45 +230,3 @@ func (s *Store) Snapshot(ctx context.Context) (uint64, error) {
 	return seq, nil
 }
 
-// lastSeq asks the stream leader for the sequence of the last message on
-// subject (wildcards allowed), 0 when there is none.
-func lastSeq(ctx context.Context, log *transport.Log, subject string) (uint64, error) {
-	cfg := log.Config()
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
-		defer cancel()
-	}
-	req, _ := json.Marshal(struct {
-		LastBySubject string `json:"last_by_subj"`
-	}{subject})
-	msg, err := log.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+cfg.Stream, req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return 0, ctx.Err()
-		}
-		return 0, fmt.Errorf("%w: kv: last message on %s: %v", transport.ErrUnavailable, subject, err)
-	}
-	var resp struct {
-		Message *struct {
-			Seq uint64 `json:"seq"`
-		} `json:"message"`
-		Error *struct {
-			Code        int    `json:"code"`
-			ErrCode     int    `json:"err_code"`
-			Description string `json:"description"`
-		} `json:"error"`
-	}
-	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return 0, fmt.Errorf("%w: kv: last message on %s: %v", transport.ErrUnavailable, subject, err)
-	}
-	switch {
-	case resp.Error != nil && resp.Error.Code == 404:
-		return 0, nil
-	case resp.Error != nil:
-		return 0, fmt.Errorf("%w: kv: last message on %s: %s (%d)", transport.ErrUnavailable, subject, resp.Error.Description, resp.Error.ErrCode)
-	case resp.Message == nil:
-		return 0, fmt.Errorf("%w: kv: last message on %s: empty reply", transport.ErrUnavailable, subject)
-	}
-	return resp.Message.Seq, nil
-}

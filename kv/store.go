@@ -453,7 +453,7 @@ func (s *Store) Sync(ctx context.Context) error {
 	if err := s.errClosed(); err != nil {
 		return err
 	}
-	seq, err := lastSeq(ctx, s.log, s.log.Subject(ESKPrefix+">"))
+	seq, err := s.log.LastSeq(ctx, ESKPrefix+">")
 	if err != nil {
 		return err
 	}

@@ -7,10 +7,6 @@ import (
 	"fmt"
 
 	"github.com/detbus/detbus/transport"
-	"github.com/nats-io/nats.go"
-	"go.opentelemetry.io/otel/baggage"
-	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // Do writes op to table and returns once this Store has folded it, with
@@ -88,35 +84,24 @@ func (s *Store) tableType(name string) (Type, bool) {
 
 // publish writes payload to the table's ESK and waits for the fold.
 func (s *Store) publish(ctx context.Context, table string, payload []byte) (transport.Position, error) {
-	cfg := s.log.Config()
 	esk := ESKPrefix + table
-	if len(payload) > cfg.MaxPayload {
-		return transport.Position{}, fmt.Errorf("%w: the op on %s is %d bytes, the limit is %d", transport.ErrPayloadTooLarge, esk, len(payload), cfg.MaxPayload)
-	}
-	m := &nats.Msg{Subject: s.log.Subject(esk), Data: payload}
+	var opts []transport.WriteOption
 	if s.opts.StampHLC {
-		m.Header = nats.Header{transport.HeaderHLC: {cfg.Clock.Now().String()}}
-	}
-	if trace.SpanContextFromContext(ctx).IsValid() || baggage.FromContext(ctx).Len() > 0 {
-		if m.Header == nil {
-			m.Header = nats.Header{}
-		}
-		cfg.Propagator.Inject(ctx, propagation.HeaderCarrier(m.Header))
+		opts = append(opts, transport.WithHLC())
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
+		ctx, cancel = context.WithTimeout(ctx, s.log.Config().Timeout)
 		defer cancel()
 	}
-	ack, err := s.log.JetStream().PublishMsg(ctx, m)
+	pos, err := s.log.Publish(ctx, esk, payload, opts...)
 	if err != nil {
-		return transport.Position{}, fmt.Errorf("%w: write to %s, the op may have been written: %v", transport.ErrUnavailable, esk, err)
+		return transport.Position{}, err
 	}
-	pos := transport.Position{ESK: esk, Seq: ack.Sequence}
-	if err := s.waitSeq(ctx, ack.Sequence); err != nil {
-		return pos, fmt.Errorf("kv: the op was written at seq %d but not yet folded: %w", ack.Sequence, err)
+	if err := s.waitSeq(ctx, pos.Seq); err != nil {
+		return pos, fmt.Errorf("kv: the op was written at seq %d but not yet folded: %w", pos.Seq, err)
 	}
-	o, err := s.outcomeOf(ctx, esk, ack.Sequence)
+	o, err := s.outcomeOf(ctx, esk, pos.Seq)
 	if err != nil {
 		return pos, err
 	}
@@ -132,29 +117,13 @@ func (s *Store) outcomeOf(ctx context.Context, esk string, seq uint64) (outcome,
 	if o.pos.Seq == seq {
 		return o, nil
 	}
-	// The fold went more than recentSize events past it: find its index
-	// by bisecting the ESK's events; reads by index are cached by the log.
-	n, err := s.log.Count(ctx, esk)
+	// The fold went more than recentSize events past it: ask the log for
+	// its index.
+	index, err := s.log.IndexOf(ctx, esk, seq)
 	if err != nil {
 		return outcome{}, err
 	}
-	lo, hi := uint64(0), n
-	for lo < hi {
-		mid := lo + (hi-lo)/2
-		ev, err := s.log.Get(ctx, esk, mid)
-		if err != nil {
-			return outcome{}, err
-		}
-		switch {
-		case ev.Seq == seq:
-			return outcome{pos: ev.Position(), err: s.rejectedAt(esk, seq)}, nil
-		case ev.Seq < seq:
-			lo = mid + 1
-		default:
-			hi = mid
-		}
-	}
-	return outcome{}, fmt.Errorf("kv: seq %d is not an event of %s", seq, esk)
+	return outcome{pos: transport.Position{ESK: esk, Index: index, Seq: seq}, err: s.rejectedAt(esk, seq)}, nil
 }
 
 // rejectedAt returns the rejection of the event at seq if it is still

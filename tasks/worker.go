@@ -391,13 +391,13 @@ func (w *Worker) send(st *runState, claims int, results chan<- *sent) {
 	st.inflight++
 	w.batches.Add(1)
 	w.claims.Add(uint64(s.claims))
-	paf, err := w.c.publishRaw(w.queue, data)
+	p, err := w.c.publishRaw(context.Background(), w.queue, data)
 	go func() {
 		var pos transport.Position
 		ctx, cancel := w.c.withTimeout(context.Background())
 		defer cancel()
 		if err == nil {
-			pos, err = acked(ctx, w.queue, paf)
+			pos, err = p.Wait(ctx)
 		}
 		var o machine.Outcome
 		if err == nil {

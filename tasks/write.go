@@ -8,8 +8,6 @@ import (
 
 	"github.com/detbus/detbus/tasks/machine"
 	"github.com/detbus/detbus/transport"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // ValidateQueue reports whether name makes a valid queue ESK
@@ -95,38 +93,18 @@ func (c *Client) Append(ctx context.Context, queue string, op machine.Op) (trans
 }
 
 // publishRaw writes operations built by a worker (valid by construction)
-// to a queue, stamped with the log's HLC time like WithHLC does, without
-// waiting for the acknowledgement. It publishes on the log's JetStream
-// handle instead of Log.WriteAsync because a worker needs an op's stream
-// sequence, to find its outcome, and not its index, which the log would
-// read back from the stream for every burst of writes.
-func (c *Client) publishRaw(queue string, data []byte) (jetstream.PubAckFuture, error) {
+// to a queue, stamped with the log's HLC time, without waiting for the
+// acknowledgement. It does not learn the event's index: a worker needs
+// an op's stream position, to find its outcome, not its index.
+func (c *Client) publishRaw(ctx context.Context, queue string, data []byte) (*transport.PendingPublish, error) {
 	if c.closed.Load() {
 		return nil, ErrClosed
 	}
-	m := &nats.Msg{
-		Subject: c.log.Subject(ESKPrefix + queue),
-		Data:    data,
-		Header:  nats.Header{transport.HeaderHLC: []string{c.clock.Now().String()}},
-	}
-	paf, err := c.log.JetStream().PublishMsgAsync(m)
+	p, err := c.log.PublishAsync(ctx, ESKPrefix+queue, data, transport.WithHLC())
 	if err != nil {
-		return nil, fmt.Errorf("%w: write to queue %q: %v", transport.ErrUnavailable, queue, err)
+		return nil, fmt.Errorf("tasks: write to queue %q: %w", queue, err)
 	}
-	return paf, nil
-}
-
-// acked waits for a publish's acknowledgement and returns the position
-// of the event, without its index.
-func acked(ctx context.Context, queue string, paf jetstream.PubAckFuture) (transport.Position, error) {
-	select {
-	case ack := <-paf.Ok():
-		return transport.Position{ESK: ESKPrefix + queue, Seq: ack.Sequence}, nil
-	case err := <-paf.Err():
-		return transport.Position{}, fmt.Errorf("%w: write to queue %q: %v (it may have been stored)", transport.ErrUnavailable, queue, err)
-	case <-ctx.Done():
-		return transport.Position{}, fmt.Errorf("%w: write to queue %q: %v (it may have been stored)", transport.ErrUnavailable, queue, ctx.Err())
-	}
+	return p, nil
 }
 
 func (c *Client) encode(queue string, op machine.Op) ([]byte, error) {

@@ -8,7 +8,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/detbus/detbus/transport"
 )
 
 // DefaultStatusBucket is the JetStream KV bucket where instances publish
@@ -20,15 +20,12 @@ const DefaultStatusBucket = "detbus-status"
 // every instance's progress and divergences. Entries expire after a day
 // without updates.
 type StatusBoard struct {
-	kv jetstream.KeyValue
+	kv *transport.Bucket
 }
 
-// OpenStatusBoard creates or binds the status bucket.
-func OpenStatusBoard(ctx context.Context, js jetstream.JetStream, replicas int) (*StatusBoard, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: DefaultStatusBucket, Description: "detbus transform instances", History: 1,
-		TTL: 24 * time.Hour, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
-	})
+// OpenStatusBoard creates or binds the status bucket beside log.
+func OpenStatusBoard(ctx context.Context, log *transport.Log) (*StatusBoard, error) {
+	kv, err := log.Bucket(ctx, transport.BucketConfig{Name: DefaultStatusBucket, Description: "detbus transform instances", TTL: 24 * time.Hour})
 	if err != nil {
 		return nil, fmt.Errorf("transform: status bucket: %w", err)
 	}
@@ -37,9 +34,9 @@ func OpenStatusBoard(ctx context.Context, js jetstream.JetStream, replicas int) 
 
 // BindStatusBoard binds the status bucket if it exists; ok is false when
 // no instance has published yet.
-func BindStatusBoard(ctx context.Context, js jetstream.JetStream) (b *StatusBoard, ok bool, err error) {
-	kv, err := js.KeyValue(ctx, DefaultStatusBucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
+func BindStatusBoard(ctx context.Context, log *transport.Log) (b *StatusBoard, ok bool, err error) {
+	kv, err := log.BindBucket(ctx, DefaultStatusBucket)
+	if errors.Is(err, transport.ErrNotFound) {
 		return nil, false, nil
 	}
 	if err != nil {
@@ -61,18 +58,18 @@ func (b *StatusBoard) Publish(ctx context.Context, s Status) error {
 
 // List returns every published status, sorted by DET and instance.
 func (b *StatusBoard) List(ctx context.Context) ([]Status, error) {
-	lister, err := b.kv.ListKeys(ctx)
+	keys, err := b.kv.Keys(ctx, "")
 	if err != nil {
 		return nil, fmt.Errorf("transform: list status: %w", err)
 	}
 	var out []Status
-	for k := range lister.Keys() {
+	for _, k := range keys {
 		e, err := b.kv.Get(ctx, k)
 		if err != nil {
 			continue // deleted or expired meanwhile
 		}
 		var s Status
-		if err := json.Unmarshal(e.Value(), &s); err == nil {
+		if err := json.Unmarshal(e.Value, &s); err == nil {
 			out = append(out, s)
 		}
 	}

@@ -26,7 +26,7 @@ func TestMetrics(t *testing.T) {
 	s := testnats.Node(t)
 	url := s.ClientURL()
 	l := testnats.Log(t, url, transport.Config{})
-	store, err := transform.OpenSnapshotStore(ctxT(t), l.JetStream(), "", 1)
+	store, err := transform.OpenSnapshotStore(ctxT(t), l, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/detbus/detbus/transport"
 )
 
 // DefaultSnapshotBucket is the JetStream KV bucket holding snapshots.
@@ -62,19 +62,16 @@ func (s Snapshot) verify() error {
 // DET and input position ("<name>.<input seq>"), so that instances that
 // snapshot the same position meet on the same key and can cross-check.
 type SnapshotStore struct {
-	kv jetstream.KeyValue
+	kv *transport.Bucket
 }
 
-// OpenSnapshotStore creates or binds the bucket (replicas as given; values
-// up to NATS's max payload).
-func OpenSnapshotStore(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (*SnapshotStore, error) {
+// OpenSnapshotStore creates or binds the bucket beside log (as many
+// replicas as the log's stream; values up to NATS's max payload).
+func OpenSnapshotStore(ctx context.Context, log *transport.Log, bucket string) (*SnapshotStore, error) {
 	if bucket == "" {
 		bucket = DefaultSnapshotBucket
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: bucket, Description: "detbus transform snapshots", History: 1,
-		Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
-	})
+	kv, err := log.Bucket(ctx, transport.BucketConfig{Name: bucket, Description: "detbus transform snapshots"})
 	if err != nil {
 		return nil, fmt.Errorf("transform: snapshot bucket %q: %w", bucket, err)
 	}
@@ -97,7 +94,7 @@ func (st *SnapshotStore) Save(ctx context.Context, s Snapshot) (stored Snapshot,
 	if err == nil {
 		return s, true, nil
 	}
-	if !errors.Is(err, jetstream.ErrKeyExists) {
+	if !errors.Is(err, transport.ErrExists) {
 		return Snapshot{}, false, fmt.Errorf("transform: save snapshot %s: %w", key, err)
 	}
 	other, err := st.get(ctx, key)
@@ -113,7 +110,7 @@ func (st *SnapshotStore) get(ctx context.Context, key string) (Snapshot, error) 
 		return Snapshot{}, fmt.Errorf("transform: read snapshot %s: %w", key, err)
 	}
 	var s Snapshot
-	if err := json.Unmarshal(e.Value(), &s); err != nil {
+	if err := json.Unmarshal(e.Value, &s); err != nil {
 		return Snapshot{}, fmt.Errorf("%w: %s: %v", ErrSnapshotCorrupt, key, err)
 	}
 	return s, s.verify()
@@ -123,13 +120,13 @@ func (st *SnapshotStore) get(ctx context.Context, key string) (Snapshot, error) 
 // when there is none. A newest snapshot of another version is refused with
 // [ErrSnapshotVersion]; one that does not verify with [ErrSnapshotCorrupt].
 func (st *SnapshotStore) Latest(ctx context.Context, spec Spec) (s Snapshot, ok bool, err error) {
-	lister, err := st.kv.ListKeysFiltered(ctx, spec.Name+".*")
+	keys, err := st.kv.Keys(ctx, spec.Name+".*")
 	if err != nil {
 		return Snapshot{}, false, fmt.Errorf("transform: list snapshots: %w", err)
 	}
 	var newest uint64
 	var key string
-	for k := range lister.Keys() {
+	for _, k := range keys {
 		seq, err := strconv.ParseUint(strings.TrimPrefix(k, spec.Name+"."), 10, 64)
 		if err == nil && seq >= newest {
 			newest, key = seq, k

@@ -20,7 +20,7 @@ func TestSnapshotRestoreThenReplay(t *testing.T) {
 	s := testnats.Node(t)
 	url := s.ClientURL()
 	l := testnats.Log(t, url, transport.Config{})
-	store, err := transform.OpenSnapshotStore(ctxT(t), l.JetStream(), "", 1)
+	store, err := transform.OpenSnapshotStore(ctxT(t), l, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestSnapshotRestoreThenReplay(t *testing.T) {
 func TestSnapshotOfAnotherVersionIsRefused(t *testing.T) {
 	s := testnats.Node(t)
 	l := testnats.Log(t, s.ClientURL(), transport.Config{})
-	store, err := transform.OpenSnapshotStore(ctxT(t), l.JetStream(), "", 1)
+	store, err := transform.OpenSnapshotStore(ctxT(t), l, "")
 	if err != nil {
 		t.Fatal(err)
 	}

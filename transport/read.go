@@ -121,6 +121,7 @@ type State struct {
 	LastTime time.Time
 	Replicas int
 	Leader   string            // cluster leader of the stream, if clustered
+	Created  time.Time         // when the stream was created: tells a recreated stream apart
 	ESKs     map[string]uint64 // count per ESK matching the filter
 }
 
@@ -151,7 +152,7 @@ func (l *Log) State(ctx context.Context, pattern string) (State, error) {
 	st := State{
 		Stream: info.Config.Name, Messages: info.State.Msgs, Bytes: info.State.Bytes,
 		FirstSeq: info.State.FirstSeq, LastSeq: info.State.LastSeq, LastTime: info.State.LastTime,
-		Replicas: info.Config.Replicas, ESKs: map[string]uint64{},
+		Replicas: info.Config.Replicas, ESKs: map[string]uint64{}, Created: info.Created.UTC(),
 	}
 	if info.Cluster != nil {
 		st.Leader = info.Cluster.Leader

@@ -255,7 +255,7 @@ func startDET(ctx context.Context, self string, n int) (l *transport.Log, ws *wo
 func waitInstances(ctx context.Context, l *transport.Log, n int) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		board, ok, err := transform.BindStatusBoard(ctx, l.JetStream())
+		board, ok, err := transform.BindStatusBoard(ctx, l)
 		if err == nil && ok {
 			list, err := board.List(ctx)
 			caught := 0
@@ -346,7 +346,7 @@ func benchFailover(ctx context.Context, self string) (gap, typical time.Duration
 
 // currentWinner is the instance that has won the most outputs.
 func currentWinner(ctx context.Context, l *transport.Log) (string, error) {
-	board, ok, err := transform.BindStatusBoard(ctx, l.JetStream())
+	board, ok, err := transform.BindStatusBoard(ctx, l)
 	if err != nil || !ok {
 		return "", fmt.Errorf("no status board: %v", err)
 	}

@@ -125,7 +125,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		web.mountTasks(th)
 	}
 	for _, d := range dets {
-		stop, err := runInNode(ctx, l, d, cfg.Name, max(lc.Replicas, 1))
+		stop, err := runInNode(ctx, l, d, cfg.Name)
 		if err != nil {
 			return err
 		}
@@ -217,8 +217,8 @@ func retry(ctx context.Context, what string, f func(context.Context) error) erro
 
 // runInNode runs an instance of the named DET inside the node until the
 // returned stop function is called.
-func runInNode(ctx context.Context, l *transport.Log, name, node string, replicas int) (stop func(), err error) {
-	store, board, err := openBuckets(ctx, l, replicas)
+func runInNode(ctx context.Context, l *transport.Log, name, node string) (stop func(), err error) {
+	store, board, err := openBuckets(ctx, l)
 	if err != nil {
 		return nil, err
 	}

@@ -54,7 +54,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // printTransforms shows the instances of deterministic transforms that
 // have published their status, with every divergence they found.
 func printTransforms(ctx context.Context, w io.Writer, l *transport.Log) error {
-	board, ok, err := transform.BindStatusBoard(ctx, l.JetStream())
+	board, ok, err := transform.BindStatusBoard(ctx, l)
 	if err != nil || !ok {
 		return err
 	}

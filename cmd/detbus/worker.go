@@ -43,7 +43,6 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	interval := fs.Duration("snapshot-interval", time.Minute, "save a snapshot at least this often")
 	noSnap := fs.Bool("no-snapshots", false, "neither restore nor save snapshots")
 	policy := fs.String("on-divergence", "stop", `what to do on a divergence: "stop" or "observe" (keep comparing, never write)`)
-	replicas := fs.Int("replicas", 1, "replicas of the snapshot and status buckets")
 	metricsAddr := fs.String("metrics-addr", "", "serve /metrics (Prometheus format) on this address, e.g. 127.0.0.1:9464")
 	pos, err := parse(fs, args, 1, 1)
 	if err != nil {
@@ -83,7 +82,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer l.Close()
 	cfg.Log = l
-	store, board, err := openBuckets(ctx, l, *replicas)
+	store, board, err := openBuckets(ctx, l)
 	if err != nil {
 		return err
 	}
@@ -103,14 +102,15 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return err
 }
 
-// openBuckets opens the snapshot and status buckets, retrying while the
-// node or cluster cannot create them yet.
-func openBuckets(ctx context.Context, l *transport.Log, replicas int) (store *transform.SnapshotStore, board *transform.StatusBoard, err error) {
+// openBuckets opens the snapshot and status buckets (with as many replicas
+// as the log's stream), retrying while the node or cluster cannot create
+// them yet.
+func openBuckets(ctx context.Context, l *transport.Log) (store *transform.SnapshotStore, board *transform.StatusBoard, err error) {
 	err = retry(ctx, "open the snapshot and status buckets", func(ctx context.Context) (err error) {
-		if store, err = transform.OpenSnapshotStore(ctx, l.JetStream(), "", replicas); err != nil {
+		if store, err = transform.OpenSnapshotStore(ctx, l, ""); err != nil {
 			return err
 		}
-		board, err = transform.OpenStatusBoard(ctx, l.JetStream(), replicas)
+		board, err = transform.OpenStatusBoard(ctx, l)
 		return err
 	})
 	return store, board, err

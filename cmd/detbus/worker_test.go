@@ -59,7 +59,7 @@ func workersSurviveKills(t *testing.T, url string, replicas int) {
 	writeBankCommands(t, l, rng, 0, 150)
 	workers := []*proc{}
 	for i := range 3 {
-		workers = append(workers, startWorker(t, url, "bank", fmt.Sprint("w", i), "--snapshot-every", "40", "--replicas", fmt.Sprint(replicas)))
+		workers = append(workers, startWorker(t, url, "bank", fmt.Sprint("w", i), "--snapshot-every", "40"))
 	}
 	waitCount := func(n uint64) {
 		testnats.WaitFor(t, 60*time.Second, fmt.Sprintf("%d decisions", n), func() error {
@@ -73,7 +73,7 @@ func workersSurviveKills(t *testing.T, url string, replicas int) {
 	waitCount(50)
 	workers[0].kill(t)
 	writeBankCommands(t, l, rng, 150, 100)
-	workers = append(workers, startWorker(t, url, "bank", "w3", "--snapshot-every", "40", "--replicas", fmt.Sprint(replicas)))
+	workers = append(workers, startWorker(t, url, "bank", "w3", "--snapshot-every", "40"))
 	waitCount(180)
 	workers[1].kill(t)
 	workers[2].kill(t) // only w3, started after a kill, is left
@@ -132,7 +132,7 @@ func TestStatusShowsDivergence(t *testing.T) {
 	url := s.ClientURL()
 	l := testnats.Log(t, url, transport.Config{})
 	writeBankCommands(t, l, rand.New(rand.NewPCG(1, 1)), 0, 10)
-	board, err := transform.OpenStatusBoard(context.Background(), l.JetStream(), 1)
+	board, err := transform.OpenStatusBoard(context.Background(), l)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -285,7 +285,7 @@ func startDETs(t *testing.T, ctx context.Context, open func() *transport.Log) *d
 		l := open()
 		var snap *transform.SnapshotStore
 		if err := poll(ctx, time.Minute, "the snapshot bucket", func(ctx context.Context) (err error) {
-			snap, err = transform.OpenSnapshotStore(ctx, l.JetStream(), transform.DefaultSnapshotBucket, 3)
+			snap, err = transform.OpenSnapshotStore(ctx, l, transform.DefaultSnapshotBucket)
 			return err
 		}); err != nil {
 			t.Fatal(err)

@@ -1,0 +1,296 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// State beside the log: the packages built on the log keep what is not an
+// event (snapshots, status) in JetStream key/value and object store
+// buckets, through these types, so that only this package speaks to NATS.
+
+// ErrExists is wrapped when a key or object to create is there already.
+var ErrExists = errors.New("transport: already exists")
+
+// BucketConfig configures a key/value [Bucket].
+type BucketConfig struct {
+	Name        string        // letters, digits, '-' and '_'
+	Description string        // shown by NATS tools
+	TTL         time.Duration // how long a value lives after its last write (0: for ever)
+	History     int           // values kept per key (default 1)
+}
+
+// Bucket is a JetStream key/value bucket beside the log. It is safe for
+// concurrent use.
+type Bucket struct {
+	kv   jetstream.KeyValue
+	name string
+	l    *Log
+}
+
+// Entry is one value of a [Bucket].
+type Entry struct {
+	Key      string
+	Value    []byte
+	Revision uint64
+	Created  time.Time
+}
+
+// Bucket creates the bucket, or binds it and updates its settings, with as
+// many replicas as the log's stream.
+//
+// Errors: [ErrInvalidOption] for a bad name; [ErrUnavailable] or
+// [ErrForbidden] (wrapped) when NATS refuses.
+func (l *Log) Bucket(ctx context.Context, cfg BucketConfig) (*Bucket, error) {
+	if !validBucketName(cfg.Name) {
+		return nil, fmt.Errorf("%w: bucket name %q: use letters, digits, '-' and '_'", ErrInvalidOption, cfg.Name)
+	}
+	ctx, cancel := l.withTimeout(ctx)
+	defer cancel()
+	kv, err := l.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: cfg.Name, Description: cfg.Description, History: uint8(max(cfg.History, 1)),
+		TTL: cfg.TTL, Storage: jetstream.FileStorage, Replicas: max(int(l.replicas.Load()), 1),
+	})
+	if err != nil {
+		return nil, l.storeErr("bucket "+cfg.Name, err)
+	}
+	return &Bucket{kv: kv, name: cfg.Name, l: l}, nil
+}
+
+// BindBucket binds a bucket that exists.
+//
+// Errors: [ErrNotFound] when there is no such bucket; as [Log.Bucket].
+func (l *Log) BindBucket(ctx context.Context, name string) (*Bucket, error) {
+	if !validBucketName(name) {
+		return nil, fmt.Errorf("%w: bucket name %q: use letters, digits, '-' and '_'", ErrInvalidOption, name)
+	}
+	ctx, cancel := l.withTimeout(ctx)
+	defer cancel()
+	kv, err := l.js.KeyValue(ctx, name)
+	if err != nil {
+		return nil, l.storeErr("bucket "+name, err)
+	}
+	return &Bucket{kv: kv, name: name, l: l}, nil
+}
+
+// Name returns the bucket's name.
+func (b *Bucket) Name() string { return b.name }
+
+// Create stores value under key only if the key holds nothing, and
+// returns its revision.
+//
+// Errors: [ErrExists] when the key holds a value; as [Log.Bucket].
+func (b *Bucket) Create(ctx context.Context, key string, value []byte) (uint64, error) {
+	ctx, cancel := b.l.withTimeout(ctx)
+	defer cancel()
+	rev, err := b.kv.Create(ctx, key, value)
+	if err != nil {
+		return 0, b.l.storeErr(b.name+" key "+key, err)
+	}
+	return rev, nil
+}
+
+// Put stores value under key and returns its revision.
+func (b *Bucket) Put(ctx context.Context, key string, value []byte) (uint64, error) {
+	ctx, cancel := b.l.withTimeout(ctx)
+	defer cancel()
+	rev, err := b.kv.Put(ctx, key, value)
+	if err != nil {
+		return 0, b.l.storeErr(b.name+" key "+key, err)
+	}
+	return rev, nil
+}
+
+// Get returns the value of key.
+//
+// Errors: [ErrNotFound] when the key holds nothing.
+func (b *Bucket) Get(ctx context.Context, key string) (Entry, error) {
+	ctx, cancel := b.l.withTimeout(ctx)
+	defer cancel()
+	e, err := b.kv.Get(ctx, key)
+	if err != nil {
+		return Entry{}, b.l.storeErr(b.name+" key "+key, err)
+	}
+	return Entry{Key: e.Key(), Value: e.Value(), Revision: e.Revision(), Created: e.Created()}, nil
+}
+
+// Delete removes key.
+func (b *Bucket) Delete(ctx context.Context, key string) error {
+	ctx, cancel := b.l.withTimeout(ctx)
+	defer cancel()
+	if err := b.kv.Delete(ctx, key); err != nil {
+		return b.l.storeErr(b.name+" key "+key, err)
+	}
+	return nil
+}
+
+// Keys lists the keys matching filter (NATS subject wildcards; "" for
+// all), empty when there are none.
+func (b *Bucket) Keys(ctx context.Context, filter string) ([]string, error) {
+	ctx, cancel := b.l.withTimeout(ctx)
+	defer cancel()
+	if filter == "" {
+		filter = ">"
+	}
+	lister, err := b.kv.ListKeysFiltered(ctx, filter)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return nil, nil
+		}
+		return nil, b.l.storeErr(b.name+" keys", err)
+	}
+	var out []string
+	for k := range lister.Keys() {
+		out = append(out, k)
+	}
+	if err := lister.Stop(); err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
+		return out, nil
+	}
+	return out, nil
+}
+
+// Objects is a JetStream object store bucket beside the log, for state
+// larger than a message. It is safe for concurrent use.
+type Objects struct {
+	obs  jetstream.ObjectStore
+	name string
+	l    *Log
+}
+
+// ObjectInfo describes one stored object.
+type ObjectInfo struct {
+	Name     string
+	Size     uint64
+	Modified time.Time
+	Metadata map[string]string
+}
+
+// Objects binds the object store bucket name, creating it (with as many
+// replicas as the log's stream) when create is set.
+//
+// Errors: [ErrNotFound] when it does not exist and create is not set;
+// [ErrInvalidOption] for a bad name; [ErrUnavailable] or [ErrForbidden]
+// (wrapped) when NATS refuses.
+func (l *Log) Objects(ctx context.Context, name, description string, create bool) (*Objects, error) {
+	if !validBucketName(name) {
+		return nil, fmt.Errorf("%w: bucket name %q: use letters, digits, '-' and '_'", ErrInvalidOption, name)
+	}
+	ctx, cancel := l.withTimeout(ctx)
+	defer cancel()
+	obs, err := l.js.ObjectStore(ctx, name)
+	if errors.Is(err, jetstream.ErrBucketNotFound) && create {
+		obs, err = l.js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket: name, Description: description, Storage: jetstream.FileStorage,
+			Replicas: max(int(l.replicas.Load()), 1),
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			obs, err = l.js.ObjectStore(ctx, name)
+		}
+	}
+	if err != nil {
+		return nil, l.storeErr("object store "+name, err)
+	}
+	return &Objects{obs: obs, name: name, l: l}, nil
+}
+
+// Put stores data as the object name with metadata, replacing any object
+// of that name. Large objects are stored in chunks.
+func (o *Objects) Put(ctx context.Context, name, description string, metadata map[string]string, data []byte) error {
+	if _, err := o.obs.Put(ctx, jetstream.ObjectMeta{Name: name, Description: description, Metadata: metadata}, bytes.NewReader(data)); err != nil {
+		return o.l.storeErr(o.name+" object "+name, err)
+	}
+	return nil
+}
+
+// Get returns the object name and its description.
+//
+// Errors: [ErrNotFound] when there is no such object.
+func (o *Objects) Get(ctx context.Context, name string) ([]byte, ObjectInfo, error) {
+	info, err := o.obs.GetInfo(ctx, name)
+	if err != nil {
+		return nil, ObjectInfo{}, o.l.storeErr(o.name+" object "+name, err)
+	}
+	data, err := o.obs.GetBytes(ctx, name)
+	if err != nil {
+		return nil, ObjectInfo{}, o.l.storeErr(o.name+" object "+name, err)
+	}
+	return data, objectInfo(info), nil
+}
+
+// List describes every object, empty when there are none.
+func (o *Objects) List(ctx context.Context) ([]ObjectInfo, error) {
+	infos, err := o.obs.List(ctx)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoObjectsFound) {
+			return nil, nil
+		}
+		return nil, o.l.storeErr(o.name+" objects", err)
+	}
+	out := make([]ObjectInfo, 0, len(infos))
+	for _, in := range infos {
+		if !in.Deleted {
+			out = append(out, objectInfo(in))
+		}
+	}
+	return out, nil
+}
+
+// Delete removes the object name.
+func (o *Objects) Delete(ctx context.Context, name string) error {
+	if err := o.obs.Delete(ctx, name); err != nil {
+		return o.l.storeErr(o.name+" object "+name, err)
+	}
+	return nil
+}
+
+func objectInfo(in *jetstream.ObjectInfo) ObjectInfo {
+	return ObjectInfo{Name: in.Name, Size: in.Size, Modified: in.ModTime, Metadata: in.Metadata}
+}
+
+// storeErr maps the errors of buckets and object stores to the package's.
+func (l *Log) storeErr(what string, err error) error {
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrBucketNotFound),
+		errors.Is(err, jetstream.ErrObjectNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
+		return fmt.Errorf("%w: %s: %v", ErrNotFound, what, err)
+	case errors.Is(err, jetstream.ErrKeyExists):
+		return fmt.Errorf("%w: %s: %v", ErrExists, what, err)
+	}
+	return fmt.Errorf("%w: %s: %v", ErrUnavailable, what, err)
+}
+
+func validBucketName(name string) bool {
+	if name == "" || len(name) > 200 {
+		return false
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// LastSeq returns the stream sequence of the last event of the ESKs
+// matching pattern (wildcards allowed), as the stream leader holds it; 0
+// when there is none. A fold that has applied that sequence has applied
+// every such event written before the call.
+//
+// Errors: [ErrInvalidESK], [ErrUnavailable].
+func (l *Log) LastSeq(ctx context.Context, pattern string) (uint64, error) {
+	if err := ValidateESKPattern(pattern); err != nil {
+		return 0, err
+	}
+	ctx, cancel := l.withTimeout(ctx)
+	defer cancel()
+	m, found, err := l.leaderLast(ctx, l.Subject(pattern))
+	if err != nil || !found {
+		return 0, err
+	}
+	return m.Seq, nil
+}
