@@ -30,13 +30,13 @@ const (
 // deterministic encoding, with the stream position it covers in the
 // object's metadata.
 type snapshots struct {
-	log      *transport.Log
-	opts     Options
-	stream   string
-	prefix   string
-	created  string // the stream's creation time, telling a recreated stream apart
-	lastSeq  uint64 // the stream's last sequence at Open
-	obs      *transport.Objects // nil until bound or created
+	log     *transport.Log
+	opts    Options
+	stream  string
+	prefix  string
+	created string             // the stream's creation time, telling a recreated stream apart
+	lastSeq uint64             // the stream's last sequence at Open
+	obs     *transport.Objects // nil until bound or created
 }
 
 func openSnapshots(ctx context.Context, log *transport.Log, opts Options) (*snapshots, error) {
@@ -229,4 +229,3 @@ func (s *Store) Snapshot(ctx context.Context) (uint64, error) {
 	s.snapTaken.Store(seq)
 	return seq, nil
 }
-
