@@ -57,24 +57,7 @@ func BenchmarkWrite(b *testing.B) {
 	l, js := benchSetup(b)
 	ctx := context.Background()
 	b.Run("raw=jetstream-publish-async", func(b *testing.B) {
-		subj := rawSubject("w")
-		futures := make([]jetstream.PubAckFuture, 0, b.N)
-		for b.Loop() {
-			f, err := js.PublishAsync(subj, payload128, jetstream.WithStallWait(10*time.Second))
-			if err != nil {
-				b.Fatal(err)
-			}
-			futures = append(futures, f)
-		}
-		<-js.PublishAsyncComplete()
-		for _, f := range futures {
-			select {
-			case <-f.Ok():
-			case err := <-f.Err():
-				b.Fatal(err)
-			}
-		}
-		reportRate(b)
+		rawPublishAsync(b, js, rawSubject("w"))
 	})
 	b.Run("detbus=write-async", func(b *testing.B) {
 		esk := benchESK("w")
@@ -94,6 +77,54 @@ func BenchmarkWrite(b *testing.B) {
 		}
 		reportRate(b)
 	})
+}
+
+// BenchmarkPublish: pipelined unconditional writes of 128-byte events to
+// one ESK, each acknowledged, returning the stream position without the
+// index.
+func BenchmarkPublish(b *testing.B) {
+	l, js := benchSetup(b)
+	ctx := context.Background()
+	b.Run("raw=jetstream-publish-async", func(b *testing.B) {
+		rawPublishAsync(b, js, rawSubject("p"))
+	})
+	b.Run("detbus=publish-async", func(b *testing.B) {
+		esk := benchESK("p")
+		pending := make([]*transport.PendingPublish, 0, b.N)
+		for b.Loop() {
+			p, err := l.PublishAsync(ctx, esk, payload128)
+			if err != nil {
+				b.Fatal(err)
+			}
+			pending = append(pending, p)
+		}
+		for i, p := range pending {
+			if pos, err := p.Result(); err != nil || pos.Seq == 0 {
+				b.Fatalf("publish %d: %+v %v", i, pos, err)
+			}
+		}
+		reportRate(b)
+	})
+}
+
+func rawPublishAsync(b *testing.B, js jetstream.JetStream, subj string) {
+	futures := make([]jetstream.PubAckFuture, 0, b.N)
+	for b.Loop() {
+		f, err := js.PublishAsync(subj, payload128, jetstream.WithStallWait(10*time.Second))
+		if err != nil {
+			b.Fatal(err)
+		}
+		futures = append(futures, f)
+	}
+	<-js.PublishAsyncComplete()
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			b.Fatal(err)
+		}
+	}
+	reportRate(b)
 }
 
 // BenchmarkExistsOrWriteSequential: conditional appends one after another

@@ -99,6 +99,14 @@ func runKV(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer l.Close()
+	if kvReads[sub] {
+		// Ask a running node, which has the store folded already.
+		err := kvRead(ctx, kvRemote{kv.NewRemote(l)}, sub, pos, *after, *limit, *asJSON, stdout)
+		if !errors.Is(err, transport.ErrNoService) {
+			return err
+		}
+		fmt.Fprintln(stderr, "kv: no node serves the store; folding the log here")
+	}
 	s, err := kv.Open(ctx, l, kv.Options{SnapshotEvery: -1, SnapshotInterval: -1,
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
@@ -111,50 +119,10 @@ func runKV(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("kv: catching up with the log: %w", err)
 	}
 
-	switch sub {
-	case "tables":
-		return kvTables(s, stdout, *asJSON)
-	case "keys":
-		keys, more, err := s.Keys(pos[0], *after, *limit)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSON(stdout, struct {
-				Keys []string `json:"keys"`
-				More bool     `json:"more"`
-			}{keys, more})
-		}
-		for _, k := range keys {
-			fmt.Fprintln(stdout, k)
-		}
-		return nil
-	case "get":
-		v, err := s.Get(pos[0], pos[1])
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSON(stdout, v)
-		}
-		_, err = fmt.Fprintln(stdout, string(v.Value))
-		return err
-	case "rejections":
-		table := ""
-		if len(pos) > 0 {
-			table = pos[0]
-		}
-		for _, r := range s.Rejections(table) {
-			if *asJSON {
-				if err := printJSON(stdout, r); err != nil {
-					return err
-				}
-				continue
-			}
-			fmt.Fprintf(stdout, "%s@%d seq %d: %s\n", r.Position.ESK, r.Position.Index, r.Position.Seq, r.Reason)
-		}
-		return nil
-	case "create":
+	if kvReads[sub] {
+		return kvRead(ctx, kvLocal{s}, sub, pos, *after, *limit, *asJSON, stdout)
+	}
+	if sub == "create" {
 		return kvWrote(stdout, pos[0], "")(s.CreateTable(ctx, pos[0], typ))
 	}
 	op, err := kvOp(s, sub, pos)
@@ -290,10 +258,95 @@ func kvWrote(stdout io.Writer, table, key string) func(transport.Position, error
 	}
 }
 
-func kvTables(s *kv.Store, stdout io.Writer, asJSON bool) error {
-	tables := s.Tables()
+// kvReads are the commands that only read.
+var kvReads = map[string]bool{"tables": true, "keys": true, "get": true, "rejections": true}
+
+// kvReader is what the read commands need of a store: the node's, asked
+// by request, or one folded here.
+type kvReader interface {
+	Tables(ctx context.Context) (kv.TablesReply, error)
+	Keys(ctx context.Context, table, after string, limit int) ([]string, bool, error)
+	Get(ctx context.Context, table, key string) (kv.Value, error)
+	Rejections(ctx context.Context, table string) ([]kv.Rejection, error)
+}
+
+type kvRemote struct{ *kv.Remote }
+
+type kvLocal struct{ s *kv.Store }
+
+func (l kvLocal) Tables(context.Context) (kv.TablesReply, error) {
+	return kv.TablesReply{Tables: l.s.Tables(), UndeclaredRejected: l.s.UndeclaredRejected()}, nil
+}
+
+func (l kvLocal) Keys(_ context.Context, table, after string, limit int) ([]string, bool, error) {
+	return l.s.Keys(table, after, limit)
+}
+
+func (l kvLocal) Get(_ context.Context, table, key string) (kv.Value, error) {
+	return l.s.Get(table, key)
+}
+
+func (l kvLocal) Rejections(_ context.Context, table string) ([]kv.Rejection, error) {
+	return l.s.Rejections(table), nil
+}
+
+// kvRead runs a read command.
+func kvRead(ctx context.Context, r kvReader, sub string, pos []string, after string, limit int, asJSON bool, stdout io.Writer) error {
+	switch sub {
+	case "tables":
+		t, err := r.Tables(ctx)
+		if err != nil {
+			return err
+		}
+		return kvTables(t, stdout, asJSON)
+	case "keys":
+		keys, more, err := r.Keys(ctx, pos[0], after, limit)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return printJSON(stdout, kv.KeysReply{Keys: keys, More: more})
+		}
+		for _, k := range keys {
+			fmt.Fprintln(stdout, k)
+		}
+		return nil
+	case "get":
+		v, err := r.Get(ctx, pos[0], pos[1])
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return printJSON(stdout, v)
+		}
+		_, err = fmt.Fprintln(stdout, string(v.Value))
+		return err
+	case "rejections":
+		table := ""
+		if len(pos) > 0 {
+			table = pos[0]
+		}
+		rs, err := r.Rejections(ctx, table)
+		if err != nil {
+			return err
+		}
+		for _, r := range rs {
+			if asJSON {
+				if err := printJSON(stdout, r); err != nil {
+					return err
+				}
+				continue
+			}
+			fmt.Fprintf(stdout, "%s@%d seq %d: %s\n", r.Position.ESK, r.Position.Index, r.Position.Seq, r.Reason)
+		}
+		return nil
+	}
+	return fmt.Errorf("kv: %s is not a read", sub)
+}
+
+func kvTables(t kv.TablesReply, stdout io.Writer, asJSON bool) error {
 	if asJSON {
-		for _, t := range tables {
+		for _, t := range t.Tables {
 			if err := printJSON(stdout, t); err != nil {
 				return err
 			}
@@ -302,10 +355,10 @@ func kvTables(s *kv.Store, stdout io.Writer, asJSON bool) error {
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TABLE\tTYPE\tKEYS\tOPS\tREJECTED")
-	for _, t := range tables {
+	for _, t := range t.Tables {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\n", t.Name, t.Type, t.Keys, t.Ops, t.Rejected)
 	}
-	if n := s.UndeclaredRejected(); n > 0 {
+	if n := t.UndeclaredRejected; n > 0 {
 		fmt.Fprintf(tw, "%s\t\t\t\t%d\n", "(undeclared)", n)
 	}
 	return tw.Flush()

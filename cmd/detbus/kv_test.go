@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/detbus/detbus/internal/testnats"
 	"github.com/detbus/detbus/transport"
@@ -29,9 +31,11 @@ func kvRun(t *testing.T, url string, args ...string) string {
 	return out
 }
 
+// TestKVCommands runs the kv commands against a node: writes fold in the
+// command, reads are answered by the node's store.
 func TestKVCommands(t *testing.T) {
 	t.Parallel()
-	url := kvNode(t)
+	url, _ := startServe(t)
 	for _, c := range [][]string{
 		{"create", "users", "lww"}, {"create", "tags", "orset"}, {"create", "hits", "counter"},
 		{"create", "profiles", "map"}, {"create", "docs", "mvreg"},
@@ -103,6 +107,24 @@ func TestKVCommands(t *testing.T) {
 		if !found {
 			t.Errorf("tables lacks the row %q:\n%s", want, tables)
 		}
+	}
+}
+
+// TestKVReadsWithoutANode: with no node serving the store, the read
+// commands fold the log in the command and say so on stderr.
+func TestKVReadsWithoutANode(t *testing.T) {
+	t.Parallel()
+	url := kvNode(t)
+	kvRun(t, url, "create", "users", "lww")
+	kvRun(t, url, "set", "users", "alice", `1`)
+	var out, errOut bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := run(ctx, []string{"kv", "get", "users", "alice", "--nats", url}, &out, &errOut); err != nil {
+		t.Fatalf("kv get: %v\n%s", err, errOut.String())
+	}
+	if out.String() != "1\n" || !strings.Contains(errOut.String(), "no node serves the store; folding the log here") {
+		t.Fatalf("kv get without a node: stdout %q, stderr %q", out.String(), errOut.String())
 	}
 }
 
