@@ -20,7 +20,8 @@
 // # Operations
 //
 //   - [Log.Write] appends unconditionally and returns the position;
-//     [Log.WriteAsync] pipelines many writes.
+//     [Log.WriteAsync] pipelines many writes. [Log.Publish] and
+//     [Log.PublishAsync] append without learning the index.
 //   - [Log.ExistsOrWrite] appends at an index only if the index equals the
 //     ESK's count. It answers Written (by this call), Present (with whether
 //     the present event has the same content) or an error: an
@@ -30,6 +31,9 @@
 //   - [Log.Get] reads an (ESK, index); [Log.Count] and [Log.Counts] count.
 //   - [Log.Events] streams events of literal or wildcard ESKs in total order
 //     from a stream position, optionally following new ones.
+//   - [Log.Bucket] and [Log.Objects] keep state beside the log (snapshots,
+//     status) in key/value and object store buckets; [Log.Serve] and
+//     [Log.Request] let a node answer questions about state it folded.
 //
 // # How conditional appends stay honest
 //
@@ -45,17 +49,54 @@
 //
 // # How indices are known
 //
-// JetStream counts messages per subject but does not number them. A [Log]
-// keeps, per ESK it touches, the stream sequence of every index it has
-// learned (8 bytes an event), from facts about the stored log: a successful
-// conditional append links its sequence to the one it expected, an ordered
-// consumer delivers a subject's messages in order, and batched direct gets
-// walk a subject forward from the last known sequence (up to 1000 sequences
-// a round trip). The first read of a long ESK by a new Log walks it once;
-// after that, reads by index and conditional appends cost one round trip.
-// On replicated streams a direct get can be answered by a lagging replica;
-// a walk that comes up short is retried, and the stream leader's count is
-// the authority for "index ahead".
+// JetStream counts messages per subject but does not number them, so a
+// Log learns indices from server counts, with a cost that does not grow
+// with the log's history:
+//
+//   - The tail. The stream leader counts the ESK's events (stream info
+//     with a subject filter) and returns its last event (the JetStream
+//     API's message get, which only the leader answers). Asked count,
+//     last event, count, one after the other: when the counts agree,
+//     nothing landed in between, so the last event's index is the count
+//     minus one. A conditional append at the count expects that event.
+//   - Any other position. A batched direct get stamps its reply with the
+//     number of the subject's messages that follow the one returned
+//     (Nats-Num-Pending), under the stream's read lock. For two events a
+//     and m of an ESK read from one server at one instant, index(m) -
+//     index(a) = pending(a) - pending(m). A known fact serves as a: its
+//     reading, m's, and its reading again, pipelined on one connection,
+//     are handled by one server in that order, and when the two readings
+//     of a agree the difference is exact. A read by index searches with
+//     such rounds, probing the interpolated position first, and walks
+//     the last stretch of at most 1000 events with one headerless batch.
+//   - Replicated streams. Direct gets are answered by any replica, so
+//     each request of a round carries a Nats-Trace-Dest header; the
+//     server the client is connected to reports which server took it,
+//     and only readings made by the same server are paired. Servers that
+//     do not trace (before NATS 2.11) are read by walking instead.
+//   - Facts. An (index, sequence) pair once true stays true, since the
+//     stream denies delete and purge. A Log keeps at most 32 facts for
+//     each of at most 4096 ESKs, the least recently used forgotten first
+//     (under 2 MiB in all): a writer's own tail, what reads and streams
+//     taught it. A writer that knows its ESK's tail confirms its next
+//     writes with one headerless read of the events after it, and a
+//     stream of events numbers each ESK's events from the first one it
+//     looked up (from the log's start, an ESK's first event is index 0:
+//     no lookup at all).
+//
+// A negative answer (no such index, an index ahead of the count) is
+// decided by the count of a stream leader that heard from a majority of
+// its replicas within [LeaderLease]. [Log.ReadStats] counts what a Log has
+// read, for tests and operators that check what a path costs.
+//
+// Which write to use: [Log.Write] returns the index (one extra headerless
+// read when the Log knows the ESK's tail); [Log.Publish] and
+// [Log.PublishAsync] return only the stream position, at the speed of a
+// raw JetStream publish, and [Log.IndexOf] finds the index when it is
+// needed. A source that does not read its own indices should publish; a
+// writer that needs indices for every event, such as a test oracle,
+// should [Log.WriteAsync]; an appender racing for indices uses
+// [Log.ExistsOrWrite].
 //
 // # Input bounds
 //
