@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/detbus/detbus/transport"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // ScaleEvents is the size of the long logs scale tests build:
@@ -35,8 +33,9 @@ type LongLog struct {
 }
 
 // BuildLongLog starts a node in dir and writes total events of 128 bytes
-// with pipelined JetStream publishes, each acknowledged, as plain NATS
-// clients publish them (no headers). Close it with [LongLog.Close].
+// with [Publish]: pipelined JetStream publishes, each acknowledged, as
+// plain NATS clients publish them (no headers). Close it with
+// [LongLog.Close].
 func BuildLongLog(dir string, total int) (*LongLog, error) {
 	s, err := transport.StartServer(transport.ServerConfig{Name: "long", Host: "127.0.0.1", Port: -1, StoreDir: dir})
 	if err != nil {
@@ -58,36 +57,19 @@ func (ll *LongLog) fill(total int) error {
 		return err
 	}
 	defer l.Close()
-	nc, err := nats.Connect(ll.Server.ClientURL())
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192))
-	if err != nil {
-		return err
-	}
 	payload := make([]byte, 128)
 	for i := range payload {
 		payload[i] = 'a' + byte(i%26)
 	}
 	big := l.Subject(ll.Big)
-	const window = 50_000
-	for start := 0; start < total; start += window {
-		for i := start; i < min(start+window, total); i++ {
-			subj := big
-			if i%2 == 1 {
-				subj = l.Subject("scale.o" + strconv.Itoa((i/2)%ll.Others))
-			}
-			if _, err := js.PublishAsync(subj, payload); err != nil {
-				return fmt.Errorf("publish %d: %w", i, err)
-			}
+	err = Publish(ctx, ll.Server.ClientURL(), total, func(i int) (string, []byte) {
+		if i%2 == 1 {
+			return l.Subject("scale.o" + strconv.Itoa((i/2)%ll.Others)), payload
 		}
-		select {
-		case <-js.PublishAsyncComplete():
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		return big, payload
+	})
+	if err != nil {
+		return err
 	}
 	st, err := l.State(ctx, ll.Big)
 	if err != nil {
