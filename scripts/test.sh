@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of the project: installs the tools the tests use
 # (scripts/install-tools.sh), checks formatting and vet, then runs
-# go test with the race detector over all packages, then every fuzz
-# target briefly (scripts/fuzz.sh; FUZZTIME, default 3s each).
+# go test with the race detector over all packages, then the scale tests
+# (TestScale*: logs of millions of events, which skip under the race
+# detector) without it, then every fuzz target briefly (scripts/fuzz.sh;
+# FUZZTIME, default 3s each).
 #
 # Usage: scripts/test.sh [extra go test flags]
 set -euo pipefail
@@ -19,4 +21,5 @@ if [[ -n "$unformatted" ]]; then
 fi
 go vet ./...
 go test -race -count=1 -timeout 20m "$@" ./...
+go test -count=1 -timeout 20m -run '^TestScale' "$@" ./...
 FUZZTIME="${FUZZTIME:-3s}" scripts/fuzz.sh

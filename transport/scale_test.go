@@ -66,10 +66,10 @@ func seqOfBig(i uint64) uint64 { return 2*i + 1 }
 
 func seqOfOther(j, i uint64) uint64 { return 2*(j+1000*i) + 2 }
 
-// TestLongLogReads reads a long ESK with fresh clients: every index comes
+// TestScaleLongLogReads reads a long ESK with fresh clients: every index comes
 // from server counts and the search of a few probes, with a bounded number
 // of requests and messages read whatever the ESK's length.
-func TestLongLogReads(t *testing.T) {
+func TestScaleLongLogReads(t *testing.T) {
 	ll := longLog(t)
 	ctx := context.Background()
 	fresh := func() *transport.Log {
@@ -143,10 +143,10 @@ func TestLongLogReads(t *testing.T) {
 	}
 }
 
-// TestLongLogWrites appends to a long ESK from fresh clients: the first
+// TestScaleLongLogWrites appends to a long ESK from fresh clients: the first
 // Write learns its index and the first ExistsOrWrite its expectation from
 // the leader's tail, without reading the ESK's history.
-func TestLongLogWrites(t *testing.T) {
+func TestScaleLongLogWrites(t *testing.T) {
 	ll := longLog(t)
 	ctx := context.Background()
 	l := testnats.Log(t, ll.Server.ClientURL(), transport.Config{})
@@ -174,11 +174,11 @@ func TestLongLogWrites(t *testing.T) {
 	}
 }
 
-// TestClientMemoryBounded: a client that reads the tail of the long ESK,
+// TestScaleClientMemory: a client that reads the tail of the long ESK,
 // reads in its middle, follows it, and touches 200,000 ESKs keeps a
 // bounded amount of memory. The client runs in a process of its own
 // (this test binary again), so that the server's memory does not count.
-func TestClientMemoryBounded(t *testing.T) {
+func TestScaleClientMemory(t *testing.T) {
 	ll := longLog(t)
 	ctx := context.Background()
 	const wide = 200_000
@@ -196,7 +196,7 @@ func TestClientMemoryBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestClientMemoryChild$", "-test.v")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestScaleClientMemoryChild$", "-test.v")
 	cmd.Env = append(os.Environ(), "DETBUS_MEM_CHILD_URL="+ll.Server.ClientURL(),
 		fmt.Sprintf("DETBUS_MEM_CHILD_BIG=%s:%d:%d", ll.Big, ll.BigCount, ll.Total))
 	out, err := cmd.CombinedOutput()
@@ -220,12 +220,12 @@ func TestClientMemoryBounded(t *testing.T) {
 	}
 }
 
-// TestClientMemoryChild is the client of TestClientMemoryBounded; it runs
+// TestScaleClientMemoryChild is the client of TestScaleClientMemory; it runs
 // only in the process that test starts.
-func TestClientMemoryChild(t *testing.T) {
+func TestScaleClientMemoryChild(t *testing.T) {
 	url := os.Getenv("DETBUS_MEM_CHILD_URL")
 	if url == "" {
-		t.Skip("the client process of TestClientMemoryBounded")
+		t.Skip("the client process of TestScaleClientMemory")
 	}
 	var big string
 	var n, total uint64
