@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -92,6 +93,7 @@ func (st *SnapshotStore) Save(ctx context.Context, s Snapshot) (stored Snapshot,
 	key := snapshotKey(s.Name, s.InputSeq)
 	_, err = st.kv.Create(ctx, key, body)
 	if err == nil {
+		st.prune(ctx, s.Name)
 		return s, true, nil
 	}
 	if !errors.Is(err, transport.ErrExists) {
@@ -102,6 +104,24 @@ func (st *SnapshotStore) Save(ctx context.Context, s Snapshot) (stored Snapshot,
 		return Snapshot{}, false, err
 	}
 	return other, other.sameContent(s), nil
+}
+
+// keepSnapshots is how many of a DET's newest snapshots the store keeps;
+// older ones are removed when a newer one is saved, so that finding the
+// newest costs the same whatever the DET's history.
+const keepSnapshots = 3
+
+// prune removes name's snapshots older than the newest keepSnapshots.
+// Failures are left for the next save.
+func (st *SnapshotStore) prune(ctx context.Context, name string) {
+	keys, err := st.kv.Keys(ctx, name+".*")
+	if err != nil || len(keys) <= keepSnapshots {
+		return
+	}
+	slices.Sort(keys) // the keys hold zero-padded positions
+	for _, k := range keys[:len(keys)-keepSnapshots] {
+		_ = st.kv.Forget(ctx, k)
+	}
 }
 
 func (st *SnapshotStore) get(ctx context.Context, key string) (Snapshot, error) {

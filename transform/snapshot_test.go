@@ -11,6 +11,7 @@ import (
 	"github.com/detbus/detbus/internal/testnats"
 	"github.com/detbus/detbus/transform"
 	"github.com/detbus/detbus/transport"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestSnapshotRestoreThenReplay: an instance that starts from a snapshot
@@ -108,5 +109,54 @@ func TestSnapshotOfAnotherVersionIsRefused(t *testing.T) {
 	defer cancel()
 	if err := r.Run(ctx); !errors.Is(err, transform.ErrSnapshotVersion) || !strings.Contains(err.Error(), `is version "1", this is version "2"`) {
 		t.Fatalf("version 2 over a version 1 snapshot: %v", err)
+	}
+}
+
+// TestSnapshotStoreKeepsTheNewest: saving snapshot after snapshot leaves
+// only the newest few of a DET in the bucket, with no trace of the older
+// ones, so finding the newest does not grow with the DET's history; other
+// DETs' snapshots are left alone.
+func TestSnapshotStoreKeepsTheNewest(t *testing.T) {
+	s := testnats.Node(t)
+	l := testnats.Log(t, s.ClientURL(), transport.Config{})
+	ctx := ctxT(t)
+	store, err := transform.OpenSnapshotStore(ctx, l, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := sumSpec("keep-a", "keep.a.out"), sumSpec("keep-b", "keep.b.out")
+	if _, _, err := store.Save(ctx, transform.NewSnapshot(b, 1, 0, 0, []byte(`{}`))); err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(1); seq <= 40; seq++ {
+		if _, agree, err := store.Save(ctx, transform.NewSnapshot(a, seq, seq, 0, []byte(fmt.Sprint(seq)))); err != nil || !agree {
+			t.Fatalf("save %d: %v %v", seq, agree, err)
+		}
+	}
+	bucket, err := l.BindBucket(ctx, transform.DefaultSnapshotBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := bucket.Keys(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 4 { // a's newest three and b's one
+		t.Fatalf("the bucket holds %d keys: %v", len(keys), keys)
+	}
+	latest, ok, err := store.Latest(ctx, a)
+	if err != nil || !ok || latest.InputSeq != 40 {
+		t.Fatalf("latest of a: %d %v %v", latest.InputSeq, ok, err)
+	}
+	js, err := jetstream.New(testnats.Conn(t, s.ClientURL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs, err := js.Stream(ctx, "KV_"+transform.DefaultSnapshotBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := bs.CachedInfo().State.Msgs; n != 4 {
+		t.Fatalf("the bucket's stream holds %d messages, want 4: old snapshots left traces", n)
 	}
 }

@@ -177,7 +177,7 @@ func (u User) Permissions(stream, prefix string) *server.Permissions {
 				"$JS.API.CONSUMER.MSG.NEXT."+s+".>",
 				"$JS.FC."+s+".>", "$JS.ACK."+s+".>")
 		}
-		pub = append(pub, "$KV."+b+".>", "$O."+b+".>", "$JS.API.STREAM.PURGE.OBJ_"+b, "$JS.API.STREAM.MSG.DELETE.KV_"+b)
+		pub = append(pub, "$KV."+b+".>", "$O."+b+".>", "$JS.API.STREAM.PURGE.OBJ_"+b, "$JS.API.STREAM.PURGE.KV_"+b, "$JS.API.STREAM.MSG.DELETE.KV_"+b)
 	}
 	slices.Sort(pub)
 	pub = slices.Compact(pub)

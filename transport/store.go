@@ -129,6 +129,22 @@ func (b *Bucket) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
+// Forget removes key and every trace of it (its history and delete
+// marker), so that a bucket whose keys come and go does not grow with
+// them. It needs the right to purge the bucket's stream.
+func (b *Bucket) Forget(ctx context.Context, key string) error {
+	ctx, cancel := b.l.withTimeout(ctx)
+	defer cancel()
+	s, err := b.l.js.Stream(ctx, "KV_"+b.name)
+	if err == nil {
+		err = s.Purge(ctx, jetstream.WithPurgeSubject("$KV."+b.name+"."+key))
+	}
+	if err != nil {
+		return b.l.storeErr(b.name+" key "+key, err)
+	}
+	return nil
+}
+
 // Keys lists the keys matching filter (NATS subject wildcards; "" for
 // all), empty when there are none.
 func (b *Bucket) Keys(ctx context.Context, filter string) ([]string, error) {
