@@ -48,7 +48,7 @@ type asyncWriter struct {
 }
 
 // WriteAsync publishes an event to esk without waiting for the
-// acknowledgement; the [PendingWrite] gives the position once the write is
+// acknowledgement (with a span only when ctx carries a trace); the [PendingWrite] gives the position once the write is
 // acknowledged and its index known. Use it to pipeline many writes; the
 // number in flight is bounded by the JetStream publisher's own limit (4000
 // by default), past which WriteAsync waits up to the log's timeout for
@@ -57,7 +57,10 @@ type asyncWriter struct {
 // Errors: as [Log.Write]; errors of the publish itself come back here,
 // errors of the outcome from [PendingWrite.Result].
 func (l *Log) WriteAsync(ctx context.Context, esk string, payload []byte, opts ...WriteOption) (*PendingWrite, error) {
-	ctx, span := l.startSpan(ctx, "detbus.write", esk)
+	span := noSpan // a span only inside a caller's trace, as for PublishAsync
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		ctx, span = l.startSpan(ctx, "detbus.write", esk)
+	}
 	m, err := l.newMsg(ctx, esk, payload, opts)
 	if err != nil {
 		endSpan(span, err)
@@ -233,7 +236,8 @@ type PendingPublish struct {
 
 // PublishAsync publishes an event to esk without waiting for the
 // acknowledgement, and without learning its index: the cheapest write,
-// for sources that pipeline many events. [PendingPublish.Wait] gives the
+// for sources that pipeline many events. It makes a span only when ctx
+// carries a trace. [PendingPublish.Wait] gives the
 // stream position once acknowledged; [Log.IndexOf] finds the index when
 // it is needed. The number in flight is bounded by the JetStream
 // publisher's own limit (4000 by default), past which PublishAsync waits
@@ -242,7 +246,10 @@ type PendingPublish struct {
 // Errors: as [Log.Write]; errors of the publish itself come back here,
 // errors of the outcome from [PendingPublish.Wait].
 func (l *Log) PublishAsync(ctx context.Context, esk string, payload []byte, opts ...WriteOption) (*PendingPublish, error) {
-	ctx, span := l.startSpan(ctx, "detbus.write", esk)
+	span := noSpan // a span only inside a caller's trace: this is the hot path of sources
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		ctx, span = l.startSpan(ctx, "detbus.write", esk)
+	}
 	m, err := l.newMsg(ctx, esk, payload, opts)
 	if err != nil {
 		endSpan(span, err)
@@ -282,6 +289,13 @@ func (p *PendingPublish) Result() (Position, error) { return p.Wait(context.Back
 
 func (p *PendingPublish) wait(ctx context.Context) (Position, error) {
 	l := p.l
+	select { // acknowledged already: no timer
+	case ack := <-p.paf.Ok():
+		return Position{ESK: p.esk, Seq: ack.Sequence}, nil
+	case err := <-p.paf.Err():
+		return Position{}, l.publishErr(p.esk, err)
+	default:
+	}
 	timer := time.NewTimer(time.Until(p.deadline))
 	defer timer.Stop()
 	_, denied := l.denied.mark()
