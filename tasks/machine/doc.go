@@ -170,4 +170,8 @@
 // reachable state of a queue of the same name, and refuses anything else
 // with an error, leaving the state unchanged. The state keeps every task
 // ever enqueued, so that ids stay deduplicated.
+//
+// [Queue.Freeze] copies the tasks, sorting and encoding nothing, so that
+// [Frozen.Snapshot] can encode them while the queue goes on: a caller
+// that folds under a lock holds it only for the copy.
 package machine

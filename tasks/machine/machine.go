@@ -164,9 +164,9 @@ func (c Config) validate() string {
 
 // Queue is the state of one queue. The zero value is not ready; use
 // [New]. A Queue is used by one goroutine at a time, except that its
-// read methods (Name, Config, Task, Tasks, Claimable, Due, Snapshot)
-// change nothing and may run at once in several goroutines while no
-// Apply or Restore runs.
+// read methods (Name, Config, Task, Tasks, Claimable, Due, Snapshot,
+// Freeze) change nothing and may run at once in several goroutines while
+// no Apply or Restore runs.
 type Queue struct {
 	name  string
 	cfg   *Config // nil until create_queue

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -37,9 +39,39 @@ type taskRecord struct {
 // Snapshot encodes the state as canonical JSON: tasks sorted by id,
 // durations in [time.Duration.String] form, zero fields omitted, JSON
 // values compact and unescaped. Equal states give identical bytes.
-func (q *Queue) Snapshot() ([]byte, error) {
-	s := snapshot{Queue: q.name, Tasks: make([]taskRecord, 0, len(q.tasks))}
-	if c := q.cfg; c != nil {
+func (q *Queue) Snapshot() ([]byte, error) { return q.Freeze().Snapshot() }
+
+// Frozen is a copy of a queue's state, taken by [Queue.Freeze], to be
+// encoded while the queue goes on.
+type Frozen struct {
+	name  string
+	cfg   *Config
+	tasks []Task // in no order
+}
+
+// Freeze copies the state for [Frozen.Snapshot], which then gives the
+// bytes [Queue.Snapshot] gives now. It copies the tasks into one slice
+// and nothing else (payloads and results, which no operation writes
+// into, are shared), and neither sorts nor encodes: a caller that holds
+// off the queue's writer while it copies holds it off briefly. It is a
+// read method.
+func (q *Queue) Freeze() *Frozen {
+	f := &Frozen{name: q.name, tasks: make([]Task, 0, len(q.tasks))}
+	if q.cfg != nil {
+		c := *q.cfg
+		f.cfg = &c
+	}
+	for _, t := range q.tasks {
+		f.tasks = append(f.tasks, *t)
+	}
+	return f
+}
+
+// Snapshot encodes the frozen state as [Queue.Snapshot] does. It may run
+// in several goroutines at once.
+func (f *Frozen) Snapshot() ([]byte, error) {
+	s := snapshot{Queue: f.name, Tasks: []taskRecord{}}
+	if c := f.cfg; c != nil {
 		s.Config = &configRecord{
 			Lease:       c.Lease.String(),
 			MaxAttempts: c.MaxAttempts,
@@ -50,20 +82,36 @@ func (q *Queue) Snapshot() ([]byte, error) {
 			},
 		}
 	}
-	for _, t := range q.Tasks() {
-		r := taskRecord{Task: t}
-		if t.Lease != 0 {
-			r.Lease = t.Lease.String()
-		}
-		s.Tasks = append(s.Tasks, r)
+	order := make([]*Task, len(f.tasks))
+	for i := range f.tasks {
+		order[i] = &f.tasks[i]
 	}
+	slices.SortFunc(order, func(a, b *Task) int { return strings.Compare(a.ID, b.ID) })
+	// The tasks are encoded one by one into the list that encoding the
+	// snapshot with none leaves open: the bytes of encoding them all at
+	// once, without a second copy of every task.
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(s); err != nil {
 		return nil, fmt.Errorf("machine: snapshot: %w", err)
 	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+	b.Truncate(b.Len() - len("]}\n"))
+	for i, t := range order {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		r := taskRecord{Task: *t}
+		if t.Lease != 0 {
+			r.Lease = t.Lease.String()
+		}
+		if err := enc.Encode(r); err != nil {
+			return nil, fmt.Errorf("machine: snapshot: task %q: %w", t.ID, err)
+		}
+		b.Truncate(b.Len() - 1) // the newline
+	}
+	b.WriteString("]}")
+	return b.Bytes(), nil
 }
 
 // Restore replaces the state with one encoded by [Queue.Snapshot] for a

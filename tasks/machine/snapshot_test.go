@@ -106,3 +106,22 @@ func TestRestoreRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestFreeze: a frozen copy encodes as the queue did when it was
+// frozen, whatever is applied to the queue after.
+func TestFreeze(t *testing.T) {
+	q := goldenQueue(t)
+	f := q.Freeze()
+	run(t, q, 7, []step{
+		{9, claimAny("w3"), "claimed t3 w3 #1 until=@39"},
+		{10, hb("t1", "w1", 1), "heartbeat t1 w1 #1 until=@40"},
+		{11, `{"op":"enqueue","id":"t0"}`, "enqueued t0"},
+	})
+	got, err := f.Snapshot()
+	if err != nil || string(got) != golden {
+		t.Fatalf("frozen snapshot: %v\n got %s", err, got)
+	}
+	if e, _ := machine.New("mail").Freeze().Snapshot(); string(e) != `{"queue":"mail","config":null,"tasks":[]}` {
+		t.Fatalf("frozen empty queue: %s", e)
+	}
+}
