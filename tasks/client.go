@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/detbus/detbus/hlc"
 	"github.com/detbus/detbus/tasks/machine"
@@ -24,10 +26,13 @@ const ESKPrefix = "tasks."
 
 // Defaults of [Options].
 const (
-	DefaultKeepOutcomes    = 16384
-	DefaultKeepRejections  = 1000
-	DefaultRetryFoldAfter  = 500 * time.Millisecond
-	maxKeptRejectedPayload = 1024
+	DefaultKeepOutcomes     = 16384
+	DefaultKeepRejections   = 1000
+	DefaultRetryFoldAfter   = 500 * time.Millisecond
+	DefaultSnapshotEvery    = 10000
+	DefaultSnapshotInterval = time.Minute
+	DefaultSnapshotBucket   = "detbus-tasks-snapshots"
+	maxKeptRejectedPayload  = 1024
 )
 
 // Options configures a [Client]. The zero value means every default.
@@ -40,8 +45,26 @@ type Options struct {
 	// [Client.Rejections] (default DefaultKeepRejections). All are
 	// counted.
 	KeepRejections int
-	// Logger receives malformed operations (warn) and fold restarts
-	// (error); default: discard.
+	// Replica names this client's snapshot object: 1 to 255 bytes of
+	// UTF-8 (default "<host>-<pid>", a new name for every process; give
+	// long-lived clients a stable name so that each replaces its own
+	// snapshot instead of adding one).
+	Replica string
+	// SnapshotEvery is the number of task events folded between
+	// snapshots (0: DefaultSnapshotEvery; < 0: never by count).
+	SnapshotEvery int
+	// SnapshotInterval also snapshots this long after the last snapshot
+	// if task events were folded since (0: DefaultSnapshotInterval; < 0:
+	// only by count). With both negative the client writes snapshots
+	// only when [Client.Snapshot] is called.
+	SnapshotInterval time.Duration
+	// Snapshots is the JetStream object store bucket holding snapshots:
+	// letters, digits, '-' and '_' (default DefaultSnapshotBucket).
+	Snapshots string
+	// NoRestore folds the log from its start, ignoring snapshots.
+	NoRestore bool
+	// Logger receives malformed operations and skipped snapshots (warn)
+	// and fold restarts (error); default: discard.
 	Logger *slog.Logger
 }
 
@@ -52,12 +75,29 @@ func (o *Options) setDefaults() {
 	if o.KeepRejections == 0 {
 		o.KeepRejections = DefaultKeepRejections
 	}
+	if o.Replica == "" {
+		host, _ := os.Hostname()
+		if host == "" {
+			host = "tasks"
+		}
+		o.Replica = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if o.SnapshotEvery == 0 {
+		o.SnapshotEvery = DefaultSnapshotEvery
+	}
+	if o.SnapshotInterval == 0 {
+		o.SnapshotInterval = DefaultSnapshotInterval
+	}
+	if o.Snapshots == "" {
+		o.Snapshots = DefaultSnapshotBucket
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 }
 
-// Validate reports every problem with the options, joined.
+// Validate reports every problem with the options, joined; each wraps
+// ErrInvalidOption. Zero values stand for their defaults and are valid.
 func (o Options) Validate() error {
 	var errs []error
 	if o.KeepOutcomes < 0 {
@@ -66,8 +106,30 @@ func (o Options) Validate() error {
 	if o.KeepRejections < 0 {
 		errs = append(errs, fmt.Errorf("%w: KeepRejections %d is negative", ErrInvalidOption, o.KeepRejections))
 	}
+	if o.Replica != "" && (!utf8.ValidString(o.Replica) || len(o.Replica) > 255) {
+		errs = append(errs, fmt.Errorf("%w: Replica %q: want 1 to 255 bytes of UTF-8", ErrInvalidOption, o.Replica))
+	}
+	if o.Snapshots != "" && !validBucket(o.Snapshots) {
+		errs = append(errs, fmt.Errorf("%w: Snapshots bucket %q: use letters, digits, '-' and '_'", ErrInvalidOption, o.Snapshots))
+	}
 	return errors.Join(errs...)
 }
+
+func validBucket(name string) bool {
+	if len(name) > 200 {
+		return false
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// snapshots reports whether the options ask for snapshots without a call
+// to [Client.Snapshot].
+func (o *Options) snapshots() bool { return o.SnapshotEvery > 0 || o.SnapshotInterval > 0 }
 
 // Client folds every queue of a log and writes operations to them. It is
 // safe for concurrent use. See the package documentation for its
@@ -84,6 +146,8 @@ type Client struct {
 	mu      sync.RWMutex // the folded state: writes by the fold, reads by everyone
 	queues  map[string]*queueState
 	counts  map[string]uint64 // events applied per ESK
+	folded  uint64            // stream sequence of the last event in the state
+	last    string            // its ESK
 	foldErr error             // last error of the fold, cleared by progress
 
 	// applied is the stream sequence of the last task event applied; it
@@ -98,6 +162,15 @@ type Client struct {
 	outcomes map[uint64]machine.Outcome
 	ring     []uint64 // sequences in outcomes, oldest replaced first
 	next     int
+
+	sn        *snapshots
+	snapMu    sync.Mutex    // one snapshot written at a time
+	snapDue   chan struct{} // the fold asks for a snapshot
+	sinceSnap atomic.Int64  // events folded since the last snapshot
+	snapTaken atomic.Uint64 // seq of the newest snapshot written or restored
+	catchUp   atomic.Bool   // Open is catching up: no snapshots yet
+	restored  uint64        // seq of the snapshot Open restored
+	loops     sync.WaitGroup
 }
 
 // queueState is one queue's fold and what the client keeps beside it.
@@ -146,34 +219,67 @@ func (r *rejections) list() []Rejection {
 // then follows new events until [Client.Close]; when NATS fails it
 // resumes after the last event it applied.
 //
-// Errors: ErrInvalidOption for bad options; the errors of [Client.Sync]
-// (ErrUnavailable, or ctx's error) when the fold cannot catch up.
+// Unless Options.NoRestore, the fold starts from the newest valid
+// snapshot in the Options.Snapshots bucket and reads only the task
+// events after it; see the package documentation for what makes a
+// snapshot valid. Invalid snapshots are logged and skipped, falling back
+// to older ones and finally to folding from the start of the log.
+//
+// Errors: ErrInvalidOption for bad options; transport.ErrUnavailable
+// (wrapped) when the stream cannot be read; the errors of [Client.Sync]
+// when the fold cannot catch up.
 func Open(ctx context.Context, l *transport.Log, opts Options) (*Client, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
 	opts.setDefaults()
+	sn, err := openSnapshots(ctx, l, opts)
+	if err != nil {
+		return nil, err
+	}
 	fctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
 		log: l, clock: l.Config().Clock, opts: opts, cancel: cancel, done: make(chan struct{}),
 		queues: map[string]*queueState{}, counts: map[string]uint64{},
 		advanced: make(chan struct{}), outcomes: make(map[uint64]machine.Outcome),
+		sn: sn, snapDue: make(chan struct{}, 1),
 	}
+	if !opts.NoRestore {
+		if st := sn.restore(ctx, opts.Logger); st != nil {
+			c.install(st)
+		}
+	}
+	c.catchUp.Store(true)
 	go c.fold(fctx)
+	if opts.snapshots() {
+		c.loops.Add(1)
+		go c.snapshotLoop(fctx)
+	}
 	if err := c.Sync(ctx); err != nil {
 		c.Close()
 		return nil, err
 	}
+	// Snapshots wait for the catch-up to end, and then the first one
+	// covers it: snapshots taken one after another while the fold reads
+	// a long history would cost more than the fold.
+	c.catchUp.Store(false)
+	if opts.SnapshotEvery > 0 && c.sinceSnap.Load() >= int64(opts.SnapshotEvery) {
+		select {
+		case c.snapDue <- struct{}{}:
+		default:
+		}
+	}
 	return c, nil
 }
 
-// Close stops the fold. Reads keep answering from the state folded so
-// far; waits and writes return ErrClosed. Close does not close the log.
-// It is safe to call more than once.
+// Close stops the fold and the snapshots. Reads keep answering from the
+// state folded so far; waits and writes return ErrClosed. Close does not
+// close the log. It is safe to call more than once.
 func (c *Client) Close() error {
 	c.closed.Store(true)
 	c.cancel()
 	<-c.done
+	c.loops.Wait()
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.wake()
@@ -183,6 +289,10 @@ func (c *Client) Close() error {
 	c.waiters = nil
 	return nil
 }
+
+// Restored returns the stream sequence covered by the snapshot Open
+// restored, and 0 if it restored none.
+func (c *Client) Restored() uint64 { return c.restored }
 
 // Log returns the log the client folds.
 func (c *Client) Log() *transport.Log { return c.log }
@@ -230,8 +340,10 @@ func (c *Client) apply(ev transport.Event) {
 	for _, x := range outs {
 		switch x.Kind {
 		case machine.KindRejected:
-			r := Rejection{Position: ev.Position(), Time: ev.Time, Op: x.Op, Reason: x.Reason, Malformed: malformed,
-				Data: bytes.Clone(ev.Data[:min(len(ev.Data), maxKeptRejectedPayload)])}
+			r := Rejection{Position: ev.Position(), Time: ev.Time, Op: x.Op, Reason: x.Reason, Malformed: malformed}
+			if len(ev.Data) > 0 { // an empty payload is kept as nil, as a snapshot restores it
+				r.Data = bytes.Clone(ev.Data[:min(len(ev.Data), maxKeptRejectedPayload)])
+			}
 			if malformed {
 				qs.malformed.add(r, c.opts.KeepRejections)
 				c.opts.Logger.Warn("malformed task operation rejected", "queue", name, "index", ev.Index, "seq", ev.Seq, "reason", x.Reason)
@@ -251,6 +363,7 @@ func (c *Client) apply(ev transport.Event) {
 		qs.changed = make(chan struct{})
 	}
 	c.counts[ev.ESK] = ev.Index + 1
+	c.folded, c.last = ev.Seq, ev.ESK
 	c.foldErr = nil
 	c.mu.Unlock()
 	c.keepOutcome(ev.Seq, o)
@@ -261,6 +374,12 @@ func (c *Client) apply(ev transport.Event) {
 	}
 	c.wake()
 	c.wmu.Unlock()
+	if n := c.sinceSnap.Add(1); c.opts.SnapshotEvery > 0 && n >= int64(c.opts.SnapshotEvery) {
+		select {
+		case c.snapDue <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // queueLocked returns the state of queue name, made empty if the client

@@ -23,7 +23,8 @@
 // # The client
 //
 // [Open] starts a goroutine that folds every queue ("tasks.>") from the
-// beginning of the log and follows it; it returns once the fold has
+// newest valid snapshot (see Snapshots), or from the beginning of the log
+// when there is none, and follows it; it returns once the fold has
 // caught up with the log as of the call. Reads ([Client.Queues],
 // [Client.List], [Client.Show], [Client.Dead], [Client.Rejections]) answer
 // from that local state, without a round trip, and may lag the log.
@@ -46,6 +47,66 @@
 // malformed operations (bad JSON, unknown op or field, bad value, logged
 // as warnings) and well-formed ones refused in the queue's state (a claim
 // that lost the race, a report after the lease ended).
+//
+// # Snapshots
+//
+// A client saves what its fold holds into a JetStream object store
+// bucket beside the log (Options.Snapshots, default
+// [DefaultSnapshotBucket]), as the object named Options.Replica (default
+// "<host>-<pid>"), so that the next [Open] reads only the tail of the
+// log:
+//
+//   - What is saved: for every queue that has events, its machine state
+//     ([machine.Queue.Snapshot]: configuration and every task), its
+//     event count, and its kept rejections of each kind with their
+//     counts; and the stream sequence of the last task event folded,
+//     with its ESK. The encoding is deterministic (JSON, queues sorted by
+//     name, rejections oldest first): clients that folded the same
+//     events write the same bytes, whether they folded from the start or
+//     from a snapshot, as long as they and the writer of that snapshot
+//     keep the same number of rejections (Options.KeepRejections; a
+//     client that keeps fewer than a snapshot holds keeps the newest,
+//     and every client counts them all). Outcomes ([Client.Outcome])
+//     are not saved: a restored client keeps those of the events it
+//     folds itself.
+//   - When: every Options.SnapshotEvery task events folded (default
+//     [DefaultSnapshotEvery]), and Options.SnapshotInterval after the
+//     last snapshot if events were folded since (default
+//     [DefaultSnapshotInterval]); never while Open catches up, after
+//     which one snapshot covers the catch-up if it folded SnapshotEvery
+//     events or more; and on [Client.Snapshot]. A snapshot copies the
+//     state under the fold's lock (each queue's tasks into one slice,
+//     sorting and encoding nothing), then encodes and saves the copy
+//     in another goroutine, one snapshot at a time, while the fold goes
+//     on. Saving replaces the replica's object, and deletes the objects
+//     of other replicas of the same stream that cover no more of the log
+//     and were not replaced for a day (replicas named after their
+//     process leave one each).
+//   - How it is checked: the object's metadata names the stream, its
+//     subject prefix, the stream's creation time, the sequence covered,
+//     the format and a SHA-256 of the data. Open considers the snapshots
+//     of its stream and prefix (others are ignored), newest first, and
+//     skips, with a warning to Options.Logger, one of another format,
+//     of another incarnation of the stream (another creation time), or
+//     covering a sequence past the stream's last; one whose data does
+//     not match its hash; one that does not decode to a state folding
+//     can reach (each queue's machine state must be in the canonical
+//     form [machine.Queue.Restore] accepts, the rest consistent); and
+//     one that does not match the log: the event at the sequence it
+//     covers must be, on the ESK it names, the last one it counts. The
+//     first snapshot that passes is restored; with none, the fold starts
+//     from the beginning. Options.NoRestore ignores snapshots. The hash
+//     detects damage, not forgery: whoever may write the bucket can
+//     write a snapshot that passes, so NATS permissions should let only
+//     trusted clients write it.
+//   - What Open costs: a stream info request, listing the bucket,
+//     reading, hashing and decoding the snapshot, which grow with the
+//     state held (every task ever enqueued, finished ones included),
+//     and one index lookup; then the task events after the snapshot,
+//     which are all it reads of the log. Measured on one node with a
+//     million task events (333,333 tasks) before a snapshot of 39 MB:
+//     folding them all takes about 7 s, opening from the snapshot about
+//     2 s, of which reading the object takes 0.8 s.
 //
 // # Workers
 //
@@ -93,6 +154,7 @@
 //
 // # Concurrency
 //
-// A Client is safe for concurrent use; a Worker runs once. Many clients
+// A Client is safe for concurrent use; reads wait only while the fold
+// applies one event or a snapshot copies the state. A Worker runs once. Many clients
 // and workers, in any processes, share queues through the log only.
 package tasks

@@ -137,10 +137,12 @@ func (c *Client) Sync(ctx context.Context) error {
 
 // Outcome waits for the task event at pos to be applied, as [Client.Wait]
 // does, and returns what it did. The client keeps the outcomes of the
-// newest Options.KeepOutcomes task events.
+// newest Options.KeepOutcomes task events it applied; a snapshot that
+// Open restored holds none.
 //
 // Errors: as Wait; ErrOutcomeNotKept when the event's outcome is no
-// longer kept, or pos is not a task event.
+// longer kept, the event is covered by the snapshot Open restored, or
+// pos is not a task event.
 func (c *Client) Outcome(ctx context.Context, pos transport.Position) (machine.Outcome, error) {
 	if err := c.Wait(ctx, pos); err != nil {
 		return machine.Outcome{}, err
@@ -155,5 +157,6 @@ func (c *Client) Outcome(ctx context.Context, pos transport.Position) (machine.O
 }
 
 // Applied returns the stream sequence of the last task event the fold
-// applied (0 before the first).
+// applied, or that the snapshot Open restored covers (0 before the
+// first).
 func (c *Client) Applied() uint64 { return c.applied.Load() }

@@ -1,0 +1,29 @@
+package tasks
+
+import "time"
+
+// Hooks for the external tests.
+
+// SnapshotData returns the encoding a snapshot of c would hold now, and
+// the stream sequence it covers, without saving it.
+func SnapshotData(c *Client) ([]byte, uint64, error) {
+	f := c.freeze()
+	data, err := f.encode()
+	return data, f.seq, err
+}
+
+// Snapshot object metadata keys.
+const (
+	MetaStream  = metaStream
+	MetaCreated = metaCreated
+	MetaSeq     = metaSeq
+	MetaHash    = metaHash
+)
+
+// SetStaleSnapshotAge sets the age after which other replicas' snapshots
+// are pruned, until the returned function is called.
+func SetStaleSnapshotAge(d time.Duration) (undo func()) {
+	old := staleSnapshotAge
+	staleSnapshotAge = d
+	return func() { staleSnapshotAge = old }
+}
