@@ -45,12 +45,13 @@ type directGetter struct {
 }
 
 type directGetRequest struct {
-	Seq       uint64 `json:"seq,omitempty"`
-	NextFor   string `json:"next_by_subj,omitempty"`
-	LastFor   string `json:"last_by_subj,omitempty"`
-	Batch     int    `json:"batch,omitempty"`
-	MaxBytes  int    `json:"max_bytes,omitempty"`
-	NoHeaders bool   `json:"no_hdr,omitempty"`
+	Seq       uint64   `json:"seq,omitempty"`
+	MultiLast []string `json:"multi_last,omitempty"`
+	NextFor   string   `json:"next_by_subj,omitempty"`
+	LastFor   string   `json:"last_by_subj,omitempty"`
+	Batch     int      `json:"batch,omitempty"`
+	MaxBytes  int      `json:"max_bytes,omitempty"`
+	NoHeaders bool     `json:"no_hdr,omitempty"`
 }
 
 // directReply is the answer to one direct get request.
@@ -104,6 +105,11 @@ type call struct {
 // request carries a Nats-Trace-Dest header, and the server the client is
 // connected to reports which server it handed the request to.
 func (g *directGetter) start(req directGetRequest, trace bool) (*call, error) {
+	return g.startOn(g.subject, req, trace)
+}
+
+// startOn is start for the stream whose direct get subject is subject.
+func (g *directGetter) startOn(subject string, req directGetRequest, trace bool) (*call, error) {
 	body, _ := json.Marshal(req)
 	g.mu.Lock()
 	g.next++
@@ -115,7 +121,7 @@ func (g *directGetter) start(req directGetRequest, trace bool) (*call, error) {
 		g.pending[g.prefix+"t"+id] = c.traceCh
 	}
 	g.mu.Unlock()
-	m := &nats.Msg{Subject: g.subject, Reply: c.reply, Data: body}
+	m := &nats.Msg{Subject: subject, Reply: c.reply, Data: body}
 	if trace {
 		m.Header = nats.Header{"Nats-Trace-Dest": []string{g.prefix + "t" + id}}
 	}
@@ -205,7 +211,12 @@ func (g *directGetter) reply(ctx context.Context, c *call) (directReply, error) 
 
 // do sends req and collects the reply.
 func (g *directGetter) do(ctx context.Context, req directGetRequest) (directReply, error) {
-	c, err := g.start(req, false)
+	return g.doOn(ctx, g.subject, req)
+}
+
+// doOn is do for the stream whose direct get subject is subject.
+func (g *directGetter) doOn(ctx context.Context, subject string, req directGetRequest) (directReply, error) {
+	c, err := g.startOn(subject, req, false)
 	if err != nil {
 		return directReply{}, err
 	}

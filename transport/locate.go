@@ -383,11 +383,23 @@ func (l *Log) indexOf(ctx context.Context, e *eskFacts, seq uint64) (uint64, err
 		if err != nil {
 			return 0, err
 		}
-		if p := ps[0]; p.ok {
-			if p.none || p.msg.Seq != seq {
+		// "Nothing at or after seq" only says that the replica that answered
+		// does not have seq yet; a later message in its place says that seq
+		// is not an event of this ESK, since every replica holds a prefix of
+		// the log.
+		if p := ps[0]; p.ok && !p.none {
+			if p.msg.Seq != seq {
 				return 0, fmt.Errorf("transport: stream sequence %d is not on %s", seq, e.subject)
 			}
 			return p.index, nil
+		} else if p.ok {
+			info, err := l.info(ctx, "")
+			if err != nil {
+				return 0, err
+			}
+			if seq > info.State.LastSeq {
+				return 0, fmt.Errorf("transport: stream sequence %d is not on %s: the log ends at %d", seq, e.subject, info.State.LastSeq)
+			}
 		}
 		if err := sleepCtx(ctx, backoff); err != nil {
 			return 0, fmt.Errorf("%w: index of sequence %d on %s: %v", ErrUnavailable, seq, e.subject, err)

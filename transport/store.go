@@ -3,6 +3,9 @@ package transport
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -146,28 +149,39 @@ func (b *Bucket) Forget(ctx context.Context, key string) error {
 }
 
 // Keys lists the keys matching filter (NATS subject wildcards; "" for
-// all), empty when there are none.
+// all) that hold a value, empty when there are none. It reads the last
+// message of each key with direct gets, no consumer, so it needs only the
+// right to read the bucket; it lists at most 1024 keys.
 func (b *Bucket) Keys(ctx context.Context, filter string) ([]string, error) {
 	ctx, cancel := b.l.withTimeout(ctx)
 	defer cancel()
 	if filter == "" {
 		filter = ">"
 	}
-	lister, err := b.kv.ListKeysFiltered(ctx, filter)
+	prefix := "$KV." + b.name + "."
+	msgs, err := b.l.lastPerSubject(ctx, "KV_"+b.name, prefix+filter)
 	if err != nil {
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			return nil, nil
-		}
 		return nil, b.l.storeErr(b.name+" keys", err)
 	}
 	var out []string
-	for k := range lister.Keys() {
-		out = append(out, k)
-	}
-	if err := lister.Stop(); err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
-		return out, nil
+	for _, m := range msgs {
+		switch m.Header.Get("KV-Operation") {
+		case "DEL", "PURGE":
+			continue
+		}
+		out = append(out, m.Subject[len(prefix):])
 	}
 	return out, nil
+}
+
+// lastPerSubject returns the last message of every subject of stream
+// matching filter, with one batched direct get (at most 1024 subjects).
+func (l *Log) lastPerSubject(ctx context.Context, stream, filter string) ([]storedMsg, error) {
+	rep, err := l.gets.doOn(ctx, "$JS.API.DIRECT.GET."+stream, directGetRequest{MultiLast: []string{filter}, Batch: 1024})
+	if err != nil {
+		return nil, err
+	}
+	return rep.msgs, nil
 }
 
 // Objects is a JetStream object store bucket beside the log, for state
@@ -223,35 +237,108 @@ func (o *Objects) Put(ctx context.Context, name, description string, metadata ma
 	return nil
 }
 
-// Get returns the object name and its description.
+// Get returns the object name and its description. It reads the
+// object's chunks with batched direct gets, no consumer, and checks them
+// against the object's digest.
 //
-// Errors: [ErrNotFound] when there is no such object.
+// Errors: [ErrNotFound] when there is no such object; [ErrUnavailable]
+// when its chunks cannot be read whole.
 func (o *Objects) Get(ctx context.Context, name string) ([]byte, ObjectInfo, error) {
-	info, err := o.obs.GetInfo(ctx, name)
+	info, err := o.info(ctx, name)
 	if err != nil {
 		return nil, ObjectInfo{}, o.l.storeErr(o.name+" object "+name, err)
 	}
-	data, err := o.obs.GetBytes(ctx, name)
-	if err != nil {
-		return nil, ObjectInfo{}, o.l.storeErr(o.name+" object "+name, err)
+	data := make([]byte, 0, info.Size)
+	subject := "$O." + o.name + ".C." + info.NUID
+	next := uint64(1)
+	for got := uint32(0); got < info.Chunks; {
+		rep, err := o.l.gets.doOn(ctx, "$JS.API.DIRECT.GET.OBJ_"+o.name,
+			directGetRequest{Seq: next, NextFor: subject, Batch: int(info.Chunks - got), MaxBytes: 16 << 20})
+		if err != nil {
+			return nil, ObjectInfo{}, o.l.storeErr(o.name+" object "+name, err)
+		}
+		if len(rep.msgs) == 0 {
+			return nil, ObjectInfo{}, fmt.Errorf("%w: %s object %s: %d of its %d chunks read", ErrUnavailable, o.name, name, got, info.Chunks)
+		}
+		for _, m := range rep.msgs {
+			data = append(data, m.Data...)
+			next = m.Seq + 1
+			got++
+		}
 	}
-	return data, objectInfo(info), nil
+	sum := sha256.Sum256(data)
+	if want := "SHA-256=" + base64.URLEncoding.EncodeToString(sum[:]); uint64(len(data)) != info.Size || info.Digest != want {
+		return nil, ObjectInfo{}, fmt.Errorf("%w: %s object %s: its chunks do not match its size and digest", ErrUnavailable, o.name, name)
+	}
+	return data, info.ObjectInfo, nil
 }
 
-// List describes every object, empty when there are none.
-func (o *Objects) List(ctx context.Context) ([]ObjectInfo, error) {
-	infos, err := o.obs.List(ctx)
+// objectMeta is an object's description as the object store keeps it.
+type objectMeta struct {
+	ObjectInfo
+	NUID    string `json:"nuid"`
+	Chunks  uint32 `json:"chunks"`
+	Digest  string `json:"digest"`
+	Deleted bool   `json:"deleted"`
+}
+
+func (m *objectMeta) UnmarshalJSON(b []byte) error {
+	var raw struct {
+		Name     string            `json:"name"`
+		Size     uint64            `json:"size"`
+		Metadata map[string]string `json:"metadata"`
+		NUID     string            `json:"nuid"`
+		Chunks   uint32            `json:"chunks"`
+		Digest   string            `json:"digest"`
+		Deleted  bool              `json:"deleted"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	*m = objectMeta{ObjectInfo: ObjectInfo{Name: raw.Name, Size: raw.Size, Metadata: raw.Metadata},
+		NUID: raw.NUID, Chunks: raw.Chunks, Digest: raw.Digest, Deleted: raw.Deleted}
+	return nil
+}
+
+// info reads the description of the object name.
+func (o *Objects) info(ctx context.Context, name string) (objectMeta, error) {
+	subject := "$O." + o.name + ".M." + base64.URLEncoding.EncodeToString([]byte(name))
+	rep, err := o.l.gets.doOn(ctx, "$JS.API.DIRECT.GET.OBJ_"+o.name, directGetRequest{LastFor: subject})
 	if err != nil {
-		if errors.Is(err, jetstream.ErrNoObjectsFound) {
-			return nil, nil
-		}
+		return objectMeta{}, err
+	}
+	if rep.notFound || len(rep.msgs) == 0 {
+		return objectMeta{}, jetstream.ErrObjectNotFound
+	}
+	return decodeObjectMeta(rep.msgs[0])
+}
+
+func decodeObjectMeta(m storedMsg) (objectMeta, error) {
+	var meta objectMeta
+	if err := json.Unmarshal(m.Data, &meta); err != nil {
+		return objectMeta{}, fmt.Errorf("object description: %w", err)
+	}
+	if meta.Deleted {
+		return objectMeta{}, jetstream.ErrObjectNotFound
+	}
+	meta.Modified = m.Time
+	return meta, nil
+}
+
+// List describes every object (at most 1024), empty when there are none.
+// It reads the descriptions with one batched direct get.
+func (o *Objects) List(ctx context.Context) ([]ObjectInfo, error) {
+	msgs, err := o.l.lastPerSubject(ctx, "OBJ_"+o.name, "$O."+o.name+".M.>")
+	if err != nil {
 		return nil, o.l.storeErr(o.name+" objects", err)
 	}
-	out := make([]ObjectInfo, 0, len(infos))
-	for _, in := range infos {
-		if !in.Deleted {
-			out = append(out, objectInfo(in))
+	out := make([]ObjectInfo, 0, len(msgs))
+	for _, m := range msgs {
+		meta, err := decodeObjectMeta(m)
+		if err != nil {
+			continue // deleted, or not a description
 		}
+		out = append(out, meta.ObjectInfo)
 	}
 	return out, nil
 }
@@ -262,10 +349,6 @@ func (o *Objects) Delete(ctx context.Context, name string) error {
 		return o.l.storeErr(o.name+" object "+name, err)
 	}
 	return nil
-}
-
-func objectInfo(in *jetstream.ObjectInfo) ObjectInfo {
-	return ObjectInfo{Name: in.Name, Size: in.Size, Modified: in.ModTime, Metadata: in.Metadata}
 }
 
 // storeErr maps the errors of buckets and object stores to the package's.

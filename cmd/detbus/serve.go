@@ -108,6 +108,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		defer store.Close()
+		stopKV, err := store.Serve()
+		if err != nil {
+			return err
+		}
+		defer stopKV()
 		h, err := kvhttp.New(store, kvhttp.Options{})
 		if err != nil {
 			return err
@@ -118,6 +123,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		defer tc.Close()
+		stopTasks, err := tc.Serve()
+		if err != nil {
+			return err
+		}
+		defer stopTasks()
 		th, err := taskshttp.New(tc, taskshttp.Options{})
 		if err != nil {
 			return err

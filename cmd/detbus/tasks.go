@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"github.com/detbus/detbus/hlc"
 	"github.com/detbus/detbus/tasks"
 	"github.com/detbus/detbus/tasks/machine"
+	"github.com/detbus/detbus/transport"
 	"github.com/nats-io/nuid"
 )
 
@@ -83,6 +85,60 @@ func (f *taskFlags) client(ctx context.Context) (*tasks.Client, func(), error) {
 		return nil, nil, err
 	}
 	return c, func() { c.Close(); l.Close() }, nil
+}
+
+// taskReader is what the read commands need of the task queues: a node's,
+// asked by request, or a client folded here.
+type taskReader interface {
+	Queues(ctx context.Context) ([]tasks.QueueInfo, error)
+	List(ctx context.Context, queue string, states ...machine.State) ([]machine.Task, error)
+	Show(ctx context.Context, queue, id string) (machine.Task, error)
+	Rejections(ctx context.Context, queue string) (tasks.RejectionsReply, error)
+}
+
+type localTasks struct{ c *tasks.Client }
+
+func (l localTasks) Queues(context.Context) ([]tasks.QueueInfo, error) { return l.c.Queues(), nil }
+
+func (l localTasks) List(_ context.Context, queue string, states ...machine.State) ([]machine.Task, error) {
+	return l.c.List(queue, states...)
+}
+
+func (l localTasks) Show(_ context.Context, queue, id string) (machine.Task, error) {
+	return l.c.Show(queue, id)
+}
+
+func (l localTasks) Rejections(_ context.Context, queue string) (tasks.RejectionsReply, error) {
+	info, err := l.c.Queue(queue)
+	if err != nil {
+		return tasks.RejectionsReply{}, err
+	}
+	bad, refused, err := l.c.Rejections(queue)
+	return tasks.RejectionsReply{Queue: info, Malformed: bad, Refused: refused}, err
+}
+
+// read runs a read command against a running node's queues, or, when no
+// node serves them, against a client that folds the log here (and says
+// so on stderr).
+func (f *taskFlags) read(ctx context.Context, stderr io.Writer, do func(taskReader) error) error {
+	l, err := f.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	err = do(tasks.NewRemote(l))
+	if !errors.Is(err, transport.ErrNoService) {
+		return err
+	}
+	fmt.Fprintln(stderr, "tasks: no node serves the queues; folding the log here")
+	octx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	c, err := tasks.Open(octx, l, tasks.Options{})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return do(localTasks{c})
 }
 
 // opResult is what the write commands print: where the operation landed
@@ -213,19 +269,20 @@ func runTasksList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	default:
 		return usagef("--state %q is not a task state", *state)
 	}
-	c, closeAll, err := f.client(ctx)
-	if err != nil {
-		return err
-	}
-	defer closeAll()
-	if len(pos) == 0 {
-		return printQueues(stdout, c.Queues())
-	}
-	list, err := c.List(pos[0], states...)
-	if err != nil {
-		return err
-	}
-	return printTasks(stdout, list, *asJSON)
+	return f.read(ctx, stderr, func(r taskReader) error {
+		if len(pos) == 0 {
+			qs, err := r.Queues(ctx)
+			if err != nil {
+				return err
+			}
+			return printQueues(stdout, qs)
+		}
+		list, err := r.List(ctx, pos[0], states...)
+		if err != nil {
+			return err
+		}
+		return printTasks(stdout, list, *asJSON)
+	})
 }
 
 func runTasksDead(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -235,16 +292,13 @@ func runTasksDead(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return helpOK(err)
 	}
-	c, closeAll, err := f.client(ctx)
-	if err != nil {
-		return err
-	}
-	defer closeAll()
-	list, err := c.Dead(pos[0])
-	if err != nil {
-		return err
-	}
-	return printTasks(stdout, list, *asJSON)
+	return f.read(ctx, stderr, func(r taskReader) error {
+		list, err := r.List(ctx, pos[0], machine.StateDead)
+		if err != nil {
+			return err
+		}
+		return printTasks(stdout, list, *asJSON)
+	})
 }
 
 func runTasksShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -253,21 +307,18 @@ func runTasksShow(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return helpOK(err)
 	}
-	c, closeAll, err := f.client(ctx)
-	if err != nil {
+	return f.read(ctx, stderr, func(r taskReader) error {
+		t, err := r.Show(ctx, pos[0], pos[1])
+		if err != nil {
+			return err
+		}
+		out, err := json.MarshalIndent(taskView(t), "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(stdout, string(out))
 		return err
-	}
-	defer closeAll()
-	t, err := c.Show(pos[0], pos[1])
-	if err != nil {
-		return err
-	}
-	out, err := json.MarshalIndent(taskView(t), "", "  ")
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintln(stdout, string(out))
-	return err
+	})
 }
 
 func runTasksRejected(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -277,22 +328,16 @@ func runTasksRejected(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return helpOK(err)
 	}
-	c, closeAll, err := f.client(ctx)
-	if err != nil {
+	var rej tasks.RejectionsReply
+	if err := f.read(ctx, stderr, func(r taskReader) (err error) {
+		rej, err = r.Rejections(ctx, pos[0])
+		return err
+	}); err != nil {
 		return err
 	}
-	defer closeAll()
-	bad, other, err := c.Rejections(pos[0])
-	if err != nil {
-		return err
-	}
-	info, err := c.Queue(pos[0])
-	if err != nil {
-		return err
-	}
-	count := info.Malformed
+	bad, count := rej.Malformed, rej.Queue.Malformed
 	if *refused {
-		bad, count = other, info.Refused
+		bad, count = rej.Refused, rej.Queue.Refused
 	}
 	fmt.Fprintf(stdout, "%d rejected, the newest %d kept\n", count, len(bad))
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
