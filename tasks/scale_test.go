@@ -59,10 +59,10 @@ func publishTasks(t testing.TB, url string, l *transport.Log, queue string, star
 	}
 }
 
-// TestOpenAfterSnapshotAtScale: with a million task events before a
+// TestScaleOpenAfterSnapshot: with a million task events before a
 // snapshot, a client opened afterwards restores it and reads only the
 // events that follow.
-func TestOpenAfterSnapshotAtScale(t *testing.T) {
+func TestScaleOpenAfterSnapshot(t *testing.T) {
 	if testnats.Race {
 		t.Skip("builds a log of a million events: runs without the race detector (the second pass of scripts/test.sh)")
 	}
