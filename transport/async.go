@@ -152,7 +152,7 @@ func (l *Log) resolveBatch(batch []pendingAck) {
 	for _, esk := range order {
 		r := runs[esk]
 		e := l.esk(esk)
-		if _, known := e.tail(); !known && len(r.items) > 0 {
+		if _, known := e.below(r.seqs[0]); !known && len(r.items) > 0 {
 			// Learn the first write's index; the rest of the run follows it.
 			p := r.items[0]
 			idx, err := l.indexOf(ctx, e, p.pw.pos.Seq)

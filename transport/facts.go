@@ -69,6 +69,17 @@ func (e *eskFacts) indexOf(seq uint64) (uint64, bool) {
 	return e.facts[j].index, true
 }
 
+// below returns the known fact with the highest sequence under seq.
+func (e *eskFacts) below(seq uint64) (fact, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	j, _ := slices.BinarySearchFunc(e.facts, seq, func(f fact, s uint64) int { return cmpU64(f.seq, s) })
+	if j == 0 {
+		return fact{}, false
+	}
+	return e.facts[j-1], true
+}
+
 // around returns the nearest known facts at or below and at or above
 // index i (ok false for a side with none).
 func (e *eskFacts) around(i uint64) (lo fact, loOK bool, hi fact, hiOK bool) {

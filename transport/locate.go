@@ -360,8 +360,9 @@ func (l *Log) indexOf(ctx context.Context, e *eskFacts, seq uint64) (uint64, err
 	if i, ok := e.indexOf(seq); ok {
 		return i, nil
 	}
-	if t, ok := e.tail(); ok && t.seq < seq {
-		if g, err := l.walk(ctx, e, t, 1); err == nil && g.seq == seq {
+	if f, ok := e.below(seq); ok {
+		// The writer's own next event, most often: one headerless read.
+		if g, err := l.walk(ctx, e, f, 1); err == nil && g.seq == seq {
 			return g.index, nil
 		}
 	}
@@ -585,14 +586,14 @@ func probePositions(lo, hi fact, i uint64, round int) []uint64 {
 
 // confirmRun learns the indices of seqs, acknowledged writes to e's
 // subject in increasing order, with one request that returns no headers:
-// it asks for the next len(seqs) messages after the tail and checks that
-// the last of them is the last of seqs. Then those messages are exactly
-// seqs, since all of seqs lie in that range. It reports false, learning
-// nothing, when another message is interleaved, the answering replica is
-// behind, or no tail is known; the caller then asks [Log.indexOf].
+// from the known fact f just before seqs[0], it asks for the next
+// len(seqs) messages and checks that the last of them is the last of
+// seqs. Then those messages are exactly seqs, since all of seqs lie in
+// that range. It reports false, learning nothing, when another message is
+// interleaved, the answering replica is behind, or no fact lies before
+// the run; the caller then asks [Log.indexOf].
 func (l *Log) confirmRun(ctx context.Context, e *eskFacts, seqs []uint64, maxBytes int) (first uint64, ok bool, err error) {
-	t, known := e.tail()
-	if !known || len(seqs) == 0 || seqs[0] <= t.seq {
+	if len(seqs) == 0 {
 		return 0, false, nil
 	}
 	for k := 1; k < len(seqs); k++ {
@@ -600,12 +601,16 @@ func (l *Log) confirmRun(ctx context.Context, e *eskFacts, seqs []uint64, maxByt
 			return 0, false, nil
 		}
 	}
-	rep, err := l.gets.do(ctx, directGetRequest{Seq: t.seq + 1, NextFor: e.subject, Batch: len(seqs), MaxBytes: maxBytes, NoHeaders: true})
+	f, known := e.below(seqs[0])
+	if !known {
+		return 0, false, nil
+	}
+	rep, err := l.gets.do(ctx, directGetRequest{Seq: f.seq + 1, NextFor: e.subject, Batch: len(seqs), MaxBytes: maxBytes, NoHeaders: true})
 	if err != nil || rep.count != len(seqs) || rep.lastSeq != seqs[len(seqs)-1] {
 		return 0, false, err
 	}
-	e.advance(t, fact{t.index + uint64(len(seqs)), seqs[len(seqs)-1]})
-	return t.index + 1, true, nil
+	e.advance(f, fact{f.index + uint64(len(seqs)), seqs[len(seqs)-1]})
+	return f.index + 1, true, nil
 }
 
 // ReadStats counts what a [Log] has read from the stream since it was
