@@ -5,10 +5,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 )
 
@@ -92,6 +94,8 @@ func (a AuthConfig) Validate() error {
 			}
 		case u.Name == "" || u.Password == "":
 			errs = append(errs, fmt.Errorf("%w: %s needs a name and a password, or an nkey", ErrInvalidOption, where))
+		case !validUserName(u.Name):
+			errs = append(errs, fmt.Errorf("%w: %s: a name is 1 to 64 letters, digits, '-' and '_' (it names the user's inboxes)", ErrInvalidOption, where))
 		}
 		id := u.Name + "\x00" + u.NKey
 		if u.NKey != "" {
@@ -134,32 +138,94 @@ func (u User) role() Role {
 	return u.Role
 }
 
-// Permissions are the NATS permissions a user of the log gets: for a
-// source, publishing to "<prefix>.<source>" for each source and the
-// JetStream API calls that reading the log needs (stream info, direct
-// gets, consumers on the stream), and nothing that manages a stream or
-// deletes or purges messages; for a reader, the same without publishing
-// events; for an admin, nil (everything). Buckets add full use of those
-// KV and object store buckets.
+func validUserName(name string) bool {
+	if name == "" || len(name) > 64 {
+		return false
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// InboxID is what names the user's inboxes: the name of a password user,
+// the public key of an NKey user.
+func (u User) InboxID() string {
+	if u.NKey != "" {
+		return u.NKey
+	}
+	return u.Name
+}
+
+// InboxPrefix is the prefix of the inboxes of the user with inbox id id
+// ([User.InboxID]): a user of a node with users subscribes only to its
+// own inboxes, so a client must make its inboxes there
+// ([UserOptions], [NKeyOptions], or nats.CustomInboxPrefix).
+func InboxPrefix(id string) string { return "_INBOX_" + id }
+
+// UserOptions are the options a password user connects with: its
+// credentials and its inbox prefix.
+func UserOptions(name, password string) []nats.Option {
+	return []nats.Option{nats.UserInfo(name, password), nats.CustomInboxPrefix(InboxPrefix(name))}
+}
+
+// NKeyOptions are the options an NKey user connects with, from the file
+// holding its seed: its signature and its inbox prefix.
+func NKeyOptions(seedFile string) ([]nats.Option, error) {
+	o, err := nats.NkeyOptionFromSeed(seedFile)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(seedFile)
+	if err != nil {
+		return nil, err
+	}
+	kp, err := nkeys.ParseDecoratedNKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("nkey seed %s: %w", seedFile, err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return nil, err
+	}
+	return []nats.Option{o, nats.CustomInboxPrefix(InboxPrefix(pub))}, nil
+}
+
+// Reserved is the ESK prefix the node keeps for itself (the checkpoints
+// that confirm its snapshots): only admins may write under it.
+const Reserved = "detbus"
+
+// Permissions are the NATS permissions a user of the log gets. Every
+// non-admin may read: the log's stream info, direct gets and the leader's
+// message get, the node's read services, and the log's subjects as they
+// are published (to wake a reader that follows the log); it subscribes
+// only to its own inboxes ([InboxPrefix]). A source may also publish to
+// "<prefix>.<source>" for each of its sources, except under the reserved
+// "<prefix>.detbus". Buckets grant their use: reading and writing keys
+// and objects, and removing them; never creating, changing or deleting a
+// bucket's stream, which the node provisions. No non-admin may create
+// consumers (a consumer's deliveries go to any subject its creator names,
+// past every permission), manage streams, or use the service's write
+// endpoints; an admin gets nil (everything).
 func (u User) Permissions(stream, prefix string) *server.Permissions {
 	if u.role() == RoleAdmin {
 		return nil
 	}
+	inbox := InboxPrefix(u.InboxID())
 	pub := []string{
 		"$JS.API.INFO",
 		"$JS.API.STREAM.INFO." + stream,
 		"$JS.API.DIRECT.GET." + stream,
 		"$JS.API.DIRECT.GET." + stream + ".>",
 		"$JS.API.STREAM.MSG.GET." + stream,
-		"$JS.API.CONSUMER.CREATE." + stream,
-		"$JS.API.CONSUMER.CREATE." + stream + ".>",
-		"$JS.API.CONSUMER.INFO." + stream + ".>",
-		"$JS.API.CONSUMER.DELETE." + stream + ".>",
-		"$JS.API.CONSUMER.MSG.NEXT." + stream + ".>",
-		"$JS.FC." + stream + ".>",
-		"$JS.ACK." + stream + ".>",
+		"$SYS.REQ.USER.INFO",
 		ServiceName + ".get",
 		ServiceName + ".count",
+		ServiceName + ".kv.>",
+		ServiceName + ".tasks.>",
+		inbox + ".>", // trace events of its own requests
 	}
 	if u.role() == RoleSource {
 		for _, s := range u.Sources {
@@ -168,31 +234,27 @@ func (u User) Permissions(stream, prefix string) *server.Permissions {
 	}
 	for _, b := range u.Buckets {
 		for _, s := range []string{"KV_" + b, "OBJ_" + b} {
-			pub = append(pub,
-				"$JS.API.STREAM.CREATE."+s, "$JS.API.STREAM.UPDATE."+s, "$JS.API.STREAM.INFO."+s, "$JS.API.STREAM.NAMES",
-				"$JS.API.DIRECT.GET."+s, "$JS.API.DIRECT.GET."+s+".>",
-				"$JS.API.STREAM.MSG.GET."+s,
-				"$JS.API.CONSUMER.CREATE."+s, "$JS.API.CONSUMER.CREATE."+s+".>",
-				"$JS.API.CONSUMER.INFO."+s+".>", "$JS.API.CONSUMER.DELETE."+s+".>",
-				"$JS.API.CONSUMER.MSG.NEXT."+s+".>",
-				"$JS.FC."+s+".>", "$JS.ACK."+s+".>")
+			pub = append(pub, "$JS.API.STREAM.INFO."+s, "$JS.API.DIRECT.GET."+s, "$JS.API.DIRECT.GET."+s+".>",
+				"$JS.API.STREAM.MSG.GET."+s, "$JS.API.STREAM.PURGE."+s)
 		}
-		pub = append(pub, "$KV."+b+".>", "$O."+b+".>", "$JS.API.STREAM.PURGE.OBJ_"+b, "$JS.API.STREAM.PURGE.KV_"+b, "$JS.API.STREAM.MSG.DELETE.KV_"+b)
+		pub = append(pub, "$KV."+b+".>", "$O."+b+".>")
 	}
 	slices.Sort(pub)
 	pub = slices.Compact(pub)
 	deny := []string{
-		"$JS.API.STREAM.DELETE." + stream,
+		"$JS.API.STREAM.CREATE.>",
+		"$JS.API.STREAM.UPDATE.>",
+		"$JS.API.STREAM.DELETE.>",
 		"$JS.API.STREAM.PURGE." + stream,
-		"$JS.API.STREAM.MSG.DELETE." + stream,
-		"$JS.API.STREAM.UPDATE." + stream,
-		"$JS.API.STREAM.CREATE." + stream,
+		"$JS.API.STREAM.MSG.DELETE.>",
+		"$JS.API.CONSUMER.>",
 		ServiceName + ".append",
 		ServiceName + ".exists_or_write",
+		prefix + "." + Reserved + ".>",
 	}
 	return &server.Permissions{
 		Publish:   &server.SubjectPermission{Allow: pub, Deny: deny},
-		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+		Subscribe: &server.SubjectPermission{Allow: []string{inbox + ".>", prefix + ".>"}},
 	}
 }
 

@@ -63,7 +63,7 @@ func TestSourceWritesOnlyItsOwnESKs(t *testing.T) {
 		{Name: "orders-svc", Password: "s3cret", Sources: []string{"orders.>"}},
 	}}, nil)
 	ctx := context.Background()
-	orders := connectAs(t, srv.ClientURL(), nats.UserInfo("orders-svc", "s3cret"))
+	orders := connectAs(t, srv.ClientURL(), transport.UserOptions("orders-svc", "s3cret")...)
 
 	// Its own ESKs: every kind of write.
 	if _, err := orders.Write(ctx, "orders.1", []byte(`{"n":1}`)); err != nil {
@@ -113,7 +113,7 @@ func TestSourceWritesOnlyItsOwnESKs(t *testing.T) {
 	_, err = pw.Result()
 	checkForbidden("async write", err)
 	// A raw publish with the nats client, around the SDK.
-	nc := connectRaw(t, srv.ClientURL(), nats.UserInfo("orders-svc", "s3cret"))
+	nc := connectRaw(t, srv.ClientURL(), transport.UserOptions("orders-svc", "s3cret")...)
 	if err := nc.Publish("events.payments.1", []byte(`{"raw":true}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestSourceCannotDeleteOrPurge(t *testing.T) {
 	if _, err := admin.Write(ctx, "orders.1", []byte(`{}`)); err != nil {
 		t.Fatal(err)
 	}
-	nc := connectRaw(t, srv.ClientURL(), nats.UserInfo("orders-svc", "pw"))
+	nc := connectRaw(t, srv.ClientURL(), transport.UserOptions("orders-svc", "pw")...)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -237,30 +237,36 @@ func TestNKeySourceAndReader(t *testing.T) {
 		{Name: "audit", Password: "pw", Role: transport.RoleReader},
 	}}, nil)
 	ctx := context.Background()
-	nkOpt, err := nats.NkeyOptionFromSeed(seedFile)
+	nkOpts, err := transport.NKeyOptions(seedFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	worker := connectAs(t, srv.ClientURL(), nkOpt)
+	worker := connectAs(t, srv.ClientURL(), nkOpts...)
 	if _, err := worker.Write(ctx, "bank.out", []byte(`{}`)); err != nil {
 		t.Fatalf("worker writes its output: %v", err)
 	}
 	if _, err := worker.Write(ctx, "bank.in", []byte(`{}`)); !errors.Is(err, transport.ErrForbidden) {
 		t.Fatalf("worker writes an input ESK: %v, want ErrForbidden", err)
 	}
-	// Its bucket: create, put, get.
-	kv, err := worker.JetStream().CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "detbus-snapshots"})
+	// Its bucket, which the node provisions: bind, put, get, list.
+	if _, err := admin.Bucket(ctx, transport.BucketConfig{Name: "detbus-snapshots"}); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := worker.Bucket(ctx, transport.BucketConfig{Name: "detbus-snapshots"})
 	if err != nil {
-		t.Fatalf("worker creates its snapshot bucket: %v", err)
+		t.Fatalf("worker binds its snapshot bucket: %v", err)
 	}
 	if _, err := kv.Put(ctx, "bank.1", []byte("state")); err != nil {
 		t.Fatalf("worker puts a snapshot: %v", err)
 	}
-	if e, err := kv.Get(ctx, "bank.1"); err != nil || string(e.Value()) != "state" {
+	if e, err := kv.Get(ctx, "bank.1"); err != nil || string(e.Value) != "state" {
 		t.Fatalf("worker reads its snapshot: %v", err)
 	}
+	if keys, err := kv.Keys(ctx, ""); err != nil || len(keys) != 1 || keys[0] != "bank.1" {
+		t.Fatalf("worker lists its snapshots: %v %v", keys, err)
+	}
 
-	reader := connectAs(t, srv.ClientURL(), nats.UserInfo("audit", "pw"))
+	reader := connectAs(t, srv.ClientURL(), transport.UserOptions("audit", "pw")...)
 	var seen []string
 	for ev, err := range reader.Events(ctx, nil, transport.ReadOptions{}) {
 		if err != nil {

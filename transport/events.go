@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"net/textproto"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,8 +56,8 @@ func (l *Log) events(ctx context.Context, patterns []string, opts ReadOptions, y
 		filters[i] = l.Subject(p)
 	}
 	n := l.newNumberer(opts)
-	if !opts.Follow && len(filters) == 1 && !l.replicated() {
-		return l.eventsDirect(ctx, filters[0], opts, n, yield)
+	if l.noConsumers.Load() || (!opts.Follow && len(filters) == 1 && !l.replicated()) {
+		return l.eventsDirect(ctx, filters, opts, n, yield)
 	}
 	cc := jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverAllPolicy}
 	if opts.From > 1 {
@@ -125,22 +126,70 @@ func (l *Log) events(ctx context.Context, patterns []string, opts ReadOptions, y
 	}
 }
 
-// eventsDirect reads the events up to the head with batched direct gets
-// instead of a consumer, for a stream answered by one server: no consumer
-// to create, and the ESKs met in a batch are numbered concurrently.
-func (l *Log) eventsDirect(ctx context.Context, filter string, opts ReadOptions, n *numberer, yield func(Event, error) bool) error {
-	octx, cancel := l.withTimeout(ctx)
-	st, err := l.info(octx, "")
-	cancel()
-	if err != nil {
-		return err
+// eventsDirect reads the events with batched direct gets instead of a
+// consumer: for a read up to the head from a stream one server answers
+// (no consumer to create, the ESKs met in a batch numbered concurrently),
+// and for every read of a user who may not create consumers. Following,
+// it waits for more on a plain subscription to the ESKs' subjects, which
+// only wakes it: what it delivers is what the stream stored. Several
+// patterns are read through the subject that covers them all and picked
+// here.
+func (l *Log) eventsDirect(ctx context.Context, filters []string, opts ReadOptions, n *numberer, yield func(Event, error) bool) error {
+	filter, pick := filters[0], func(string) bool { return true }
+	if len(filters) > 1 {
+		filter = coveringFilter(filters)
+		pick = func(subject string) bool { return matchesAny(filters, subject) }
 	}
-	head := st.State.LastSeq
-	for seq := max(opts.From, 1); seq <= head; {
+	var wake chan struct{}
+	if opts.Follow {
+		wake = make(chan struct{}, 1)
+		for _, f := range filters {
+			sub, err := l.nc.Subscribe(f, func(*nats.Msg) {
+				select {
+				case wake <- struct{}{}:
+				default:
+				}
+			})
+			if err != nil {
+				return fmt.Errorf("%w: subscribe to %s: %v", ErrUnavailable, f, err)
+			}
+			defer sub.Unsubscribe()
+		}
+		if err := l.nc.Flush(); err != nil {
+			return fmt.Errorf("%w: subscribe to %s: %v", ErrUnavailable, filter, err)
+		}
+	}
+	// Without Follow, the read ends at the last event of the filter that
+	// the stream leader holds now, or the head, whichever comes first.
+	var end uint64
+	if !opts.Follow {
 		octx, cancel := l.withTimeout(ctx)
-		rep, err := l.gets.do(octx, directGetRequest{Seq: seq, NextFor: filter, Batch: walkBatch, MaxBytes: walkMaxBytes})
+		st, err := l.info(octx, "")
+		var last storedMsg
+		found := false
 		if err == nil {
-			err = n.learn(octx, l, rep.msgs, head)
+			last, found, err = l.leaderLast(octx, filter)
+		}
+		cancel()
+		if err != nil || !found {
+			return err
+		}
+		end = min(last.Seq, st.State.LastSeq)
+	}
+	tick := time.NewTicker(followPoll)
+	defer tick.Stop()
+	backoff := time.Millisecond
+	for next := max(opts.From, 1); opts.Follow || next <= end; {
+		octx, cancel := l.withTimeout(ctx)
+		rep, err := l.gets.do(octx, directGetRequest{Seq: next, NextFor: filter, Batch: walkBatch, MaxBytes: walkMaxBytes})
+		msgs := make([]storedMsg, 0, len(rep.msgs))
+		for _, m := range rep.msgs {
+			if (opts.Follow || m.Seq <= end) && pick(m.Subject) {
+				msgs = append(msgs, m)
+			}
+		}
+		if err == nil {
+			err = n.learn(octx, l, msgs)
 		}
 		cancel()
 		if err != nil {
@@ -149,28 +198,72 @@ func (l *Log) eventsDirect(ctx context.Context, filter string, opts ReadOptions,
 			}
 			return err
 		}
-		for _, m := range rep.msgs {
-			if m.Seq > head {
-				return nil
-			}
+		for _, m := range msgs {
 			esk, ok := l.ESKOf(m.Subject)
 			if !ok {
 				continue
 			}
 			index, err := n.index(ctx, esk, m.Seq)
 			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
 				return err
 			}
 			if !l.deliver(ctx, esk, index, m.Seq, m.Time, m.Header, m.Data, yield) {
 				return nil
 			}
-			seq = m.Seq + 1
 		}
-		if rep.notFound || rep.end || len(rep.msgs) == 0 {
+		if len(rep.msgs) > 0 {
+			next = rep.msgs[len(rep.msgs)-1].Seq + 1
+			backoff = time.Millisecond
+			continue
+		}
+		// Nothing at or after next on the server that answered: a replica
+		// behind, or the end of what is stored.
+		if !opts.Follow {
+			if err := sleepCtx(ctx, backoff); err != nil {
+				return nil
+			}
+			backoff = min(2*backoff, 50*time.Millisecond)
+			continue
+		}
+		select {
+		case <-wake:
+		case <-tick.C:
+		case <-ctx.Done():
 			return nil
 		}
 	}
 	return nil
+}
+
+// followPoll is how often a stream that follows without a consumer asks
+// for more when nothing woke it: a subscription can miss what a server
+// stored while the connection was down.
+const followPoll = 500 * time.Millisecond
+
+// coveringFilter is the narrowest subject with a wildcard that matches
+// every filter: their common leading tokens and ">".
+func coveringFilter(filters []string) string {
+	common := strings.Split(filters[0], ".")
+	for _, f := range filters[1:] {
+		t := strings.Split(f, ".")
+		k := 0
+		for k < len(common) && k < len(t) && common[k] == t[k] && common[k] != "*" && common[k] != ">" {
+			k++
+		}
+		common = common[:k]
+	}
+	for _, f := range filters {
+		if n := strings.Count(f, ".") + 1; n == len(common) {
+			common = common[:n-1] // "a.b.>" does not match "a.b" itself
+		}
+	}
+	if len(common) == 0 {
+		return ">"
+	}
+	return strings.Join(common, ".") + ".>"
 }
 
 // deliver yields one event, in a receive span when it carries trace
@@ -264,12 +357,9 @@ func (n *numberer) index(ctx context.Context, esk string, seq uint64) (uint64, e
 // learn looks up, concurrently, the ESKs of msgs that need a lookup (the
 // first event of each), so that numbering the batch waits for one round
 // of lookups instead of one after another.
-func (n *numberer) learn(ctx context.Context, l *Log, msgs []storedMsg, head uint64) error {
+func (n *numberer) learn(ctx context.Context, l *Log, msgs []storedMsg) error {
 	first := map[string]uint64{}
 	for _, m := range msgs {
-		if m.Seq > head {
-			break
-		}
 		esk, ok := l.ESKOf(m.Subject)
 		if !ok {
 			continue

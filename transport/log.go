@@ -114,17 +114,18 @@ func (c Config) Validate() error {
 // recently used forgotten first (under 2 MiB); see the package
 // documentation for how indices are learned.
 type Log struct {
-	nc        *nats.Conn
-	js        jetstream.JetStream
-	stream    jetstream.Stream
-	cfg       Config
-	gets      *directGetter
-	facts     *factCache
-	replicas  atomic.Int64  // the stream's replicas, as last seen
-	noTrace   atomic.Bool   // the servers do not trace direct gets
-	delivered atomic.Uint64 // events delivered by Events
-	async     asyncWriter
-	denied    denials
+	nc          *nats.Conn
+	js          jetstream.JetStream
+	stream      jetstream.Stream
+	cfg         Config
+	gets        *directGetter
+	facts       *factCache
+	replicas    atomic.Int64  // the stream's replicas, as last seen
+	noTrace     atomic.Bool   // the servers do not trace direct gets
+	delivered   atomic.Uint64 // events delivered by Events
+	noConsumers atomic.Bool   // the user may not create consumers: read with direct gets
+	async       asyncWriter
+	denied      denials
 
 	closeOnce sync.Once
 	ownConn   bool
@@ -160,6 +161,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Log, error) {
 		return nil, fmt.Errorf("%w: stream %q: %v", ErrUnavailable, cfg.Stream, err)
 	}
 	l.replicas.Store(int64(l.stream.CachedInfo().Config.Replicas))
+	l.noConsumers.Store(!l.mayCreateConsumers(ctx))
 	l.gets, err = newDirectGetter(nc, cfg.Stream)
 	if err != nil {
 		return nil, err

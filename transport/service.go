@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/nats-io/nats.go/micro"
 )
@@ -59,11 +60,18 @@ type ServiceError struct {
 //	detbus.count           {"esk":"orders.eu"}
 //
 // Replies are [ServiceReply] JSON. Errors carry the micro error headers
-// and a [ServiceError] body; codes are 400 (bad request), 404 (no such
-// index), 409 (index ahead of the count) and 503 (unavailable, the
-// outcome of a write then unknown). The endpoints are subscribed on the
-// server when NewService returns. Stop the service with its Stop method.
-func NewService(l *Log) (micro.Service, error) {
+// and a [ServiceError] body; codes are 400 (bad request), 403 (a write
+// the authorizer refused, see [WithAuthorizer]; nothing written), 404 (no
+// such index), 409 (index ahead of the count) and 503 (unavailable, the
+// outcome of a write then unknown). The service writes with its log's
+// rights, so on a node with users it must be given an authorizer
+// ([AuthConfig.Authorizer]). The endpoints are subscribed on the server
+// when NewService returns. Stop the service with its Stop method.
+func NewService(l *Log, opts ...ServiceOption) (micro.Service, error) {
+	var so serviceOptions
+	for _, o := range opts {
+		o(&so)
+	}
 	svc, err := micro.AddService(l.nc, micro.Config{
 		Name:        ServiceName,
 		Version:     ServiceVersion,
@@ -77,15 +85,19 @@ func NewService(l *Log) (micro.Service, error) {
 		h             func(context.Context, ServiceRequest) (ServiceReply, error)
 		needIndex     bool
 		needEvent     bool
+		writes        bool
 	}{
-		{"append", SubjectAppend, l.serveAppend, false, true},
-		{"exists_or_write", SubjectExistsOrWrite, l.serveExistsOrWrite, true, true},
-		{"get", SubjectGet, l.serveGet, true, false},
-		{"count", SubjectCount, l.serveCount, false, false},
+		{"append", SubjectAppend, l.serveAppend, false, true, true},
+		{"exists_or_write", SubjectExistsOrWrite, l.serveExistsOrWrite, true, true, true},
+		{"get", SubjectGet, l.serveGet, true, false, false},
+		{"count", SubjectCount, l.serveCount, false, false, false},
 	}
 	for _, e := range endpoints {
 		handler := func(r micro.Request) {
 			req, err := decodeServiceRequest(r.Data(), e.needIndex, e.needEvent)
+			if err == nil && e.writes && so.authorize != nil {
+				err = so.authorize(r.Reply(), req.ESK)
+			}
 			if err == nil {
 				var rep ServiceReply
 				ctx, cancel := l.withTimeout(context.Background())
@@ -115,6 +127,56 @@ func NewService(l *Log) (micro.Service, error) {
 }
 
 var errBadRequest = errors.New("transport: bad request")
+
+// ServiceOption configures [NewService].
+type ServiceOption func(*serviceOptions)
+
+type serviceOptions struct {
+	authorize func(reply, esk string) error
+}
+
+// WithAuthorizer has the service check every write request before it
+// writes: authorize gets the request's reply subject, which tells who
+// asked (each user of a node with users has inboxes of its own, see
+// [InboxPrefix]), and the ESK; an error refuses the request (code 403)
+// and nothing is written.
+func WithAuthorizer(authorize func(reply, esk string) error) ServiceOption {
+	return func(o *serviceOptions) { o.authorize = authorize }
+}
+
+// Authorizer is the check [WithAuthorizer] takes for the users of a: a
+// write is done for a caller whose reply subject lies in the inboxes of an
+// admin, or of a source whose sources match the ESK (and not under the
+// reserved prefix), or in the default inboxes of the node's own
+// connections (only admins may publish to the write endpoints at all).
+// Anything else, a reply in no inbox (a consumer's delivery, a message
+// with no reply) included, is refused with [ErrForbidden].
+func (a AuthConfig) Authorizer() func(reply, esk string) error {
+	return func(reply, esk string) error {
+		if strings.HasPrefix(reply, "_INBOX.") {
+			return nil
+		}
+		for _, u := range a.Users {
+			if !strings.HasPrefix(reply, InboxPrefix(u.InboxID())+".") {
+				continue
+			}
+			switch u.role() {
+			case RoleAdmin:
+				return nil
+			case RoleSource:
+				if esk != Reserved && !strings.HasPrefix(esk, Reserved+".") {
+					for _, s := range u.Sources {
+						if subjectMatches(s, esk) {
+							return nil
+						}
+					}
+				}
+			}
+			return &ForbiddenError{ESK: esk, Subject: reply, Reason: fmt.Sprintf("user %s may not write it", u.label())}
+		}
+		return &ForbiddenError{ESK: esk, Subject: reply, Reason: "the request does not come from a user's inbox"}
+	}
+}
 
 func decodeServiceRequest(data []byte, needIndex, needEvent bool) (ServiceRequest, error) {
 	var req ServiceRequest
@@ -148,6 +210,8 @@ func serviceCode(err error) string {
 		return "409"
 	case errors.Is(err, ErrUnavailable):
 		return "503"
+	case errors.Is(err, ErrForbidden):
+		return "403"
 	}
 	return "500"
 }

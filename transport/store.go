@@ -44,8 +44,11 @@ type Entry struct {
 	Created  time.Time
 }
 
-// Bucket creates the bucket, or binds it and updates its settings, with as
-// many replicas as the log's stream.
+// Bucket binds the bucket, creating it with cfg (and as many replicas as
+// the log's stream) when it does not exist. A bucket that exists is used
+// as it is: creating and changing buckets is for admins (a node
+// provisions the ones it uses at start), using them for every user with
+// a grant.
 //
 // Errors: [ErrInvalidOption] for a bad name; [ErrUnavailable] or
 // [ErrForbidden] (wrapped) when NATS refuses.
@@ -55,10 +58,16 @@ func (l *Log) Bucket(ctx context.Context, cfg BucketConfig) (*Bucket, error) {
 	}
 	ctx, cancel := l.withTimeout(ctx)
 	defer cancel()
-	kv, err := l.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: cfg.Name, Description: cfg.Description, History: uint8(max(cfg.History, 1)),
-		TTL: cfg.TTL, Storage: jetstream.FileStorage, Replicas: max(int(l.replicas.Load()), 1),
-	})
+	kv, err := l.js.KeyValue(ctx, cfg.Name)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = l.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: cfg.Name, Description: cfg.Description, History: uint8(max(cfg.History, 1)),
+			TTL: cfg.TTL, Storage: jetstream.FileStorage, Replicas: max(int(l.replicas.Load()), 1),
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = l.js.KeyValue(ctx, cfg.Name)
+		}
+	}
 	if err != nil {
 		return nil, l.storeErr("bucket "+cfg.Name, err)
 	}

@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -58,17 +60,17 @@ func (c *credFlags) options() ([]nats.Option, error) {
 		if c.user == "" || c.password == "" {
 			return nil, usagef("--user and --password go together")
 		}
-		opts = append(opts, nats.UserInfo(c.user, c.password))
+		opts = append(opts, transport.UserOptions(c.user, c.password)...)
 	}
 	if c.nkeySeed != "" {
 		if c.user != "" {
 			return nil, usagef("--nkey and --user exclude each other")
 		}
-		o, err := nats.NkeyOptionFromSeed(c.nkeySeed)
+		o, err := transport.NKeyOptions(c.nkeySeed)
 		if err != nil {
 			return nil, fmt.Errorf("--nkey %s: %w", c.nkeySeed, err)
 		}
-		opts = append(opts, o)
+		opts = append(opts, o...)
 	}
 	if c.tlsCA != "" {
 		opts = append(opts, nats.RootCAs(c.tlsCA))
@@ -98,6 +100,10 @@ func (c *clientFlags) open(ctx context.Context) (*transport.Log, error) {
 	opts, err := c.creds.options()
 	if err != nil {
 		return nil, err
+	}
+	// A user named in the URL gets its inboxes too.
+	if u, err := url.Parse(strings.Split(c.url, ",")[0]); err == nil && u.User != nil && c.creds.user == "" && c.creds.nkeySeed == "" {
+		opts = append(opts, nats.CustomInboxPrefix(transport.InboxPrefix(u.User.Username())))
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()

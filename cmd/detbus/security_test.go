@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 
 	"github.com/detbus/detbus/internal/testnats"
 	"github.com/detbus/detbus/transport"
@@ -60,7 +59,7 @@ func TestServeWithUsers(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	client, err := transport.Connect(ctx, url, transport.Config{NoProvision: true}, nats.UserInfo("bank-client", "c-pw"))
+	client, err := transport.Connect(ctx, url, transport.Config{NoProvision: true}, transport.UserOptions("bank-client", "c-pw")...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +68,7 @@ func TestServeWithUsers(t *testing.T) {
 	writeBankCommands(t, client, rand.New(rand.NewPCG(7, 7)), 0, commands)
 
 	w := startWorker(t, url, "bank", "secured-1", "--user", "bank-worker", "--password", "w-pw")
-	audit, err := transport.Connect(ctx, url, transport.Config{NoProvision: true}, nats.UserInfo("audit", "a-pw"))
+	audit, err := transport.Connect(ctx, url, transport.Config{NoProvision: true}, transport.UserOptions("audit", "a-pw")...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +84,7 @@ func TestServeWithUsers(t *testing.T) {
 		return nil
 	})
 	// The worker's credentials write its output only.
-	worker, err := transport.Connect(ctx, url, transport.Config{NoProvision: true}, nats.UserInfo("bank-worker", "w-pw"))
+	worker, err := transport.Connect(ctx, url, transport.Config{NoProvision: true}, transport.UserOptions("bank-worker", "w-pw")...)
 	if err != nil {
 		t.Fatal(err)
 	}

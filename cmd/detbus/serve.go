@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -44,6 +45,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	httpToken := fs.String("http-token", "", "bearer token the HTTP API and UI require (default $DETBUS_HTTP_TOKEN; needed when --http is beyond loopback)")
 	var sec securityFlags
 	sec.register(fs)
+	anonymous := fs.Bool("allow-anonymous", false, "with --host beyond loopback and no --auth, accept clients without credentials (any client on the network may then write any ESK)")
 	var dets multiFlag
 	fs.Var(&dets, "transform", "run an instance of this deterministic transform in the node (repeatable; "+transformNames()+")")
 	if _, err := parse(fs, args, 0, 0); err != nil {
@@ -62,6 +64,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if err := sec.apply(&cfg, lc); err != nil {
 		return err
+	}
+	if len(cfg.Auth.Users) == 0 && !*anonymous && !isLoopback(cfg.Host) {
+		return usagef("serve: --host %s accepts clients beyond this machine: give --auth FILE with users, or --allow-anonymous to let any client on the network write any ESK", cfg.Host)
 	}
 	if err := cfg.Validate(); err != nil {
 		return usagef("%v", err)
@@ -97,11 +102,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer l.Close()
-	svc, err := transport.NewService(l)
+	var svcOpts []transport.ServiceOption
+	if len(cfg.Auth.Users) > 0 {
+		svcOpts = append(svcOpts, transport.WithAuthorizer(cfg.Auth.Authorizer()))
+	}
+	svc, err := transport.NewService(l, svcOpts...)
 	if err != nil {
 		return err
 	}
 	defer svc.Stop()
+	if err := provisionBuckets(ctx, l); err != nil {
+		return err
+	}
 	if web != nil {
 		store, err := openKV(ctx, l, cfg.Name)
 		if err != nil {
@@ -169,6 +181,25 @@ Stop with Ctrl-C.
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "detbus node stopping")
 	return nil
+}
+
+// provisionBuckets creates the buckets the node and its users keep state
+// in (DET snapshots and status, kv and tasks snapshots), so that users,
+// who may use buckets but not create them, find them there.
+func provisionBuckets(ctx context.Context, l *transport.Log) error {
+	return retry(ctx, "provision the buckets", func(ctx context.Context) error {
+		if _, err := transform.OpenSnapshotStore(ctx, l, ""); err != nil {
+			return err
+		}
+		if _, err := transform.OpenStatusBoard(ctx, l); err != nil {
+			return err
+		}
+		if _, err := l.Objects(ctx, kv.DefaultSnapshotBucket, "detbus kv snapshots", true); err != nil {
+			return err
+		}
+		_, err := l.Objects(ctx, tasks.DefaultSnapshotBucket, "detbus tasks snapshots", true)
+		return err
+	})
 }
 
 // openKV opens the node's kv store (its snapshots named after the node),
@@ -259,4 +290,14 @@ func orNone(s string) string {
 		return "off"
 	}
 	return s
+}
+
+// isLoopback reports whether a listen host accepts only clients on this
+// machine.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
 }
