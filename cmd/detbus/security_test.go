@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/detbus/detbus/internal/testnats"
 	"github.com/detbus/detbus/transport"
 )
