@@ -200,7 +200,8 @@ const Reserved = "detbus"
 // Permissions are the NATS permissions a user of the log gets. Every
 // non-admin may read: the log's stream info, direct gets and the leader's
 // message get, the node's read services, and the log's subjects as they
-// are published (to wake a reader that follows the log); it subscribes
+// are published (to wake a reader that follows the log), and the node's
+// snapshot and status buckets (which hold what the log tells); it subscribes
 // only to its own inboxes ([InboxPrefix]). A source may also publish to
 // "<prefix>.<source>" for each of its sources, except under the reserved
 // "<prefix>.detbus". Buckets grant their use: reading and writing keys
@@ -231,6 +232,11 @@ func (u User) Permissions(stream, prefix string) *server.Permissions {
 		for _, s := range u.Sources {
 			pub = append(pub, prefix+"."+s)
 		}
+	}
+	// The node's snapshot and status buckets hold what the log already
+	// tells a reader: everyone may read them.
+	for _, s := range []string{"KV_detbus-snapshots", "KV_detbus-status", "OBJ_detbus-kv-snapshots", "OBJ_detbus-tasks-snapshots"} {
+		pub = append(pub, "$JS.API.STREAM.INFO."+s, "$JS.API.DIRECT.GET."+s, "$JS.API.DIRECT.GET."+s+".>")
 	}
 	for _, b := range u.Buckets {
 		for _, s := range []string{"KV_" + b, "OBJ_" + b} {

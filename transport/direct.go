@@ -42,6 +42,8 @@ type directGetter struct {
 
 	requests atomic.Uint64 // direct get requests sent
 	messages atomic.Uint64 // messages received in replies
+
+	denied *denials // when set, reads the server refuses end at once with ErrForbidden
 }
 
 type directGetRequest struct {
@@ -216,11 +218,20 @@ func (g *directGetter) do(ctx context.Context, req directGetRequest) (directRepl
 
 // doOn is do for the stream whose direct get subject is subject.
 func (g *directGetter) doOn(ctx context.Context, subject string, req directGetRequest) (directReply, error) {
+	if g.denied != nil {
+		var release func()
+		ctx, release = g.denied.guard(ctx, "", subject)
+		defer release()
+	}
 	c, err := g.startOn(subject, req, false)
 	if err != nil {
 		return directReply{}, err
 	}
-	return g.collect(ctx, c, 0)
+	rep, err := g.collect(ctx, c, 0)
+	if ferr := forbidden(ctx); ferr != nil {
+		return directReply{}, ferr
+	}
+	return rep, err
 }
 
 // pipeline sends reqs back to back and collects their replies in order.

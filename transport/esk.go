@@ -95,3 +95,7 @@ func (e *ESKError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrInvalidESK) true.
 func (e *ESKError) Unwrap() error { return ErrInvalidESK }
+
+// MatchESK reports whether esk matches pattern, an ESK with the wildcards
+// '*' (one token) and '>' (the rest), as [User.Sources] are written.
+func MatchESK(pattern, esk string) bool { return subjectMatches(pattern, esk) }

@@ -166,6 +166,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
+	l.gets.denied = &l.denied
 	return l, nil
 }
 

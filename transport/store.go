@@ -58,6 +58,8 @@ func (l *Log) Bucket(ctx context.Context, cfg BucketConfig) (*Bucket, error) {
 	}
 	ctx, cancel := l.withTimeout(ctx)
 	defer cancel()
+	ctx, release := l.denied.guard(ctx, "", "$JS.API.STREAM.INFO.KV_"+cfg.Name)
+	defer release()
 	kv, err := l.js.KeyValue(ctx, cfg.Name)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		kv, err = l.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
@@ -67,6 +69,9 @@ func (l *Log) Bucket(ctx context.Context, cfg BucketConfig) (*Bucket, error) {
 		if errors.Is(err, jetstream.ErrBucketExists) {
 			kv, err = l.js.KeyValue(ctx, cfg.Name)
 		}
+	}
+	if ferr := forbidden(ctx); ferr != nil {
+		err = ferr
 	}
 	if err != nil {
 		return nil, l.storeErr("bucket "+cfg.Name, err)
@@ -83,7 +88,12 @@ func (l *Log) BindBucket(ctx context.Context, name string) (*Bucket, error) {
 	}
 	ctx, cancel := l.withTimeout(ctx)
 	defer cancel()
+	ctx, release := l.denied.guard(ctx, "", "$JS.API.STREAM.INFO.KV_"+name)
+	defer release()
 	kv, err := l.js.KeyValue(ctx, name)
+	if ferr := forbidden(ctx); ferr != nil {
+		err = ferr
+	}
 	if err != nil {
 		return nil, l.storeErr("bucket "+name, err)
 	}
@@ -221,6 +231,8 @@ func (l *Log) Objects(ctx context.Context, name, description string, create bool
 	}
 	ctx, cancel := l.withTimeout(ctx)
 	defer cancel()
+	ctx, release := l.denied.guard(ctx, "", "$JS.API.STREAM.INFO.OBJ_"+name)
+	defer release()
 	obs, err := l.js.ObjectStore(ctx, name)
 	if errors.Is(err, jetstream.ErrBucketNotFound) && create {
 		obs, err = l.js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
@@ -230,6 +242,9 @@ func (l *Log) Objects(ctx context.Context, name, description string, create bool
 		if errors.Is(err, jetstream.ErrBucketExists) {
 			obs, err = l.js.ObjectStore(ctx, name)
 		}
+	}
+	if ferr := forbidden(ctx); ferr != nil {
+		err = ferr
 	}
 	if err != nil {
 		return nil, l.storeErr("object store "+name, err)
@@ -362,7 +377,10 @@ func (o *Objects) Delete(ctx context.Context, name string) error {
 
 // storeErr maps the errors of buckets and object stores to the package's.
 func (l *Log) storeErr(what string, err error) error {
+	var fe *ForbiddenError
 	switch {
+	case errors.As(err, &fe):
+		return fmt.Errorf("%w: %s: %s", ErrForbidden, what, fe.Reason)
 	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrBucketNotFound),
 		errors.Is(err, jetstream.ErrObjectNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
 		return fmt.Errorf("%w: %s: %v", ErrNotFound, what, err)

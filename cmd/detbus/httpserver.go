@@ -11,6 +11,7 @@ import (
 
 	"github.com/detbus/detbus/internal/telemetry"
 	"github.com/detbus/detbus/kv/kvhttp"
+	"github.com/detbus/detbus/transport"
 )
 
 // nodeHTTP is a node's HTTP server: /healthz for anyone, and behind the
@@ -40,7 +41,7 @@ func serveHTTP(ctx context.Context, addr string, tel *telemetry.Telemetry) (stri
 // serveNodeHTTP serves a node's HTTP endpoints on addr until ctx is done.
 // Without a token it refuses, with a usage error, to listen anywhere but
 // on loopback.
-func serveNodeHTTP(ctx context.Context, addr, token string, tel *telemetry.Telemetry) (*nodeHTTP, error) {
+func serveNodeHTTP(ctx context.Context, addr, token string, users []transport.User, tel *telemetry.Telemetry) (*nodeHTTP, error) {
 	if err := kvhttp.ValidateToken(token); err != nil {
 		return nil, usagef("--http-token: %v", err)
 	}
@@ -48,19 +49,19 @@ func serveNodeHTTP(ctx context.Context, addr, token string, tel *telemetry.Telem
 	if err != nil {
 		return nil, fmt.Errorf("http listener on %s: %w", addr, err)
 	}
-	if ta, ok := ln.Addr().(*net.TCPAddr); token == "" && (!ok || !ta.IP.IsLoopback()) {
+	if ta, ok := ln.Addr().(*net.TCPAddr); token == "" && len(users) == 0 && (!ok || !ta.IP.IsLoopback()) {
 		ln.Close()
 		return nil, usagef("--http %s listens beyond loopback (%s): the kv API would let anyone who reaches it write to the log; "+
 			"set --http-token (or $DETBUS_HTTP_TOKEN) to a secret of at least %d characters, or listen on 127.0.0.1",
 			addr, ln.Addr(), kvhttp.MinTokenLength)
 	}
-	n := &nodeHTTP{addr: ln.Addr().String(), token: token != ""}
+	n := &nodeHTTP{addr: ln.Addr().String(), token: token != "" || len(users) > 0}
 	n.kv.what, n.tasks.what = "the kv store", "the tasks client"
 	inner := http.NewServeMux()
 	inner.Handle("GET /metrics", tel.Handler())
 	inner.Handle("/api/tasks/", &n.tasks)
 	inner.Handle("/", &n.kv)
-	protected, err := kvhttp.Protect(inner, token)
+	protected, err := kvhttp.Protect(inner, kvhttp.Access{Token: token, Users: users})
 	if err != nil {
 		ln.Close()
 		return nil, usagef("--http-token: %v", err)

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -120,4 +122,116 @@ func TestServeAuthFileErrors(t *testing.T) {
 			t.Errorf("%s: got %v, want a usage error mentioning %q\n%s", name, err, tc.want, out)
 		}
 	}
+}
+
+// writeUsers writes users as an --auth file and returns its path.
+func writeUsers(t *testing.T, users transport.AuthConfig) string {
+	t.Helper()
+	data, err := json.Marshal(users)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(t.TempDir(), "users.json")
+	if err := os.WriteFile(f, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// uiAddr returns the HTTP address a node's banner names.
+func uiAddr(t *testing.T, out string) string {
+	t.Helper()
+	m := regexp.MustCompile(`kv UI:\s+http://([^/\s]+)/`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no kv UI address in:\n%s", out)
+	}
+	return m[1]
+}
+
+// TestServeHTTPWithUsers: a node with users answers its HTTP API only with
+// credentials, on loopback too, and writes for each user only what the
+// user may write on NATS; every role uses the kv commands its role allows.
+func TestServeHTTPWithUsers(t *testing.T) {
+	authFile := writeUsers(t, transport.AuthConfig{Users: []transport.User{
+		{Name: "orders-svc", Password: "o-pw", Sources: []string{"kv.orders"}},
+		{Name: "audit", Password: "a-pw", Role: transport.RoleReader},
+		{Name: "ops", Password: "ops-pw", Role: transport.RoleAdmin},
+	}})
+	url, out := startServe(t, "--auth", authFile)
+	addr := uiAddr(t, out.String())
+	req := func(method, path, body, user, pw string) int {
+		t.Helper()
+		r, err := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if user != "" {
+			r.SetBasicAuth(user, pw)
+		}
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := req("GET", "/api/kv/tables", "", "", ""); got != http.StatusUnauthorized {
+		t.Fatalf("the API without credentials on loopback: %d, want 401", got)
+	}
+	if got := req("POST", "/api/kv/tables", `{"name":"orders","crdt":"lww"}`, "ops", "ops-pw"); got != http.StatusCreated {
+		t.Fatalf("the admin declares a table: %d", got)
+	}
+	if got := req("POST", "/api/kv/tables", `{"name":"users","crdt":"lww"}`, "orders-svc", "o-pw"); got != http.StatusForbidden {
+		t.Fatalf("a source declares a table: %d, want 403", got)
+	}
+	if got := req("POST", "/api/kv/tables/orders/ops", `{"op":"set","key":"o1","value":1}`, "orders-svc", "o-pw"); got != http.StatusOK {
+		t.Fatalf("a source writes its table: %d", got)
+	}
+	if got := req("POST", "/api/tasks/queues", `{"name":"payroll"}`, "orders-svc", "o-pw"); got != http.StatusForbidden {
+		t.Fatalf("a source creates a queue: %d, want 403", got)
+	}
+	if got := req("POST", "/api/kv/tables/orders/ops", `{"op":"set","key":"o2","value":1}`, "audit", "a-pw"); got != http.StatusForbidden {
+		t.Fatalf("a reader writes: %d, want 403", got)
+	}
+	// The CLI, as each role: reads for all, writes as the role allows.
+	as := func(user, pw string, args ...string) (string, error) {
+		return runCLI(t, append(append([]string{"kv"}, args...), "--nats", url, "--user", user, "--password", pw)...)
+	}
+	if got, err := as("audit", "a-pw", "get", "orders", "o1"); err != nil || got != "1\n" {
+		t.Fatalf("kv get as the reader: %v %q", err, got)
+	}
+	if got, err := as("orders-svc", "o-pw", "set", "orders", "o3", "3"); err != nil {
+		t.Fatalf("kv set as the source: %v %q", err, got)
+	}
+	if got, err := as("audit", "a-pw", "set", "orders", "o4", "4"); !errors.Is(err, transport.ErrForbidden) {
+		t.Fatalf("kv set as the reader: %v %q", err, got)
+	}
+	if got, err := as("orders-svc", "o-pw", "keys", "orders"); err != nil || got != "o1\no3\n" {
+		t.Fatalf("kv keys as the source: %v %q", err, got)
+	}
+	ctx := context.Background()
+	admin, err := transport.Connect(ctx, url, transport.Config{NoProvision: true}, transport.UserOptions("ops", "ops-pw")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	for esk, want := range map[string]uint64{"kv.users": 0, "tasks.payroll": 0, "kv.orders": 2} {
+		if n, err := admin.Count(ctx, esk); err != nil || n != want {
+			t.Fatalf("%s holds %d events (%v), want %d", esk, n, err, want)
+		}
+	}
+}
+
+// TestServeRefusesAPublicHostWithoutUsers: a node listening beyond
+// loopback with no users would take anonymous writes from the network;
+// serve refuses unless told --allow-anonymous.
+func TestServeRefusesAPublicHostWithoutUsers(t *testing.T) {
+	port := testnats.FreePorts(t, 1)[0]
+	out, err := runCLI(t, "serve", "--host", "0.0.0.0", "--port", fmt.Sprint(port), "--http", "", "--data", t.TempDir())
+	var ue *usageError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--allow-anonymous") {
+		t.Fatalf("serve --host 0.0.0.0 without --auth: %v\n%s", err, out)
+	}
+	p := goRun(t, "serve public", "serve", "--host", "0.0.0.0", "--allow-anonymous", "--port", fmt.Sprint(port), "--http-port", "0", "--http", "", "--data", t.TempDir())
+	p.waitOutput(t, 30*time.Second, "detbus node ready")
 }

@@ -79,13 +79,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	httpURL, uiURL, tasksURL := "off", "off", "off"
 	var web *nodeHTTP
 	if *httpAddr != "" {
-		if web, err = serveNodeHTTP(ctx, *httpAddr, *httpToken, tel); err != nil {
+		if web, err = serveNodeHTTP(ctx, *httpAddr, *httpToken, cfg.Auth.Users, tel); err != nil {
 			return err
 		}
 		httpURL = "http://" + web.addr + "/metrics"
 		uiURL = "http://" + web.addr + "/"
 		tasksURL = "http://" + web.addr + "/tasks"
-		if web.token {
+		switch {
+		case len(cfg.Auth.Users) > 0:
+			uiURL += "  (sign in as a user of --auth; API: HTTP Basic authentication"
+			if *httpToken != "" {
+				uiURL += " or Authorization: Bearer <token>"
+			}
+			uiURL += ")"
+		case web.token:
 			uiURL += "  (token: open once with ?token=<token>, or enter it; API: Authorization: Bearer <token>)"
 		}
 	}

@@ -144,6 +144,10 @@ func (h *Handler) createTable(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
 	defer cancel()
+	if err := httpapi.MayWrite(r, kv.ESKPrefix+kv.ConfigTable); err != nil {
+		h.api.WriteError(w, r, err)
+		return
+	}
 	// CreateTable returns once this store has folded the declaration, or
 	// with the fold's verdict: another declaration of the name may have
 	// landed first.
@@ -236,6 +240,10 @@ func (h *Handler) getKey(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) postOp(w http.ResponseWriter, r *http.Request) {
 	t, err := h.lookupTable(r)
 	if err != nil {
+		h.api.WriteError(w, r, err)
+		return
+	}
+	if err := httpapi.MayWrite(r, kv.ESKPrefix+t.Name); err != nil {
 		h.api.WriteError(w, r, err)
 		return
 	}

@@ -1,8 +1,7 @@
 package kvhttp
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
+	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
 	"fmt"
@@ -11,9 +10,13 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/detbus/detbus/internal/httpapi"
+	"github.com/detbus/detbus/transport"
 )
 
 // SessionCookie is the name of the cookie that [Protect] gives a browser
@@ -43,24 +46,39 @@ func ValidateToken(token string) error {
 	return nil
 }
 
+// Access is who may use a node's HTTP API and UI.
+type Access struct {
+	// Token, when set, is a bearer token that opens everything, as an
+	// admin.
+	Token string
+	// Users, when set, are the node's NATS users: each may sign in with
+	// its name and password (HTTP Basic authentication, or the login
+	// form), reads everything, and writes only what its role lets it
+	// write on NATS (an admin every ESK, a source its sources, a reader
+	// nothing). NKey users have no password to sign in with.
+	Users []transport.User
+}
+
 // Protect returns next guarded by a node's access rule (see the package
-// documentation, Access): with a token, requests need
-// "Authorization: Bearer <token>" or the session cookie, and Protect
-// serves POST /login and POST /logout and takes ?token= on pages; without
-// one, only requests addressed to a loopback host are served. Cross-origin
-// browser writes are rejected either way. It returns an error wrapping
-// [ErrInvalidOption] for a token that [ValidateToken] rejects.
-func Protect(next http.Handler, token string) (http.Handler, error) {
-	if err := ValidateToken(token); err != nil {
+// documentation, Access). With a token or users, requests need
+// "Authorization: Bearer <token>", "Authorization: Basic" with a user's
+// name and password, or the session cookie that POST /login (or ?token=
+// on a page) gives a browser; POST /logout ends the session on the server,
+// so a copied cookie stops working. Sessions last 30 days at most. With
+// neither, only requests addressed to a loopback host are served. A
+// request carries its caller's write rights for the handlers
+// ([httpapi.MayWrite]). Cross-origin browser writes are rejected either
+// way. It returns an error wrapping [ErrInvalidOption] for a token that
+// [ValidateToken] rejects.
+func Protect(next http.Handler, a Access) (http.Handler, error) {
+	if err := ValidateToken(a.Token); err != nil {
 		return nil, err
 	}
 	var h http.Handler
-	if token == "" {
+	if a.Token == "" && len(a.Users) == 0 {
 		h = loopbackOnly{next}
 	} else {
-		mac := hmac.New(sha256.New, []byte(token))
-		mac.Write([]byte("detbus kvhttp session"))
-		h = &guard{next: next, token: []byte(token), session: base64.RawURLEncoding.EncodeToString(mac.Sum(nil))}
+		h = &guard{next: next, token: []byte(a.Token), users: a.Users, sessions: map[string]session{}}
 	}
 	return httpapi.CrossOriginProtection(h), nil
 }
@@ -92,12 +110,47 @@ func isLoopbackHost(hostport string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// guard serves requests that carry the token or the session cookie.
+// guard serves requests that carry the token, a user's credentials or a
+// live session.
 type guard struct {
-	next    http.Handler
-	token   []byte
-	session string
+	next  http.Handler
+	token []byte
+	users []transport.User
+
+	mu       sync.Mutex
+	sessions map[string]session // by session id
 }
+
+// session is a signed-in browser: who, until when.
+type session struct {
+	who     principal
+	expires time.Time
+}
+
+// principal is who made a request, and what it may write.
+type principal struct {
+	name  string
+	admin bool
+	user  *transport.User
+}
+
+// mayWrite is the principal's write check for the handlers.
+func (p principal) mayWrite(esk string) error {
+	if p.admin {
+		return nil
+	}
+	if p.user != nil && p.user.Role != transport.RoleReader && p.user.Role != transport.RoleAdmin && esk != transport.Reserved && !strings.HasPrefix(esk, transport.Reserved+".") {
+		for _, src := range p.user.Sources {
+			if transport.MatchESK(src, esk) {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("%w: %s may not write it", transport.ErrForbidden, p.name)
+}
+
+// maxSessions bounds the sessions a guard keeps; the oldest goes first.
+const maxSessions = 10000
 
 func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
@@ -105,6 +158,11 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.login(w, r)
 		return
 	case r.URL.Path == "/logout" && r.Method == http.MethodPost:
+		if c, err := r.Cookie(SessionCookie); err == nil {
+			g.mu.Lock()
+			delete(g.sessions, c.Value)
+			g.mu.Unlock()
+		}
 		http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return
@@ -114,44 +172,121 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			g.deny(w, r, "the token in the link is not valid")
 			return
 		}
-		g.setSession(w, r)
+		g.setSession(w, r, principal{name: "token", admin: true})
 		http.Redirect(w, r, withoutToken(r.URL), http.StatusSeeOther)
 		return
 	}
-	if g.authorized(r) {
+	if who, ok := g.authorized(r); ok {
 		// Tells the UI to offer a log-out.
 		w.Header().Set("X-Detbus-Token", "required")
-		g.next.ServeHTTP(w, r)
+		g.next.ServeHTTP(w, r.WithContext(httpapi.WithWriteCheck(r.Context(), who.mayWrite)))
 		return
 	}
 	g.deny(w, r, "")
 }
 
 func (g *guard) validToken(t string) bool {
-	return subtle.ConstantTimeCompare([]byte(t), g.token) == 1
+	return len(g.token) > 0 && subtle.ConstantTimeCompare([]byte(t), g.token) == 1
 }
 
-func (g *guard) authorized(r *http.Request) bool {
+// user returns the user name and password identify, if any.
+func (g *guard) user(name, password string) (principal, bool) {
+	for i := range g.users {
+		u := &g.users[i]
+		if u.Name == "" || u.NKey != "" || subtle.ConstantTimeCompare([]byte(u.Name), []byte(name)) != 1 {
+			continue
+		}
+		if !passwordMatches(u.Password, password) {
+			return principal{}, false
+		}
+		return principal{name: u.Name, admin: u.Role == transport.RoleAdmin, user: u}, true
+	}
+	return principal{}, false
+}
+
+// passwordMatches checks a password against a stored one, plain or a
+// bcrypt hash (as NATS takes them).
+func passwordMatches(stored, given string) bool {
+	if strings.HasPrefix(stored, "$2") {
+		return bcrypt.CompareHashAndPassword([]byte(stored), []byte(given)) == nil
+	}
+	return subtle.ConstantTimeCompare([]byte(stored), []byte(given)) == 1
+}
+
+func (g *guard) authorized(r *http.Request) (principal, bool) {
 	if auth := r.Header.Get("Authorization"); auth != "" {
 		scheme, t, ok := strings.Cut(auth, " ")
-		return ok && strings.EqualFold(scheme, "Bearer") && g.validToken(strings.TrimSpace(t))
+		switch {
+		case ok && strings.EqualFold(scheme, "Bearer") && g.validToken(strings.TrimSpace(t)):
+			return principal{name: "token", admin: true}, true
+		case ok && strings.EqualFold(scheme, "Basic"):
+			if name, password, ok := r.BasicAuth(); ok {
+				return g.user(name, password)
+			}
+		}
+		return principal{}, false
 	}
 	c, err := r.Cookie(SessionCookie)
-	return err == nil && subtle.ConstantTimeCompare([]byte(c.Value), []byte(g.session)) == 1
+	if err != nil {
+		return principal{}, false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s, ok := g.sessions[c.Value]
+	if !ok || time.Now().After(s.expires) {
+		delete(g.sessions, c.Value)
+		return principal{}, false
+	}
+	return s.who, true
 }
 
-func (g *guard) setSession(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: g.session, Path: "/",
+// setSession starts a session for who: a random id, kept here and in the
+// browser's cookie.
+func (g *guard) setSession(w http.ResponseWriter, r *http.Request, who principal) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		httpapi.WriteJSON(w, http.StatusInternalServerError, httpapi.ErrorBody{Error: "no randomness for a session"})
+		return
+	}
+	id := base64.RawURLEncoding.EncodeToString(b[:])
+	now := time.Now()
+	g.mu.Lock()
+	if len(g.sessions) >= maxSessions {
+		var oldest string
+		for k, s := range g.sessions {
+			if oldest == "" || s.expires.Before(g.sessions[oldest].expires) {
+				oldest = k
+			}
+		}
+		delete(g.sessions, oldest)
+	}
+	g.sessions[id] = session{who: who, expires: now.Add(sessionMaxAge)}
+	g.mu.Unlock()
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: id, Path: "/",
 		MaxAge: int(sessionMaxAge / time.Second), HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
 }
 
 func (g *guard) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	if err := r.ParseForm(); err != nil || !g.validToken(r.PostForm.Get("token")) {
+	if err := r.ParseForm(); err != nil {
+		g.deny(w, r, "the form does not parse")
+		return
+	}
+	var who principal
+	ok := false
+	if name := r.PostForm.Get("user"); name != "" {
+		who, ok = g.user(name, r.PostForm.Get("password"))
+		if !ok {
+			g.deny(w, r, "wrong user or password")
+			return
+		}
+	} else if ok = g.validToken(r.PostForm.Get("token")); ok {
+		who = principal{name: "token", admin: true}
+	} else {
 		g.deny(w, r, "wrong token")
 		return
 	}
-	g.setSession(w, r)
+	g.setSession(w, r, who)
 	http.Redirect(w, r, localPath(r.PostForm.Get("next")), http.StatusSeeOther)
 }
 
@@ -178,8 +313,14 @@ func withoutToken(u *url.URL) string {
 // error otherwise.
 func (g *guard) deny(w http.ResponseWriter, r *http.Request, problem string) {
 	w.Header().Set("WWW-Authenticate", `Bearer realm="detbus"`)
+	if len(g.users) > 0 {
+		w.Header().Add("WWW-Authenticate", `Basic realm="detbus"`)
+	}
 	if isAPI(r) || !strings.Contains(r.Header.Get("Accept"), "text/html") {
 		msg := "missing or wrong token: send Authorization: Bearer <token>"
+		if len(g.users) > 0 {
+			msg = "missing or wrong credentials: send HTTP Basic authentication as a user of the node, or Authorization: Bearer <token>"
+		}
 		if problem != "" {
 			msg = problem
 		}
@@ -193,7 +334,10 @@ func (g *guard) deny(w http.ResponseWriter, r *http.Request, problem string) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusUnauthorized)
-	_ = loginPage.Execute(w, struct{ Problem, Next string }{problem, next})
+	_ = loginPage.Execute(w, struct {
+		Problem, Next string
+		Users         bool
+	}{problem, next, len(g.users) > 0})
 }
 
 var loginPage = template.Must(template.ParseFS(assets, "ui/login.html"))

@@ -1,14 +1,18 @@
 package kvhttp_test
 
 import (
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/detbus/detbus/internal/apitest"
 	"github.com/detbus/detbus/kv/kvhttp"
+	"github.com/detbus/detbus/transport"
 )
 
 const token = "s3cret-token-for-tests"
@@ -134,8 +138,70 @@ func TestValidateToken(t *testing.T) {
 		if (err == nil) != ok || (err != nil && !errors.Is(err, kvhttp.ErrInvalidOption)) {
 			t.Errorf("ValidateToken(%q) = %v", tok, err)
 		}
-		if _, err := kvhttp.Protect(http.NotFoundHandler(), tok); (err == nil) != ok {
+		if _, err := kvhttp.Protect(http.NotFoundHandler(), kvhttp.Access{Token: tok}); (err == nil) != ok {
 			t.Errorf("Protect(%q) = %v", tok, err)
+		}
+	}
+}
+
+// TestLogoutRevokesTheSession: after logging out, the session's cookie,
+// copied before, opens nothing.
+func TestLogoutRevokesTheSession(t *testing.T) {
+	e := newEnv(t, envConfig{token: token})
+	const api = "/api/kv/tables"
+	r := e.do("GET", "/?token="+token, "", "Accept: text/html")
+	cookie := sessionCookie(t, r)
+	e.do("GET", api, "", "Cookie: "+cookie).Want(t, http.StatusOK)
+	e.do("POST", "/logout", "", "Cookie: "+cookie)
+	e.do("GET", api, "", "Cookie: "+cookie).Want(t, http.StatusUnauthorized)
+	e.do("POST", api, `{"name":"t","crdt":"lww"}`, "Cookie: "+cookie).Want(t, http.StatusUnauthorized)
+	// Another session is not touched by that logout.
+	other := sessionCookie(t, e.do("GET", "/?token="+token, "", "Accept: text/html"))
+	e.do("GET", api, "", "Cookie: "+other).Want(t, http.StatusOK)
+}
+
+// TestUsersSignIn: with the node's users, every request needs credentials
+// (loopback included); each user reads everything and writes only the
+// tables its role allows on NATS.
+func TestUsersSignIn(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("admin-pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, envConfig{users: []transport.User{
+		{Name: "ops", Password: string(hash), Role: transport.RoleAdmin},
+		{Name: "orders-svc", Password: "o-pw", Sources: []string{"kv.orders", "orders.>"}},
+		{Name: "audit", Password: "a-pw", Role: transport.RoleReader},
+	}})
+	const api = "/api/kv/tables"
+	basic := func(user, pw string) string {
+		return "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pw))
+	}
+	e.do("GET", api, "").Want(t, http.StatusUnauthorized)
+	e.do("GET", api, "", basic("ops", "wrong")).Want(t, http.StatusUnauthorized)
+	e.do("GET", api, "", basic("nobody", "a-pw")).Want(t, http.StatusUnauthorized)
+	e.do("POST", api, `{"name":"orders","crdt":"lww"}`, basic("orders-svc", "o-pw")).Want(t, http.StatusForbidden, "kv._config")
+	e.do("POST", api, `{"name":"orders","crdt":"lww"}`, basic("ops", "admin-pw")).Want(t, http.StatusCreated)
+	e.do("POST", api, `{"name":"users","crdt":"lww"}`, basic("ops", "admin-pw")).Want(t, http.StatusCreated)
+	e.do("POST", api+"/orders/ops", `{"op":"set","key":"o1","value":1}`, basic("orders-svc", "o-pw")).Want(t, http.StatusOK)
+	e.do("POST", api+"/users/ops", `{"op":"set","key":"root","value":1}`, basic("orders-svc", "o-pw")).Want(t, http.StatusForbidden, "kv.users")
+	e.do("POST", api+"/orders/ops", `{"op":"set","key":"o2","value":1}`, basic("audit", "a-pw")).Want(t, http.StatusForbidden)
+	e.do("GET", api+"/orders/keys/o1", "", basic("audit", "a-pw")).Want(t, http.StatusOK)
+	e.do("GET", api+"/users/keys/root", "", basic("ops", "admin-pw")).Want(t, http.StatusNotFound)
+	// The login form: a session with the user's rights.
+	form := url.Values{"user": {"orders-svc"}, "password": {"o-pw"}, "next": {"/"}}
+	req, err := http.NewRequest("POST", e.url+"/login", strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "text/html")
+	cookie := sessionCookie(t, apitest.Send(t, req))
+	e.do("POST", api+"/orders/ops", `{"op":"set","key":"o3","value":1}`, "Cookie: "+cookie).Want(t, http.StatusOK)
+	e.do("POST", api+"/users/ops", `{"op":"set","key":"root","value":2}`, "Cookie: "+cookie).Want(t, http.StatusForbidden)
+	for _, esk := range []string{"kv.users"} {
+		if n, err := e.log.Count(ctxT(t), esk); err != nil || n != 0 {
+			t.Fatalf("%s holds %d ops (%v): a refused write was stored", esk, n, err)
 		}
 	}
 }

@@ -28,6 +28,7 @@ type env struct {
 type envConfig struct {
 	opts   kvhttp.Options
 	token  string           // the token kvhttp.Protect requires ("": none)
+	users  []transport.User // the users kvhttp.Protect knows
 	logCfg transport.Config // the store's log
 }
 
@@ -48,7 +49,7 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	protected, err := kvhttp.Protect(h, cfg.token)
+	protected, err := kvhttp.Protect(h, kvhttp.Access{Token: cfg.token, Users: cfg.users})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,7 +66,7 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 		}
 		mux.Handle("/", kh)
 	}
-	protected, err := kvhttp.Protect(mux, cfg.token)
+	protected, err := kvhttp.Protect(mux, kvhttp.Access{Token: cfg.token})
 	if err != nil {
 		t.Fatal(err)
 	}

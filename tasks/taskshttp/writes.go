@@ -118,6 +118,9 @@ func describeConfig(c machine.Config) string {
 // write appends op to queue, waits until the client has folded it and
 // returns what it did. The wait and the write share Options.Timeout.
 func (h *Handler) write(r *http.Request, queue string, op machine.Op) (transport.Position, machine.Outcome, error) {
+	if err := httpapi.MayWrite(r, tasks.ESKPrefix+queue); err != nil {
+		return transport.Position{}, machine.Outcome{}, err
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
 	defer cancel()
 	pos, err := h.client.Append(ctx, queue, op)
