@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/detbus/detbus/internal/claims"
 	"github.com/detbus/detbus/transport"
 )
 
@@ -123,6 +124,10 @@ func (sn *snapshots) restore(ctx context.Context, lg *slog.Logger) *state {
 			lg.Warn("kv: a snapshot does not decode", "object", c.name, "seq", c.seq, "err", err)
 			continue
 		}
+		if err := claims.Check(ctx, sn.log, claims.ESK("kv", c.seq), c.hash); err != nil {
+			lg.Warn("kv: a snapshot the log does not confirm", "object", c.name, "seq", c.seq, "err", err)
+			continue
+		}
 		return st
 	}
 	return nil
@@ -134,6 +139,9 @@ func (sn *snapshots) save(ctx context.Context, data []byte, seq uint64) error {
 		return fmt.Errorf("kv: snapshot bucket %q: %w", sn.opts.Snapshots, err)
 	}
 	sum := sha256.Sum256(data)
+	if err := claims.Make(ctx, sn.log, claims.ESK("kv", seq), sn.opts.Replica, hex.EncodeToString(sum[:])); err != nil {
+		return fmt.Errorf("kv: snapshot at seq %d: %w", seq, err)
+	}
 	meta := map[string]string{
 		metaFormat: strconv.Itoa(dumpFormat), metaStream: sn.stream, metaPrefix: sn.prefix,
 		metaCreated: sn.created, metaSeq: strconv.FormatUint(seq, 10), metaHash: hex.EncodeToString(sum[:]),

@@ -3,6 +3,8 @@ package kv
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -175,5 +177,59 @@ func TestOpenOptions(t *testing.T) {
 		if _, err := Open(testCtx(t), l, opts); !errors.Is(err, transport.ErrInvalidOption) {
 			t.Errorf("%+v: %v, want ErrInvalidOption", opts, err)
 		}
+	}
+}
+
+// TestForgedSnapshotNotRestored: someone who may write the snapshot bucket
+// rewrites the newest snapshot, hash and all, so that a key holds a value
+// the log never held. A store opening afterwards does not restore it (the
+// log holds no claim of its hash) and folds the log instead.
+func TestForgedSnapshotNotRestored(t *testing.T) {
+	t.Parallel()
+	_, l := node(t)
+	ctx := testCtx(t)
+	a := open(t, l, Options{Replica: "node"})
+	must(t)(a.CreateTable(ctx, "users", TypeLWW))
+	must(t)(a.Set(ctx, "users", "root", "alice"))
+	seq, err := a.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	obs, err := l.Objects(ctx, DefaultSnapshotBucket, "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, info, err := obs.Get(ctx, "node")
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := bytes.ReplaceAll(data, []byte(`"alice"`), []byte(`"mallory"`))
+	if bytes.Equal(forged, data) {
+		t.Fatalf("the snapshot holds no \"alice\": %s", data)
+	}
+	sum := sha256.Sum256(forged)
+	info.Metadata[metaHash] = hex.EncodeToString(sum[:])
+	if err := obs.Put(ctx, "node", "forged", info.Metadata, forged); err != nil {
+		t.Fatal(err)
+	}
+	b := open(t, l, Options{Replica: "node"})
+	if b.Restored() != 0 {
+		t.Fatalf("restored the forged snapshot at seq %d (the real one covered %d)", b.Restored(), seq)
+	}
+	if err := b.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := b.Get("users", "root"); err != nil || string(v.Value) != `"alice"` {
+		t.Fatalf("root = %s (%v), want the log's \"alice\"", v.Value, err)
+	}
+	// The real snapshot, once rewritten as it was, is restored again.
+	if err := obs.Put(ctx, "node", "restored", map[string]string{metaFormat: info.Metadata[metaFormat], metaStream: info.Metadata[metaStream],
+		metaPrefix: info.Metadata[metaPrefix], metaCreated: info.Metadata[metaCreated], metaSeq: info.Metadata[metaSeq],
+		metaHash: func() string { s := sha256.Sum256(data); return hex.EncodeToString(s[:]) }()}, data); err != nil {
+		t.Fatal(err)
+	}
+	if c := open(t, l, Options{Replica: "node"}); c.Restored() != seq {
+		t.Fatalf("the real snapshot was not restored: %d, want %d", c.Restored(), seq)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/detbus/detbus/internal/claims"
 	"github.com/detbus/detbus/transport"
 )
 
@@ -146,6 +147,10 @@ func (sn *snapshots) restore(ctx context.Context, lg *slog.Logger) *restoredStat
 			lg.Warn("tasks: a snapshot does not match the log", "object", c.name, "seq", c.seq, "err", err)
 			continue
 		}
+		if err := claims.Check(ctx, sn.log, claims.ESK("tasks", c.seq), c.hash); err != nil {
+			lg.Warn("tasks: a snapshot the log does not confirm", "object", c.name, "seq", c.seq, "err", err)
+			continue
+		}
 		return st
 	}
 	return nil
@@ -171,6 +176,9 @@ func (sn *snapshots) save(ctx context.Context, data []byte, seq uint64) error {
 		return fmt.Errorf("tasks: snapshot bucket %q: %w", sn.opts.Snapshots, err)
 	}
 	sum := sha256.Sum256(data)
+	if err := claims.Make(ctx, sn.log, claims.ESK("tasks", seq), sn.opts.Replica, hex.EncodeToString(sum[:])); err != nil {
+		return fmt.Errorf("tasks: snapshot at seq %d: %w", seq, err)
+	}
 	meta := map[string]string{
 		metaFormat: strconv.Itoa(snapFormat), metaStream: sn.stream, metaPrefix: sn.prefix,
 		metaCreated: sn.created, metaSeq: strconv.FormatUint(seq, 10), metaHash: hex.EncodeToString(sum[:]),

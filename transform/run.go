@@ -374,7 +374,7 @@ func (r *Runner) snapshot(ctx context.Context, t Transform, inSeq, outputs, reje
 		return fmt.Errorf("transform: snapshot %s at input %d: %w", r.cfg.Spec.Name, inSeq, err)
 	}
 	s := newSnapshot(r.cfg.Spec, inSeq, outputs, rejections, state)
-	stored, agree, err := r.cfg.Snapshots.Save(ctx, s)
+	stored, agree, err := r.cfg.Snapshots.Save(ctx, s, r.cfg.Instance)
 	if err != nil {
 		r.cfg.Logger.Warn("snapshot not saved", "transform", s.Name, "instance", r.cfg.Instance, "input_seq", inSeq, "err", err)
 		return nil // a missing snapshot costs replay time, nothing else

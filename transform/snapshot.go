@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,6 +32,7 @@ var (
 type Snapshot struct {
 	Name       string    `json:"name"`
 	Version    string    `json:"version"`
+	Output     string    `json:"output"`     // the DET's output ESK, where its claims are
 	InputSeq   uint64    `json:"input_seq"`  // the last input applied
 	Outputs    uint64    `json:"outputs"`    // outputs emitted so far
 	Rejections uint64    `json:"rejections"` // inputs rejected so far
@@ -41,7 +43,7 @@ type Snapshot struct {
 
 func newSnapshot(spec Spec, inputSeq, outputs, rejections uint64, state []byte) Snapshot {
 	sum := sha256.Sum256(state)
-	return Snapshot{Name: spec.Name, Version: spec.Version, InputSeq: inputSeq, Outputs: outputs,
+	return Snapshot{Name: spec.Name, Version: spec.Version, Output: spec.Output, InputSeq: inputSeq, Outputs: outputs,
 		Rejections: rejections, Hash: hex.EncodeToString(sum[:]), State: state, Taken: time.Now().UTC()}
 }
 
@@ -59,15 +61,51 @@ func (s Snapshot) verify() error {
 	return nil
 }
 
-// SnapshotStore keeps DET snapshots in a JetStream KV bucket, one key per
-// DET and input position ("<name>.<input seq>"), so that instances that
-// snapshot the same position meet on the same key and can cross-check.
-type SnapshotStore struct {
-	kv *transport.Bucket
+// Claim is what an instance appends to the log when it snapshots: the
+// snapshot's content, without the state. Claims live in the DET's own
+// namespace, "<output>.checkpoints.<input seq>", which only the DET's
+// workers may write; a snapshot is a restore point only when the log
+// holds a claim of it and no claim that contradicts it.
+type Claim struct {
+	By         string `json:"by"` // the instance
+	Version    string `json:"version"`
+	Outputs    uint64 `json:"outputs"`
+	Rejections uint64 `json:"rejections"`
+	Hash       string `json:"hash"`
 }
 
-// OpenSnapshotStore creates or binds the bucket beside log (as many
-// replicas as the log's stream; values up to NATS's max payload).
+// ClaimsESK is the ESK of the claims of the snapshots of a DET with
+// output ESK output at input position inputSeq.
+func ClaimsESK(output string, inputSeq uint64) string {
+	return output + ".checkpoints." + strconv.FormatUint(inputSeq, 10)
+}
+
+func (s Snapshot) claim(by string) Claim {
+	return Claim{By: by, Version: s.Version, Outputs: s.Outputs, Rejections: s.Rejections, Hash: s.Hash}
+}
+
+func (c Claim) agrees(s Snapshot) bool {
+	return c.Version == s.Version && c.Outputs == s.Outputs && c.Rejections == s.Rejections && c.Hash == s.Hash
+}
+
+// SnapshotStore keeps DET snapshots in a JetStream KV bucket, one key per
+// stream, DET and input position ("<stream>.<name>.<input seq>"), so that
+// instances that snapshot the same position meet on the same key and can
+// cross-check, and a DET run on another stream never takes them for its
+// own. Beside each, the log holds the instances' claims of it (see
+// [Claim]): the bucket's content is trusted only as far as the log
+// confirms it.
+type SnapshotStore struct {
+	kv     *transport.Bucket
+	log    *transport.Log
+	stream string
+	// Logger receives the snapshots skipped as restore points (default
+	// slog.Default()).
+	Logger *slog.Logger
+}
+
+// OpenSnapshotStore binds the bucket beside log (creating it, with as
+// many replicas as the log's stream, when the connection may).
 func OpenSnapshotStore(ctx context.Context, log *transport.Log, bucket string) (*SnapshotStore, error) {
 	if bucket == "" {
 		bucket = DefaultSnapshotBucket
@@ -76,21 +114,36 @@ func OpenSnapshotStore(ctx context.Context, log *transport.Log, bucket string) (
 	if err != nil {
 		return nil, fmt.Errorf("transform: snapshot bucket %q: %w", bucket, err)
 	}
-	return &SnapshotStore{kv: kv}, nil
+	return &SnapshotStore{kv: kv, log: log, stream: log.Config().Stream, Logger: slog.Default()}, nil
 }
 
-func snapshotKey(name string, seq uint64) string {
-	return fmt.Sprintf("%s.%020d", name, seq)
+func (st *SnapshotStore) prefix(name string) string { return st.stream + "." + name + "." }
+
+func (st *SnapshotStore) key(name string, seq uint64) string {
+	return fmt.Sprintf("%s%020d", st.prefix(name), seq)
 }
 
-// Save stores s unless a snapshot of the same DET and position exists; then
-// it compares the two and returns the stored one and whether they agree.
-func (st *SnapshotStore) Save(ctx context.Context, s Snapshot) (stored Snapshot, agree bool, err error) {
+// Save claims s in the log for instance by, then stores it unless a
+// snapshot of the same DET and position exists; then it compares the two
+// and returns the stored one and whether they agree. They disagree only
+// when the log holds a claim of another content at that position (an
+// instance that computed another state): a stored snapshot the log does
+// not confirm is replaced, with a warning. A claim the log refuses (the
+// instance's user may not write the DET's checkpoints) is an error: the
+// snapshot could never be restored.
+func (st *SnapshotStore) Save(ctx context.Context, s Snapshot, by string) (stored Snapshot, agree bool, err error) {
+	if s.Output == "" {
+		return Snapshot{}, false, fmt.Errorf("transform: snapshot of %s has no output ESK", s.Name)
+	}
+	claim, _ := json.Marshal(s.claim(by))
+	if _, err := st.log.Publish(ctx, ClaimsESK(s.Output, s.InputSeq), claim); err != nil {
+		return Snapshot{}, false, fmt.Errorf("transform: claim snapshot %s at input %d: %w", s.Name, s.InputSeq, err)
+	}
 	body, err := json.Marshal(s)
 	if err != nil {
 		return Snapshot{}, false, err
 	}
-	key := snapshotKey(s.Name, s.InputSeq)
+	key := st.key(s.Name, s.InputSeq)
 	_, err = st.kv.Create(ctx, key, body)
 	if err == nil {
 		st.prune(ctx, s.Name)
@@ -100,10 +153,24 @@ func (st *SnapshotStore) Save(ctx context.Context, s Snapshot) (stored Snapshot,
 		return Snapshot{}, false, fmt.Errorf("transform: save snapshot %s: %w", key, err)
 	}
 	other, err := st.get(ctx, key)
-	if err != nil {
-		return Snapshot{}, false, err
+	if err == nil && other.sameContent(s) {
+		return other, true, nil
 	}
-	return other, other.sameContent(s), nil
+	// Another snapshot holds the key. It contradicts this one only if the
+	// log says so, with a claim of another content at this position;
+	// otherwise it is no instance's (written by someone who may write the
+	// bucket but not the DET's checkpoints, or damaged) and this one
+	// replaces it.
+	if cerr := st.confirmed(ctx, s); errors.Is(cerr, ErrSnapshotUnconfirmed) {
+		return other, false, nil
+	} else if cerr != nil {
+		return Snapshot{}, false, cerr
+	}
+	st.Logger.Warn("replacing a snapshot the log does not confirm", "transform", s.Name, "key", key, "input_seq", s.InputSeq)
+	if _, err := st.kv.Put(ctx, key, body); err != nil {
+		return Snapshot{}, false, fmt.Errorf("transform: save snapshot %s: %w", key, err)
+	}
+	return s, true, nil
 }
 
 // keepSnapshots is how many of a DET's newest snapshots the store keeps;
@@ -114,7 +181,7 @@ const keepSnapshots = 3
 // prune removes name's snapshots older than the newest keepSnapshots.
 // Failures are left for the next save.
 func (st *SnapshotStore) prune(ctx context.Context, name string) {
-	keys, err := st.kv.Keys(ctx, name+".*")
+	keys, err := st.kv.Keys(ctx, st.prefix(name)+"*")
 	if err != nil || len(keys) <= keepSnapshots {
 		return
 	}
@@ -136,32 +203,71 @@ func (st *SnapshotStore) get(ctx context.Context, key string) (Snapshot, error) 
 	return s, s.verify()
 }
 
-// Latest returns the newest snapshot of the DET named by spec, or ok false
-// when there is none. A newest snapshot of another version is refused with
-// [ErrSnapshotVersion]; one that does not verify with [ErrSnapshotCorrupt].
+// Latest returns the newest snapshot of the DET named by spec that is a
+// restore point, or ok false when there is none: one that decodes and
+// matches its hash, of spec's output, and that the log confirms, with at
+// least one claim of it and no claim at its position that disagrees (see
+// [Claim]). Snapshots that are not are logged and skipped, falling back
+// to older ones. A newest snapshot of another version is refused with
+// [ErrSnapshotVersion]: run the version that took it, or delete the
+// snapshots to replay from the start.
 func (st *SnapshotStore) Latest(ctx context.Context, spec Spec) (s Snapshot, ok bool, err error) {
-	keys, err := st.kv.Keys(ctx, spec.Name+".*")
+	keys, err := st.kv.Keys(ctx, st.prefix(spec.Name)+"*")
 	if err != nil {
 		return Snapshot{}, false, fmt.Errorf("transform: list snapshots: %w", err)
 	}
-	var newest uint64
-	var key string
-	for _, k := range keys {
-		seq, err := strconv.ParseUint(strings.TrimPrefix(k, spec.Name+"."), 10, 64)
-		if err == nil && seq >= newest {
-			newest, key = seq, k
+	slices.Sort(keys)
+	slices.Reverse(keys) // newest first
+	for i, key := range keys {
+		if _, err := strconv.ParseUint(strings.TrimPrefix(key, st.prefix(spec.Name)), 10, 64); err != nil {
+			continue
+		}
+		s, err := st.get(ctx, key)
+		if err == nil && i == 0 && s.Version != spec.Version {
+			return Snapshot{}, false, fmt.Errorf("%w: the newest snapshot of %q (input %d) is version %q, this is version %q; delete the snapshots to replay from the start",
+				ErrSnapshotVersion, spec.Name, s.InputSeq, s.Version, spec.Version)
+		}
+		if err == nil && (s.Name != spec.Name || s.Output != spec.Output || s.Version != spec.Version) {
+			err = fmt.Errorf("%w: %s holds a snapshot of %s (output %s, version %q)", ErrSnapshotCorrupt, key, s.Name, s.Output, s.Version)
+		}
+		if err == nil {
+			err = st.confirmed(ctx, s)
+		}
+		if err != nil {
+			st.Logger.Warn("snapshot skipped", "transform", spec.Name, "key", key, "err", err)
+			continue
+		}
+		return s, true, nil
+	}
+	return Snapshot{}, false, nil
+}
+
+// ErrSnapshotUnconfirmed is wrapped when the log holds no claim of a
+// snapshot, or a claim that contradicts it.
+var ErrSnapshotUnconfirmed = errors.New("transform: snapshot not confirmed by the log")
+
+// maxClaims bounds the claims of one position that a restore reads.
+const maxClaims = 64
+
+// confirmed checks s against its claims in the log.
+func (st *SnapshotStore) confirmed(ctx context.Context, s Snapshot) error {
+	esk := ClaimsESK(s.Output, s.InputSeq)
+	n, err := st.log.Count(ctx, esk)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: no claim of %s at input %d in %s", ErrSnapshotUnconfirmed, s.Name, s.InputSeq, esk)
+	}
+	for i := range min(n, maxClaims) {
+		ev, err := st.log.Get(ctx, esk, i)
+		if err != nil {
+			return err
+		}
+		var c Claim
+		if err := json.Unmarshal(ev.Data, &c); err != nil || !c.agrees(s) {
+			return fmt.Errorf("%w: claim %d of %s at input %d (by %q) says hash %s, the snapshot %s", ErrSnapshotUnconfirmed, i, s.Name, s.InputSeq, c.By, c.Hash, s.Hash)
 		}
 	}
-	if key == "" {
-		return Snapshot{}, false, nil
-	}
-	s, err = st.get(ctx, key)
-	if err != nil {
-		return Snapshot{}, false, err
-	}
-	if s.Version != spec.Version {
-		return Snapshot{}, false, fmt.Errorf("%w: the newest snapshot of %q (input %d) is version %q, this is version %q; delete the snapshots to replay from the start",
-			ErrSnapshotVersion, spec.Name, s.InputSeq, s.Version, spec.Version)
-	}
-	return s, true, nil
+	return nil
 }

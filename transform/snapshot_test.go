@@ -125,11 +125,11 @@ func TestSnapshotStoreKeepsTheNewest(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := sumSpec("keep-a", "keep.a.out"), sumSpec("keep-b", "keep.b.out")
-	if _, _, err := store.Save(ctx, transform.NewSnapshot(b, 1, 0, 0, []byte(`{}`))); err != nil {
+	if _, _, err := store.Save(ctx, transform.NewSnapshot(b, 1, 0, 0, []byte(`{}`)), "test"); err != nil {
 		t.Fatal(err)
 	}
 	for seq := uint64(1); seq <= 40; seq++ {
-		if _, agree, err := store.Save(ctx, transform.NewSnapshot(a, seq, seq, 0, []byte(fmt.Sprint(seq)))); err != nil || !agree {
+		if _, agree, err := store.Save(ctx, transform.NewSnapshot(a, seq, seq, 0, []byte(fmt.Sprint(seq))), "test"); err != nil || !agree {
 			t.Fatalf("save %d: %v %v", seq, agree, err)
 		}
 	}

@@ -320,3 +320,23 @@ func TestUsersReadAndFollowWithoutConsumers(t *testing.T) {
 		t.Fatalf("the users made consumers: %v", err)
 	}
 }
+
+// TestReservedESKsAreTheNodes: a source whose sources cover everything
+// still may not write under the node's reserved prefix, where the claims
+// that confirm the node's snapshots live.
+func TestReservedESKsAreTheNodes(t *testing.T) {
+	srv, admin := secureNode(t, transport.AuthConfig{Users: []transport.User{
+		{Name: "all", Password: "pw", Sources: []string{">"}},
+	}}, nil)
+	ctx := context.Background()
+	all := connectAs(t, srv.ClientURL(), transport.UserOptions("all", "pw")...)
+	if _, err := all.Write(ctx, "anything.at.all", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := all.Write(ctx, transport.Reserved+".checkpoints.kv.1", []byte(`{"by":"x","hash":"y"}`)); !errors.Is(err, transport.ErrForbidden) {
+		t.Fatalf("a source wrote under the reserved prefix: %v", err)
+	}
+	if n, err := admin.Count(ctx, transport.Reserved+".checkpoints.kv.1"); err != nil || n != 0 {
+		t.Fatalf("the reserved ESK holds %d events (%v)", n, err)
+	}
+}

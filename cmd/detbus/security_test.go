@@ -25,7 +25,7 @@ func TestServeWithUsers(t *testing.T) {
 	users := transport.AuthConfig{Users: []transport.User{
 		{Name: "orders-svc", Password: "o-pw", Sources: []string{"orders.>"}},
 		{Name: "bank-client", Password: "c-pw", Sources: []string{"bank.commands.>"}},
-		{Name: "bank-worker", Password: "w-pw", Sources: []string{"bank.decisions", "bank.decisions.rejected"},
+		{Name: "bank-worker", Password: "w-pw", Sources: []string{"bank.decisions", "bank.decisions.rejected", "bank.decisions.checkpoints.>"},
 			Buckets: []string{"detbus-snapshots", "detbus-status"}},
 		{Name: "audit", Password: "a-pw", Role: transport.RoleReader, Buckets: []string{"detbus-status"}},
 	}}

@@ -118,12 +118,12 @@ func Conn(t testing.TB, url string, opts ...nats.Option) *nats.Conn {
 	return nc
 }
 
-// Log opens a transport.Log on its own connection to url.
-func Log(t testing.TB, url string, cfg transport.Config) *transport.Log {
+// Log opens a transport.Log on its own connection to url, with opts.
+func Log(t testing.TB, url string, cfg transport.Config, opts ...nats.Option) *transport.Log {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	l, err := transport.Connect(ctx, url, cfg)
+	l, err := transport.Connect(ctx, url, cfg, opts...)
 	if err != nil {
 		t.Fatalf("open log: %v", err)
 	}
