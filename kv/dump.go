@@ -12,7 +12,7 @@ import (
 )
 
 // dumpFormat is the version of the state encoding.
-const dumpFormat = 1
+const dumpFormat = 2
 
 // The state encoding: JSON with every list sorted, so that replicas that
 // folded the same events write the same bytes.
@@ -28,6 +28,7 @@ type dumpTable struct {
 	Type       Type      `json:"type"`
 	Declared   dumpPos   `json:"declared"`
 	Ops        uint64    `json:"ops"`
+	Clamped    uint64    `json:"clamped,omitempty"`
 	Rejections dumpRejs  `json:"rejections"`
 	Keys       []dumpKey `json:"keys,omitempty"` // written by hand, read by encoding/json
 }
@@ -101,7 +102,7 @@ func (st *state) dump(w io.Writer) error {
 		if i > 0 {
 			bw.write([]byte{','})
 		}
-		h, err := json.Marshal(dumpTable{Name: t.name, Type: t.typ, Declared: toDumpPos(t.declared), Ops: t.ops, Rejections: toDumpRejs(&t.rej)})
+		h, err := json.Marshal(dumpTable{Name: t.name, Type: t.typ, Declared: toDumpPos(t.declared), Ops: t.ops, Clamped: t.clamped, Rejections: toDumpRejs(&t.rej)})
 		if err != nil {
 			return err
 		}
@@ -167,7 +168,7 @@ func loadState(data []byte) (*state, error) {
 			return nil, fmt.Errorf("%w: table %q of type %q", errCorrupt, dt.Name, dt.Type)
 		}
 		t := newTable(dt.Name, dt.Type, dt.Declared.position())
-		t.ops = dt.Ops
+		t.ops, t.clamped = dt.Ops, dt.Clamped
 		if t.rej, err = dt.Rejections.rejections(); err != nil {
 			return nil, fmt.Errorf("%w: table %q: %v", errCorrupt, dt.Name, err)
 		}

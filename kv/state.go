@@ -18,12 +18,13 @@ import (
 type event struct {
 	pos         transport.Position
 	ts          hlc.Timestamp
+	clamped     bool // its HLC header was ignored (see transport.MaxEventSkew)
 	contentType string
 	data        []byte
 }
 
 func eventOf(ev transport.Event) event {
-	return event{pos: ev.Position(), ts: ev.Time, contentType: ev.ContentType(), data: ev.Data}
+	return event{pos: ev.Position(), ts: ev.Time, clamped: ev.Clamped, contentType: ev.ContentType(), data: ev.Data}
 }
 
 // state is the store's deterministic core: what the ops folded so far
@@ -42,6 +43,7 @@ type table struct {
 	typ      Type
 	declared transport.Position
 	ops      uint64
+	clamped  uint64 // ops whose HLC time was too far from their stored time
 	rej      rejections
 	keys     map[string]*entry
 	nexist   int // keys that exist
@@ -146,6 +148,9 @@ func (st *state) apply(ev event) result {
 	}
 	if err := CheckOp(t.typ, op); err != nil {
 		return reject(op.Key, err)
+	}
+	if ev.clamped {
+		t.clamped++
 	}
 	if t.name == ConfigTable {
 		err = st.declare(t, op, ev)
@@ -387,7 +392,7 @@ func (t *table) sortedKeys() []string {
 
 // info describes t.
 func (t *table) info() TableInfo {
-	return TableInfo{Name: t.name, Type: t.typ, Keys: t.nexist, Ops: t.ops, Rejected: t.rej.count, Declared: t.declared}
+	return TableInfo{Name: t.name, Type: t.typ, Keys: t.nexist, Ops: t.ops, Rejected: t.rej.count, Clamped: t.clamped, Declared: t.declared}
 }
 
 // value builds the Value of a key, with its Meta when meta is set.

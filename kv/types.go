@@ -144,11 +144,15 @@ func ValidateKey(what, k string) error {
 
 // TableInfo describes a declared table.
 type TableInfo struct {
-	Name     string             `json:"name"`
-	Type     Type               `json:"type"`
-	Keys     int                `json:"keys"`     // keys that hold a value
-	Ops      uint64             `json:"ops"`      // ops applied
-	Rejected uint64             `json:"rejected"` // ops rejected
+	Name     string `json:"name"`
+	Type     Type   `json:"type"`
+	Keys     int    `json:"keys"`     // keys that hold a value
+	Ops      uint64 `json:"ops"`      // ops applied
+	Rejected uint64 `json:"rejected"` // ops rejected
+	// Clamped counts the ops whose HLC time lay further than
+	// transport.MaxEventSkew from the time the stream stored them: their
+	// time is the stored time.
+	Clamped  uint64             `json:"clamped"`
 	Declared transport.Position `json:"declared"` // the declaring op (zero for ConfigTable)
 }
 

@@ -179,6 +179,7 @@ type queueState struct {
 	q         *machine.Queue
 	malformed rejections
 	refused   rejections
+	clamped   uint64        // events whose HLC time was too far from their stored time
 	changed   chan struct{} // closed when the queue's state changes, if taken; replaced under mu
 	taken     atomic.Bool
 	watchers  []*watcher // under mu
@@ -330,6 +331,9 @@ func (c *Client) apply(ev transport.Event) {
 	name := strings.TrimPrefix(ev.ESK, ESKPrefix)
 	c.mu.Lock()
 	qs := c.queueLocked(name)
+	if ev.Clamped {
+		qs.clamped++
+	}
 	o := qs.q.Apply(machine.Event{Index: ev.Index, Time: ev.Time, Data: ev.Data})
 	malformed := o.Malformed
 	outs := []machine.Outcome{o}

@@ -40,6 +40,10 @@ type QueueInfo struct {
 	Tasks map[machine.State]int
 	// Malformed and Refused count the rejected events of each kind.
 	Malformed, Refused uint64
+	// Clamped counts the events whose HLC time lay further than
+	// transport.MaxEventSkew from the time the stream stored them: their
+	// time is the stored time.
+	Clamped uint64
 }
 
 // Queues lists every queue that has events, sorted by name.
@@ -71,7 +75,7 @@ func (c *Client) Queue(name string) (QueueInfo, error) {
 
 func (c *Client) info(qs *queueState) QueueInfo {
 	in := QueueInfo{Name: qs.name, Events: c.counts[ESKPrefix+qs.name], Tasks: map[machine.State]int{},
-		Malformed: qs.malformed.count, Refused: qs.refused.count}
+		Malformed: qs.malformed.count, Refused: qs.refused.count, Clamped: qs.clamped}
 	in.Config, in.Created = qs.q.Config()
 	for _, t := range qs.q.Tasks() {
 		in.Tasks[t.State]++

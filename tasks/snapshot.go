@@ -15,7 +15,7 @@ import (
 )
 
 // snapFormat is the version of the snapshot encoding.
-const snapFormat = 1
+const snapFormat = 2
 
 // The snapshot encoding: JSON with the queues sorted by name, each with
 // its event count, its kept rejections (oldest first) and their counts,
@@ -31,6 +31,7 @@ type snapState struct {
 type snapQueue struct {
 	Name      string         `json:"name"`
 	Events    uint64         `json:"events"` // events of the queue's ESK folded
+	Clamped   uint64         `json:"clamped,omitempty"`
 	Malformed snapRejections `json:"malformed"`
 	Refused   snapRejections `json:"refused"`
 	// State is written by hand after the other fields, and read by
@@ -62,7 +63,7 @@ type frozen struct {
 
 type frozenQueue struct {
 	name               string
-	events             uint64
+	events, clamped    uint64
 	q                  *machine.Frozen
 	malformed, refused rejections
 }
@@ -77,7 +78,7 @@ func (c *Client) freeze() *frozen {
 	for esk, n := range c.counts {
 		qs := c.queues[strings.TrimPrefix(esk, ESKPrefix)]
 		f.queues = append(f.queues, frozenQueue{
-			name: qs.name, events: n, q: qs.q.Freeze(),
+			name: qs.name, events: n, clamped: qs.clamped, q: qs.q.Freeze(),
 			malformed: qs.malformed.copy(), refused: qs.refused.copy(),
 		})
 	}
@@ -105,7 +106,7 @@ func (f *frozen) encode() ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("tasks: encode snapshot of queue %q: %w", fq.name, err)
 		}
-		meta, err := json.Marshal(snapQueue{Name: fq.name, Events: fq.events,
+		meta, err := json.Marshal(snapQueue{Name: fq.name, Events: fq.events, Clamped: fq.clamped,
 			Malformed: toSnapRejections(&fq.malformed), Refused: toSnapRejections(&fq.refused)})
 		if err != nil {
 			return nil, fmt.Errorf("tasks: encode snapshot of queue %q: %w", fq.name, err)
@@ -172,7 +173,7 @@ func decodeSnapshot(data []byte, keep int) (*restoredState, error) {
 		if sq.Events == 0 {
 			return nil, fmt.Errorf("%w: queue %q has no events", errCorrupt, sq.Name)
 		}
-		qs := &queueState{name: sq.Name, q: machine.New(sq.Name), changed: make(chan struct{})}
+		qs := &queueState{name: sq.Name, q: machine.New(sq.Name), clamped: sq.Clamped, changed: make(chan struct{})}
 		if err := qs.q.Restore(sq.State); err != nil {
 			return nil, fmt.Errorf("%w: queue %q: %v", errCorrupt, sq.Name, err)
 		}

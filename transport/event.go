@@ -30,8 +30,11 @@ type Event struct {
 	ESK    string        // event source key
 	Index  uint64        // 0-based position among the events of ESK
 	Seq    uint64        // stream sequence: the log's total order
-	Time   hlc.Timestamp // HLC time from the header, else the stored time
+	Time   hlc.Timestamp // HLC time from the header, else the stored time (see MaxEventSkew)
 	Stored time.Time     // when the stream stored it
+	// Clamped reports an HLC header further than MaxEventSkew from the
+	// stored time: Time is then the stored time.
+	Clamped bool
 	Header nats.Header   // headers as published (nil when none)
 	Data   []byte        // payload
 }
@@ -118,6 +121,16 @@ func normType(ct string) string {
 	return ct
 }
 
+// MaxEventSkew bounds how far an event's HLC time may lie from the time
+// the stream stored it. Any publisher sets the HLC header, so a time far
+// ahead would win every last-writer-wins comparison and outlast every
+// lease for as long as it is ahead: a header further than this from the
+// stored time is ignored, the event's time is the stored time, and the
+// event is marked [Event.Clamped]. The stored time is the same on every
+// replica, so every reader clamps the same events the same way; the bound
+// is part of the log's contract, not a setting, for the same reason.
+const MaxEventSkew = time.Minute
+
 // toEvent builds an Event from a stored message; index is supplied by the
 // caller.
 func toEvent(esk string, index uint64, seq uint64, stored time.Time, h nats.Header, data []byte) Event {
@@ -125,7 +138,11 @@ func toEvent(esk string, index uint64, seq uint64, stored time.Time, h nats.Head
 	ev.Time = hlc.FromTime(stored)
 	if v := h.Get(HeaderHLC); v != "" {
 		if ts, err := hlc.Parse(v); err == nil {
-			ev.Time = ts
+			if d := ts.WallTime - stored.UnixNano(); d > int64(MaxEventSkew) || d < -int64(MaxEventSkew) {
+				ev.Clamped = true
+			} else {
+				ev.Time = ts
+			}
 		}
 	}
 	return ev

@@ -26,6 +26,7 @@ type (
 		Keys     int      `json:"keys"`
 		Ops      uint64   `json:"ops"`
 		Rejected uint64   `json:"rejected"`
+		Clamped  uint64   `json:"clamped"`
 		Declared position `json:"declared"`
 	}
 	value struct {
@@ -46,7 +47,7 @@ type (
 )
 
 func toTable(t kv.TableInfo) table {
-	return table{Name: t.Name, CRDT: t.Type, Keys: t.Keys, Ops: t.Ops, Rejected: t.Rejected, Declared: httpapi.ToPosition(t.Declared)}
+	return table{Name: t.Name, CRDT: t.Type, Keys: t.Keys, Ops: t.Ops, Rejected: t.Rejected, Clamped: t.Clamped, Declared: httpapi.ToPosition(t.Declared)}
 }
 
 func toValue(v kv.Value) value {
