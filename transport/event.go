@@ -35,8 +35,8 @@ type Event struct {
 	// Clamped reports an HLC header further than MaxEventSkew from the
 	// stored time: Time is then the stored time.
 	Clamped bool
-	Header nats.Header   // headers as published (nil when none)
-	Data   []byte        // payload
+	Header  nats.Header // headers as published (nil when none)
+	Data    []byte      // payload
 }
 
 // Position names where an event landed.
