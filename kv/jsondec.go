@@ -8,9 +8,15 @@ import (
 	"github.com/detbus/detbus/kv/crdt"
 )
 
-// maxJSONDepth bounds the nesting of a JSON value in an op, as
-// encoding/json does.
-const maxJSONDepth = 10000
+// MaxValueDepth bounds how deep an op's value is, counting the value
+// itself: 1 for a scalar or an empty array, 2 for [1] or {"a":[]}, and so
+// on. A deeper value is rejected
+// by the fold, the same on every replica: a value must stay readable and
+// encodable inside the store's snapshots, whose own structure adds levels
+// around it, well within what encoders accept.
+const MaxValueDepth = 100
+
+const maxJSONDepth = MaxValueDepth
 
 // decodeJSONOp decodes an op from JSON. It reads the op's fields directly,
 // rejecting what encoding/json would also reject plus: unknown and

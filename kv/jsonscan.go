@@ -226,8 +226,8 @@ func (d *jdec) skipStr() error {
 
 // value checks one JSON value and moves past it.
 func (d *jdec) value(depth int) error {
-	if depth > maxJSONDepth {
-		return d.errf("value nested deeper than %d", maxJSONDepth)
+	if depth >= maxJSONDepth {
+		return d.errf("value nested deeper than %d levels", maxJSONDepth)
 	}
 	if d.i >= len(d.b) {
 		return d.errf("unexpected end, want a value")

@@ -327,8 +327,8 @@ func (m mpdec) value() ([]byte, error) {
 
 // toJSON converts the next msgpack value to JSON, appended to b.
 func (m mpdec) toJSON(b []byte, depth int) ([]byte, error) {
-	if depth > maxJSONDepth {
-		return nil, mpErr("value nested too deep")
+	if depth >= maxJSONDepth {
+		return nil, mpErr("value nested deeper than %d levels", maxJSONDepth)
 	}
 	c, err := m.peek()
 	if err != nil {

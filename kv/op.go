@@ -242,6 +242,12 @@ func CheckOp(t Type, op Op) error {
 	if op.Op == OpSet && op.Value == nil {
 		return fmt.Errorf("%w: %s on %s table needs a \"value\"", ErrInvalidOp, op.Op, t.article())
 	}
+	if op.Value != nil {
+		d := jdec{b: op.Value}
+		if err := d.value(0); err != nil {
+			return fmt.Errorf("%w: the value: %v", ErrInvalidOp, err)
+		}
+	}
 	if op.Writer != "" {
 		if err := ValidateKey("writer", op.Writer); err != nil {
 			return err

@@ -1,7 +1,9 @@
 package kv
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -161,5 +163,49 @@ func TestValidateTable(t *testing.T) {
 		if err := ValidateTable(name); !errors.Is(err, ErrInvalidOp) {
 			t.Errorf("%q: %v", name, err)
 		}
+	}
+}
+
+// TestDeepValuesRejected: a value nested deeper than MaxValueDepth is
+// rejected the same way from JSON and msgpack, and one at the limit is
+// stored, read back and snapshotted with the rest.
+func TestDeepValuesRejected(t *testing.T) {
+	t.Parallel()
+	_, l := node(t)
+	s := open(t, l, Options{Replica: "deep"})
+	ctx := testCtx(t)
+	must(t)(s.CreateTable(ctx, "docs", TypeLWW))
+	nested := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
+	for _, n := range []int{MaxValueDepth + 1, 9999, 10000} {
+		_, err := s.Do(ctx, "docs", Op{Op: OpSet, Key: fmt.Sprint("deep", n), Value: json.RawMessage(nested(n))})
+		expectErr(t, err, ErrInvalidOp)
+		if !strings.Contains(err.Error(), "nested deeper than") {
+			t.Fatalf("depth %d: %v", n, err)
+		}
+	}
+	if n, err := l.Count(ctx, "kv.docs"); err != nil || n != 0 {
+		t.Fatalf("refused values were written: %d events (%v)", n, err)
+	}
+	// Written around the store, the fold rejects it visibly.
+	if _, err := l.Write(ctx, "kv.docs", []byte(`{"op":"set","key":"raw","value":`+nested(10000)+`}`)); err != nil {
+		t.Fatal(err)
+	}
+	must(t)(s.Do(ctx, "docs", Op{Op: OpSet, Key: "limit", Value: json.RawMessage(nested(MaxValueDepth))}))
+	if rej := s.Rejections("docs"); len(rej) != 1 || !strings.Contains(rej[0].Reason, "nested deeper than") {
+		t.Fatalf("rejections: %+v", rej)
+	}
+	must(t)(s.Set(ctx, "docs", "plain", 1))
+	if v, err := s.Get("docs", "limit"); err != nil || string(v.Value) != nested(MaxValueDepth) {
+		t.Fatalf("the value at the limit reads back as %.40s (%v)", v.Value, err)
+	}
+	if _, err := s.Snapshot(ctx); err != nil {
+		t.Fatalf("snapshot with a value at the limit: %v", err)
+	}
+	r := open(t, l, Options{Replica: "deep"})
+	if r.Restored() == 0 {
+		t.Fatal("the snapshot was not restored")
+	}
+	if v, err := r.Get("docs", "plain"); err != nil || string(v.Value) != "1" {
+		t.Fatalf("plain after restore: %s %v", v.Value, err)
 	}
 }
