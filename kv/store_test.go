@@ -14,6 +14,7 @@ import (
 	"github.com/detbus/detbus/internal/testnats"
 	"github.com/detbus/detbus/kv/crdt"
 	"github.com/detbus/detbus/transport"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func TestStoreOps(t *testing.T) {
@@ -422,5 +423,33 @@ func TestStoreWatch(t *testing.T) {
 	}
 	if _, ok := <-s.Watch(ctx, ""); ok {
 		t.Error("Watch on a closed store gave a change")
+	}
+}
+
+// TestRefusedWriteSaysNothingWritten: a write the stream refuses outright
+// (here: the stream is full) is reported as refused, with nothing written,
+// not as one that may have been written.
+func TestRefusedWriteSaysNothingWritten(t *testing.T) {
+	t.Parallel()
+	srv, l := node(t)
+	ctx := testCtx(t)
+	s := open(t, l, Options{})
+	must(t)(s.CreateTable(ctx, "users", TypeLWW))
+	js, err := jetstream.New(testnats.Conn(t, srv.ClientURL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, transport.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	cfg.MaxMsgs = int64(st.CachedInfo().State.Msgs)
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Set(ctx, "users", "alice", 1)
+	if err == nil || !strings.Contains(err.Error(), "nothing written") || strings.Contains(err.Error(), "may have been") {
+		t.Fatalf("a refused write: %v", err)
 	}
 }

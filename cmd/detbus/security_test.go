@@ -154,6 +154,7 @@ func uiAddr(t *testing.T, out string) string {
 func TestServeHTTPWithUsers(t *testing.T) {
 	authFile := writeUsers(t, transport.AuthConfig{Users: []transport.User{
 		{Name: "orders-svc", Password: "o-pw", Sources: []string{"kv.orders"}},
+		{Name: "jobs-svc", Password: "j-pw", Sources: []string{"tasks.jobs"}},
 		{Name: "audit", Password: "a-pw", Role: transport.RoleReader},
 		{Name: "ops", Password: "ops-pw", Role: transport.RoleAdmin},
 	}})
@@ -208,6 +209,29 @@ func TestServeHTTPWithUsers(t *testing.T) {
 	}
 	if got, err := as("orders-svc", "o-pw", "keys", "orders"); err != nil || got != "o1\no3\n" {
 		t.Fatalf("kv keys as the source: %v %q", err, got)
+	}
+	cli := func(user, pw string, args ...string) (string, error) {
+		return runCLI(t, append(args, "--nats", url, "--user", user, "--password", pw)...)
+	}
+	for _, args := range [][]string{{"tasks", "create", "jobs"}, {"tasks", "add", "jobs", `{"n":1}`, "--id", "j1"}} {
+		if got, err := cli("jobs-svc", "j-pw", args...); err != nil {
+			t.Fatalf("%v as the queue's source: %v %q", args, err, got)
+		}
+	}
+	if got, err := cli("audit", "a-pw", "tasks", "list", "jobs"); err != nil || !strings.Contains(got, "j1") {
+		t.Fatalf("tasks list as the reader: %v %q", err, got)
+	}
+	if got, err := cli("audit", "a-pw", "tasks", "show", "jobs", "j1"); err != nil || !strings.Contains(got, `"pending"`) {
+		t.Fatalf("tasks show as the reader: %v %q", err, got)
+	}
+	if got, err := cli("audit", "a-pw", "tasks", "add", "jobs", `{"n":2}`); !errors.Is(err, transport.ErrForbidden) {
+		t.Fatalf("tasks add as the reader: %v %q", err, got)
+	}
+	if got, err := cli("audit", "a-pw", "tail", "kv.orders"); err != nil || strings.Count(got, "\n") != 2 {
+		t.Fatalf("tail as the reader: %v %q", err, got)
+	}
+	if got, err := cli("audit", "a-pw", "status"); err != nil || !regexpLine(got, "kv.orders", "2") {
+		t.Fatalf("status as the reader: %v %q", err, got)
 	}
 	ctx := context.Background()
 	admin, err := transport.Connect(ctx, url, transport.Config{NoProvision: true}, transport.UserOptions("ops", "ops-pw")...)

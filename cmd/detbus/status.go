@@ -43,7 +43,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "ESK\tCOUNT\n")
 	for _, esk := range st.SortedESKs() {
-		fmt.Fprintf(tw, "%s\t%d\n", esk, st.ESKs[esk])
+		fmt.Fprintf(tw, "%s\t%d\n", printable(esk), st.ESKs[esk])
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -73,7 +73,7 @@ func printTransforms(ctx context.Context, w io.Writer, l *transport.Log) error {
 		case s.Observer:
 			state = "observer"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s ago\n", s.Name, s.Instance, s.InputSeq, s.Outputs, s.Won, s.Lost,
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s ago\n", printable(s.Name), printable(s.Instance), s.InputSeq, s.Outputs, s.Won, s.Lost,
 			s.Rejections, len(s.Divergences), state, time.Since(s.Updated).Round(time.Second))
 	}
 	if err := tw.Flush(); err != nil {
@@ -81,10 +81,10 @@ func printTransforms(ctx context.Context, w io.Writer, l *transport.Log) error {
 	}
 	for _, s := range list {
 		for _, d := range s.Divergences {
-			fmt.Fprintf(w, "DIVERGENCE %s\n", d.Error())
+			fmt.Fprintf(w, "DIVERGENCE %s\n", printable(d.Error()))
 		}
 		if s.Stopped != "" && s.Stopped != "stopped" {
-			fmt.Fprintf(w, "%s/%s stopped: %s\n", s.Name, s.Instance, s.Stopped)
+			fmt.Fprintf(w, "%s/%s stopped: %s\n", printable(s.Name), printable(s.Instance), printable(s.Stopped))
 		}
 	}
 	return nil

@@ -82,6 +82,6 @@ func printEvent(w io.Writer, ev transport.Event, asJSON bool) error {
 		_, err := fmt.Fprintln(w, string(out))
 		return err
 	}
-	_, err := fmt.Fprintf(w, "%s #%d seq=%d %s %s\n", ev.ESK, ev.Index, ev.Seq, ts, ev.Data)
+	_, err := fmt.Fprintf(w, "%s #%d seq=%d %s %s\n", printable(ev.ESK), ev.Index, ev.Seq, ts, printable(string(ev.Data)))
 	return err
 }
