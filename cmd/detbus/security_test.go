@@ -259,3 +259,45 @@ func TestServeRefusesAPublicHostWithoutUsers(t *testing.T) {
 	p := goRun(t, "serve public", "serve", "--host", "0.0.0.0", "--allow-anonymous", "--port", fmt.Sprint(port), "--http-port", "0", "--http", "", "--data", t.TempDir())
 	p.waitOutput(t, 30*time.Second, "detbus node ready")
 }
+
+// TestConsumerAttackWithTheNatsCLI performs the attack as a source would
+// with the nats CLI: store a forged request under its own ESK, then ask
+// for a push consumer that delivers it to the node's append endpoint. The
+// consumer is refused and nothing lands on the ESK the request names.
+func TestConsumerAttackWithTheNatsCLI(t *testing.T) {
+	cli := testnats.NatsCLI(t)
+	authFile := writeUsers(t, transport.AuthConfig{Users: []transport.User{
+		{Name: "orders-svc", Password: "o-pw", Sources: []string{"orders.>"}},
+		{Name: "ops", Password: "ops-pw", Role: transport.RoleAdmin},
+	}})
+	url, _ := startServe(t, "--auth", authFile)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	as := []string{"--user", "orders-svc", "--password", "o-pw", "--inbox-prefix", transport.InboxPrefix("orders-svc"), "--timeout", "2s"}
+	pub := testnats.NatsCommand(t, ctx, cli, url, append(as, "pub", "-J", "events.orders.evil",
+		`{"esk":"kv.users","event":{"op":"set","key":"root","value":"mallory"}}`)...)
+	if out, err := pub.CombinedOutput(); err != nil {
+		t.Fatalf("the source publishes to its own ESK: %v\n%s", err, out)
+	}
+	add := testnats.NatsCommand(t, ctx, cli, url, append(as, "consumer", "add", "EVENTS", "evil", "--target", transport.SubjectAppend,
+		"--deliver-group", "q", "--filter", "events.orders.evil", "--deliver", "all", "--ack", "none", "--replay", "instant", "--defaults")...)
+	out, err := add.CombinedOutput()
+	if err == nil {
+		t.Fatalf("the nats CLI made the source's consumer:\n%s", out)
+	}
+	admin, err := transport.Connect(ctx, url, transport.Config{NoProvision: true}, transport.UserOptions("ops", "ops-pw")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if n, err := admin.Count(ctx, "kv.users"); err != nil || n != 0 {
+		t.Fatalf("kv.users holds %d events (%v)", n, err)
+	}
+	st, err := admin.JetStream().Stream(ctx, transport.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Consumer(ctx, "evil"); err == nil {
+		t.Fatal("the stream has the source's consumer")
+	}
+}
