@@ -124,7 +124,7 @@ func (c Config) Validate() error {
 	for _, p := range s.Inputs {
 		if err := transport.ValidateESKPattern(p); err != nil {
 			errs = append(errs, fmt.Errorf("input: %w", err))
-		} else if matches(p, s.Output) || matches(p, rejectionsESK(s)) {
+		} else if matches(p, s.Output) || matches(p, rejectionsESK(s)) || matches(p, ClaimsESK(s.Output, 1)) {
 			errs = append(errs, fmt.Errorf("%w: input %q matches the output %q: a DET would read its own output", transport.ErrInvalidOption, p, s.Output))
 		}
 	}

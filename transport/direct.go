@@ -26,6 +26,9 @@ type storedMsg struct {
 // stored event.
 var directHeaders = []string{"Nats-Stream", "Nats-Subject", "Nats-Sequence", "Nats-Time-Stamp", "Nats-Num-Pending", "Nats-Last-Sequence"}
 
+// errNoResponders is the error of a direct get no server took.
+var errNoResponders = fmt.Errorf("%w: direct get: no responders", ErrUnavailable)
+
 // directGetter multiplexes JetStream direct get requests, including batched
 // ones that answer with many messages and an end-of-batch marker, over one
 // wildcard inbox subscription. It counts what it reads, for tests and
@@ -192,7 +195,7 @@ func (g *directGetter) reply(ctx context.Context, c *call) (directReply, error) 
 			rep.end, rep.notFound = true, true
 			return rep, nil
 		case "503":
-			return directReply{}, fmt.Errorf("%w: direct get: no responders", ErrUnavailable)
+			return directReply{}, errNoResponders
 		default:
 			return directReply{}, fmt.Errorf("transport: direct get answered %s %s", status, m.Header.Get("Description"))
 		}

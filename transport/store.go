@@ -196,11 +196,26 @@ func (b *Bucket) Keys(ctx context.Context, filter string) ([]string, error) {
 // lastPerSubject returns the last message of every subject of stream
 // matching filter, with one batched direct get (at most 1024 subjects).
 func (l *Log) lastPerSubject(ctx context.Context, stream, filter string) ([]storedMsg, error) {
-	rep, err := l.gets.doOn(ctx, "$JS.API.DIRECT.GET."+stream, directGetRequest{MultiLast: []string{filter}, Batch: 1024})
+	rep, err := l.directOn(ctx, stream, directGetRequest{MultiLast: []string{filter}, Batch: 1024})
 	if err != nil {
 		return nil, err
 	}
 	return rep.msgs, nil
+}
+
+// directOn is a direct get on another stream of the log's (a bucket's),
+// asked again while nothing answers: a stream just created, or one whose
+// leader is changing, has no replica serving direct gets for a moment.
+func (l *Log) directOn(ctx context.Context, stream string, req directGetRequest) (directReply, error) {
+	for backoff := 5 * time.Millisecond; ; backoff = min(2*backoff, 250*time.Millisecond) {
+		rep, err := l.gets.doOn(ctx, "$JS.API.DIRECT.GET."+stream, req)
+		if err == nil || !errors.Is(err, errNoResponders) {
+			return rep, err
+		}
+		if serr := sleepCtx(ctx, backoff); serr != nil {
+			return rep, err
+		}
+	}
 }
 
 // Objects is a JetStream object store bucket beside the log, for state
@@ -276,7 +291,7 @@ func (o *Objects) Get(ctx context.Context, name string) ([]byte, ObjectInfo, err
 	subject := "$O." + o.name + ".C." + info.NUID
 	next := uint64(1)
 	for got := uint32(0); got < info.Chunks; {
-		rep, err := o.l.gets.doOn(ctx, "$JS.API.DIRECT.GET.OBJ_"+o.name,
+		rep, err := o.l.directOn(ctx, "OBJ_"+o.name,
 			directGetRequest{Seq: next, NextFor: subject, Batch: int(info.Chunks - got), MaxBytes: 16 << 20})
 		if err != nil {
 			return nil, ObjectInfo{}, o.l.storeErr(o.name+" object "+name, err)
@@ -327,7 +342,7 @@ func (m *objectMeta) UnmarshalJSON(b []byte) error {
 // info reads the description of the object name.
 func (o *Objects) info(ctx context.Context, name string) (objectMeta, error) {
 	subject := "$O." + o.name + ".M." + base64.URLEncoding.EncodeToString([]byte(name))
-	rep, err := o.l.gets.doOn(ctx, "$JS.API.DIRECT.GET.OBJ_"+o.name, directGetRequest{LastFor: subject})
+	rep, err := o.l.directOn(ctx, "OBJ_"+o.name, directGetRequest{LastFor: subject})
 	if err != nil {
 		return objectMeta{}, err
 	}

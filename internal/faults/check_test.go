@@ -188,7 +188,7 @@ func checkDET(w *landed) (decisions int, errs []error) {
 			}
 		case ev.ESK == spec.Output:
 			got = append(got, string(ev.Data))
-		case strings.HasPrefix(ev.ESK, spec.Output+"."):
+		case ev.ESK == spec.Output+".rejected":
 			errs = append(errs, fmt.Errorf("the DET rejected an input: %s", ev.Data))
 		}
 	}
