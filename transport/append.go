@@ -92,7 +92,7 @@ func isConflict(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
 		switch apiErr.ErrorCode {
-		case 10071, 10164, 10158:
+		case errCodeWrongLastSequence, errCodeLastSeqInFlight, errCodeInProcessSameMsgID:
 			return true
 		}
 	}
