@@ -196,20 +196,24 @@ func (s *Store) snapshotLoop(sn *snapshots) {
 		case <-s.snapDue:
 		case <-tick:
 		}
-		if s.sinceSnap.Load() == 0 {
+		if s.ctx.Err() != nil || s.sinceSnap.Load() == 0 {
 			continue
 		}
 		s.sinceSnap.Store(0)
 		data, seq, err := s.Dump()
 		if err == nil && seq > s.snapTaken.Load() {
-			ctx, cancel := context.WithTimeout(s.ctx, max(s.log.Config().Timeout, time.Minute))
+			// Close does not cut a save short but waits for it: a save
+			// cancelled half-way may still land after its error (NATS
+			// stores messages whose acknowledgement nobody waited for),
+			// changing the stored snapshot after Close returned.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), max(s.log.Config().Timeout, time.Minute))
 			err = sn.save(ctx, data, seq)
 			cancel()
 			if err == nil {
 				s.snapTaken.Store(seq)
 			}
 		}
-		if err != nil && s.ctx.Err() == nil {
+		if err != nil {
 			s.lg.Warn("kv: snapshot failed", "replica", s.opts.Replica, "err", err)
 		}
 	}

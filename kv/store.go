@@ -195,8 +195,11 @@ func Open(ctx context.Context, log *transport.Log, opts Options) (*Store, error)
 }
 
 // Close stops the materializer and the snapshots, closes every Watch
-// channel and makes waiting calls return [ErrClosed]. It does not close
-// the log. It is safe to call more than once.
+// channel and makes waiting calls return [ErrClosed]. A snapshot being
+// saved when Close is called is saved first (or fails within a minute, or
+// the log's timeout if longer), so what the snapshot bucket holds once
+// Close returns does not change behind the caller. It does not close the
+// log. It is safe to call more than once.
 func (s *Store) Close() error {
 	s.once.Do(func() {
 		s.cancel()
