@@ -273,9 +273,12 @@ func Open(ctx context.Context, l *transport.Log, opts Options) (*Client, error) 
 	return c, nil
 }
 
-// Close stops the fold and the snapshots. Reads keep answering from the
-// state folded so far; waits and writes return ErrClosed. Close does not
-// close the log. It is safe to call more than once.
+// Close stops the fold and the snapshots. A snapshot being saved when
+// Close is called is saved first (or fails within a minute, or the log's
+// timeout if longer), so what the snapshot bucket holds once Close
+// returns does not change behind the caller. Reads keep answering from
+// the state folded so far; waits and writes return ErrClosed. Close does
+// not close the log. It is safe to call more than once.
 func (c *Client) Close() error {
 	c.closed.Store(true)
 	c.cancel()

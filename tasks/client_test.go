@@ -168,6 +168,12 @@ func TestNatsCLIOps(t *testing.T) {
 	if task.Worker != "w1" {
 		t.Fatalf("t1: %+v", task)
 	}
+	// t1's claim and completion land before the CLI's last publish, so
+	// seeing t1 completed says nothing of that enqueue: catch up with the
+	// log before reading its rejection.
+	if err := c.Sync(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
 	cfg := must[tasks.QueueInfo](t)(c.Queue("emails")).Config
 	if cfg.MaxAttempts != 3 || cfg.Lease != 30*time.Second {
 		t.Fatalf("config %+v", cfg)

@@ -233,13 +233,17 @@ func (c *Client) snapshotLoop(ctx context.Context) {
 		case <-c.snapDue:
 		case <-tick:
 		}
-		if c.catchUp.Load() || c.sinceSnap.Swap(0) == 0 {
+		if ctx.Err() != nil || c.catchUp.Load() || c.sinceSnap.Swap(0) == 0 {
 			continue
 		}
-		sctx, cancel := context.WithTimeout(ctx, max(c.log.Config().Timeout, time.Minute))
+		// Close does not cut a save short but waits for it: a save
+		// cancelled half-way may still land after its error (NATS stores
+		// messages whose acknowledgement nobody waited for), changing the
+		// stored snapshot after Close returned.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(c.log.Config().Timeout, time.Minute))
 		_, err := c.snapshot(sctx)
 		cancel()
-		if err != nil && ctx.Err() == nil {
+		if err != nil {
 			c.opts.Logger.Warn("tasks: snapshot failed", "replica", c.opts.Replica, "err", err)
 		}
 	}
