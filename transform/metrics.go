@@ -15,32 +15,81 @@ const (
 	MetricInputs      = "detbus.transform.inputs"       // inputs applied
 	MetricWon         = "detbus.transform.outputs.won"  // outputs this instance wrote
 	MetricLost        = "detbus.transform.outputs.lost" // outputs found written, equal
+	MetricBatches     = "detbus.transform.batches"      // atomic batches of outputs this instance wrote
 	MetricRejections  = "detbus.transform.rejections"   // inputs whose step failed
 	MetricDivergences = "detbus.transform.divergences"  // outputs or snapshots that differed
 	MetricLag         = "detbus.transform.lag"          // stream positions between the last input applied and the head
 	MetricSnapshotAge = "detbus.transform.snapshot.age" // seconds since the last snapshot saved
 )
 
-// instruments are created once per process, from the global meter
-// provider (they follow a provider installed later).
-var instruments = sync.OnceValue(func() *runnerInstruments {
-	m := otel.Meter("github.com/detbus/detbus/transform")
+// instruments returns the runners' instruments from the global meter
+// provider, made again when another provider was installed since: the
+// counters then start from zero in the new provider, and the running
+// runners move to it.
+func instruments() *runnerInstruments {
+	current.mu.Lock()
+	defer current.mu.Unlock()
+	return instrumentsLocked()
+}
+
+// track adds r to the runners whose gauges are observed, untrack removes
+// it; under current.mu, so that a new provider moves every runner.
+func track(r *Runner) {
+	current.mu.Lock()
+	defer current.mu.Unlock()
+	instrumentsLocked().add(r)
+}
+
+func untrack(r *Runner) {
+	current.mu.Lock()
+	defer current.mu.Unlock()
+	instrumentsLocked().remove(r)
+}
+
+func instrumentsLocked() *runnerInstruments {
+	mp := otel.GetMeterProvider()
+	if ri := current.ri; ri != nil && current.mp == mp {
+		return ri
+	}
+	ri := newInstruments(mp)
+	if old := current.ri; old != nil {
+		old.mu.Lock()
+		ri.runners, old.runners = old.runners, nil
+		old.mu.Unlock()
+		if old.registration != nil {
+			_ = old.registration.Unregister()
+		}
+	}
+	current.mp, current.ri = mp, ri
+	return ri
+}
+
+var current struct {
+	mu sync.Mutex
+	mp metric.MeterProvider
+	ri *runnerInstruments
+}
+
+func newInstruments(mp metric.MeterProvider) *runnerInstruments {
+	m := mp.Meter("github.com/detbus/detbus/transform")
 	ri := &runnerInstruments{}
 	ri.inputs, _ = m.Int64Counter(MetricInputs, metric.WithDescription("inputs applied"))
 	ri.won, _ = m.Int64Counter(MetricWon, metric.WithDescription("outputs this instance wrote"))
 	ri.lost, _ = m.Int64Counter(MetricLost, metric.WithDescription("outputs another instance wrote first, equal to this one's"))
+	ri.batches, _ = m.Int64Counter(MetricBatches, metric.WithDescription("atomic batches of outputs this instance wrote"))
 	ri.rejections, _ = m.Int64Counter(MetricRejections, metric.WithDescription("inputs whose step returned an error"))
 	ri.divergences, _ = m.Int64Counter(MetricDivergences, metric.WithDescription("outputs or snapshots that differed from this instance's"))
 	ri.lag, _ = m.Int64ObservableGauge(MetricLag, metric.WithDescription("stream positions between the last input applied and the stream's head"))
 	ri.snapAge, _ = m.Float64ObservableGauge(MetricSnapshotAge, metric.WithUnit("s"), metric.WithDescription("seconds since this instance last saved a snapshot"))
-	_, _ = m.RegisterCallback(ri.observe, ri.lag, ri.snapAge)
+	ri.registration, _ = m.RegisterCallback(ri.observe, ri.lag, ri.snapAge)
 	return ri
-})
+}
 
 type runnerInstruments struct {
-	inputs, won, lost, rejections, divergences metric.Int64Counter
-	lag                                        metric.Int64ObservableGauge
-	snapAge                                    metric.Float64ObservableGauge
+	inputs, won, lost, batches, rejections, divergences metric.Int64Counter
+	lag                                                 metric.Int64ObservableGauge
+	snapAge                                             metric.Float64ObservableGauge
+	registration                                        metric.Registration
 
 	mu      sync.Mutex
 	runners map[*Runner]struct{}

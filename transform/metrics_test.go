@@ -16,8 +16,15 @@ import (
 )
 
 // TestMetrics: two racing instances report inputs, won and lost outputs,
-// lag and snapshot age per instance through OpenTelemetry.
+// lag and snapshot age per instance through OpenTelemetry; twice, each
+// time to a newly installed meter provider, which the instruments follow.
 func TestMetrics(t *testing.T) {
+	for round := range 2 {
+		t.Run(fmt.Sprint("provider ", round+1), testMetrics)
+	}
+}
+
+func testMetrics(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	otel.SetMeterProvider(mp)

@@ -48,11 +48,10 @@ type rejection struct {
 // "<output>.rejected", the same on every instance, and goes on with the
 // next input; the state must be as before the failed step.
 func (r *Runner) Run(ctx context.Context) (err error) {
-	inst := instruments()
-	inst.add(r)
-	defer inst.remove(r)
-	stop := r.housekeeping(ctx)
-	defer func() { stop(err) }()
+	track(r)
+	defer untrack(r)
+	finish := r.housekeeping(ctx)
+	defer func() { finish(err) }()
 	spec, l := r.cfg.Spec, r.cfg.Log
 	t := spec.New()
 	var inSeq, outputs, rejections uint64
@@ -70,56 +69,116 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		}
 	}
 	r.update(func(s *Status) { s.InputSeq, s.Outputs, s.Rejections = inSeq, outputs, rejections })
+	r.pending.Store(0)
 
+	outer := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go r.followOutputs(ctx)
+	c := r.startCommitter(ctx, cancel)
+	// stop returns the run's end: the committer's error if it failed,
+	// else err as Run returns it.
+	stop := func(err error) error {
+		cancel()
+		<-c.done
+		if failed := c.failure(); failed != nil {
+			return r.stopped(outer, failed)
+		}
+		return r.stopped(outer, err)
+	}
 
 	lastSnap, sinceSnap := time.Now(), 0
-	for ev, err := range l.Events(ctx, spec.Inputs, transport.ReadOptions{From: inSeq + 1, Follow: true}) {
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
+	for {
+		inputs := l.Events(ctx, spec.Inputs, transport.ReadOptions{From: inSeq + 1, Follow: true})
+		if r.wrapInputs != nil {
+			inputs = r.wrapInputs(inputs)
 		}
-		in := Input{ESK: ev.ESK, Index: ev.Index, Seq: ev.Seq, Time: ev.Time, ContentType: ev.ContentType(), Data: ev.Data}
-		sctx, span := tracer.Start(ev.ContextWithTrace(ctx), "detbus.transform.step")
-		if span.IsRecording() {
-			span.SetAttributes(append(slices.Clip(r.attrs), attribute.String("detbus.esk", in.ESK), attribute.Int64("detbus.index", int64(in.Index)))...)
-		}
-		outs, stepErr := t.Step(NewContext(in), in)
-		if stepErr != nil {
-			var rec rejection
-			rec.Input.ESK, rec.Input.Index, rec.Input.Seq, rec.Error = in.ESK, in.Index, in.Seq, stepErr.Error()
-			if err := r.emit(sctx, rejectionsESK(spec), rejections, JSON(rec), in); err != nil {
-				span.End()
-				return r.stopped(ctx, err)
+		for ev, err := range inputs {
+			if err != nil {
+				if ctx.Err() != nil {
+					return stop(nil)
+				}
+				return stop(err)
 			}
-			rejections++
-			inst.rejections.Add(ctx, 1, r.measured)
-			outs = nil
-		}
-		for _, out := range outs {
-			if err := r.emit(sctx, spec.Output, outputs, out, in); err != nil {
-				span.End()
-				return r.stopped(ctx, err)
+			in := Input{ESK: ev.ESK, Index: ev.Index, Seq: ev.Seq, Time: ev.Time, ContentType: ev.ContentType(), Data: ev.Data}
+			sctx, span := tracer.Start(ev.ContextWithTrace(ctx), "detbus.transform.step")
+			if span.IsRecording() {
+				span.SetAttributes(append(slices.Clip(r.attrs), attribute.String("detbus.esk", in.ESK), attribute.Int64("detbus.index", int64(in.Index)))...)
 			}
-			outputs++
-		}
-		span.End()
-		inSeq = in.Seq
-		sinceSnap++
-		r.update(func(s *Status) { s.InputSeq, s.Outputs, s.Rejections = inSeq, outputs, rejections; s.Inputs++ })
-		inst.inputs.Add(ctx, 1, r.measured)
-		if r.cfg.Snapshots != nil && (sinceSnap >= r.cfg.SnapshotEvery || time.Since(lastSnap) >= r.cfg.SnapshotInterval) {
-			if err := r.snapshot(ctx, t, inSeq, outputs, rejections); err != nil {
-				return r.stopped(ctx, err)
+			outs, stepErr := step(t, in)
+			now := time.Now()
+			if stepErr != nil {
+				var rec rejection
+				rec.Input.ESK, rec.Input.Index, rec.Input.Seq, rec.Error = in.ESK, in.Index, in.Seq, stepErr.Error()
+				r.pending.Add(1)
+				if err := c.add(ctx, pendingOutput{esk: rejectionsESK(spec), k: rejections, payload: JSON(rec), in: in, ctx: sctx, ready: now}); err != nil {
+					span.End()
+					return stop(err)
+				}
+				rejections++
+				instruments().rejections.Add(ctx, 1, r.measured)
+				outs = nil
 			}
-			lastSnap, sinceSnap = time.Now(), 0
+			for _, out := range outs {
+				r.pending.Add(1)
+				if err := c.add(ctx, pendingOutput{esk: spec.Output, k: outputs, payload: out, in: in, ctx: sctx, ready: now}); err != nil {
+					span.End()
+					return stop(err)
+				}
+				outputs++
+			}
+			span.End()
+			inSeq = in.Seq
+			sinceSnap++
+			r.update(func(s *Status) { s.InputSeq, s.Outputs, s.Rejections = inSeq, outputs, rejections; s.Inputs++ })
+			instruments().inputs.Add(ctx, 1, r.measured)
+			if r.cfg.Snapshots != nil && (sinceSnap >= r.cfg.SnapshotEvery || time.Since(lastSnap) >= r.cfg.SnapshotInterval) {
+				// A snapshot counts the outputs so far: they must be in the
+				// log before a restore can start after them.
+				if err := c.flush(ctx); err != nil {
+					return stop(err)
+				}
+				if err := r.snapshot(ctx, t, inSeq, outputs, rejections); err != nil {
+					return stop(err)
+				}
+				lastSnap, sinceSnap = time.Now(), 0
+			}
+		}
+		if ctx.Err() != nil {
+			return stop(nil)
+		}
+		// The stream of inputs ended by itself: resume after the last
+		// input applied, as the folds of kv and tasks do.
+		r.cfg.Logger.Warn("the inputs stopped; resuming", "transform", spec.Name, "instance", r.cfg.Instance, "after_seq", inSeq)
+		if err := sleepCtx(ctx, time.Second); err != nil {
+			return stop(nil)
 		}
 	}
-	return nil
+}
+
+// step calls t.Step, turning a panic into the step's error: every
+// instance panics alike on the same input, so the input is rejected the
+// same way on every instance, and processing goes on. A panic may leave
+// the state partly changed; it is then changed the same on every
+// instance, since the DET is deterministic.
+func step(t Transform, in Input) (outs [][]byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			outs, err = nil, fmt.Errorf("panic: %v", p)
+		}
+	}()
+	return t.Step(NewContext(in), in)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // housekeeping refreshes the stream head (for the lag metric) and
@@ -249,6 +308,14 @@ func (lo *landedOutputs) wait(ctx context.Context, esk string, index uint64, d t
 	}
 }
 
+// peek returns the hash of the output at (esk, index), keeping it.
+func (lo *landedOutputs) peek(esk string, index uint64) ([32]byte, bool) {
+	lo.mu.Lock()
+	defer lo.mu.Unlock()
+	h, ok := lo.hashes[landedKey{esk, index}]
+	return h, ok
+}
+
 // take returns and forgets the hash of the output at (esk, index).
 func (lo *landedOutputs) take(esk string, index uint64) ([32]byte, bool) {
 	lo.mu.Lock()
@@ -259,31 +326,9 @@ func (lo *landedOutputs) take(esk string, index uint64) ([32]byte, bool) {
 	return h, ok
 }
 
-// emit appends payload at index k of esk, or compares it with what is
-// there.
-func (r *Runner) emit(ctx context.Context, esk string, k uint64, payload []byte, in Input) error {
-	r.mu.Lock()
-	observer := r.status.Observer
-	r.mu.Unlock()
-	if observer {
-		return r.observe(ctx, esk, k, payload, in)
-	}
-	// An instance that lost the last output defers to the winner for up
-	// to Deference: if this output lands meanwhile, it compares locally
-	// and publishes nothing.
-	wait := time.Duration(0)
-	if r.lostLast {
-		wait = r.cfg.Deference
-	}
-	if h, ok := r.landed.wait(ctx, esk, k, wait); ok { // another instance was first
-		r.lostLast = true
-		if h != sha256.Sum256(payload) {
-			return r.diverged(ctx, esk, k, payload, in)
-		}
-		r.update(func(s *Status) { s.Lost++ })
-		instruments().lost.Add(ctx, 1, r.measured)
-		return nil
-	}
+// emitOne appends payload at index k of esk with a conditional append,
+// or compares it with what is there.
+func (r *Runner) emitOne(ctx context.Context, esk string, k uint64, payload []byte, in Input) error {
 	for backoff := 10 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
 		res, err := r.cfg.Log.ExistsOrWrite(ctx, esk, k, payload)
 		switch {

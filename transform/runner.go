@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"strings"
 	"sync"
@@ -168,7 +169,9 @@ type Status struct {
 	Outputs      uint64            `json:"outputs"`   // the output count
 	Won          uint64            `json:"won"`       // outputs this instance wrote
 	Lost         uint64            `json:"lost"`      // outputs it found written, equal to its own
+	Batches      uint64            `json:"batches"`   // atomic batches it wrote (their outputs count in Won)
 	Rejections   uint64            `json:"rejections"`
+	Pending      uint64            `json:"pending"`  // outputs and rejections stepped, not settled yet
 	Observer     bool              `json:"observer"` // after a divergence under ObserveOnDivergence
 	Stopped      string            `json:"stopped,omitempty"`
 	Divergences  []DivergenceError `json:"divergences,omitempty"`
@@ -184,7 +187,10 @@ type Runner struct {
 	measured  metric.MeasurementOption // attrs, for counters
 	head      atomic.Uint64            // the stream's last sequence, refreshed while running
 	landed    landedOutputs            // outputs other instances wrote, not compared yet
-	lostLast  bool                     // the last output was written by another instance (Run's goroutine only)
+	lostLast  bool                     // the last output was written by another instance (the committer's goroutine only)
+	pending   atomic.Int64             // outputs handed to the committer, not settled yet
+	// wrapInputs, set by tests, changes the inputs Run reads.
+	wrapInputs func(iter.Seq2[transport.Event, error]) iter.Seq2[transport.Event, error]
 
 	mu     sync.Mutex
 	status Status
@@ -207,6 +213,7 @@ func (r *Runner) Status() Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.status
+	s.Pending = uint64(max(0, r.pending.Load()))
 	s.Divergences = append([]DivergenceError(nil), s.Divergences...)
 	return s
 }

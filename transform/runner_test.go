@@ -135,12 +135,22 @@ func start(t *testing.T, url string, cfg transform.Config) *instance {
 // startWith runs an instance with cfg (its Log set) until cleanup.
 func startWith(t *testing.T, cfg transform.Config) *instance {
 	t.Helper()
+	return startPrepared(t, cfg, nil)
+}
+
+// startPrepared is startWith, calling prepare (if not nil) on the runner
+// before it runs.
+func startPrepared(t *testing.T, cfg transform.Config, prepare func(*transform.Runner)) *instance {
+	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
 	}
 	r, err := transform.NewRunner(cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if prepare != nil {
+		prepare(r)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &instance{r: r, stop: cancel, done: make(chan error, 1)}
@@ -327,8 +337,8 @@ func TestObservePolicyKeepsComparing(t *testing.T) {
 	bad.New = func() transform.Transform { return &sumDET{Totals: map[string]int64{}, salt: "x"} }
 	obs := start(t, url, transform.Config{Spec: bad, Instance: "observer", OnDivergence: transform.ObserveOnDivergence})
 	testnats.WaitFor(t, 30*time.Second, "observer through the inputs", func() error {
-		if st := obs.r.Status(); st.InputSeq < last {
-			return fmt.Errorf("at input %d", st.InputSeq)
+		if st := obs.r.Status(); st.InputSeq < last || st.Pending > 0 {
+			return fmt.Errorf("at input %d, %d outputs not settled", st.InputSeq, st.Pending)
 		}
 		return nil
 	})
