@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -123,8 +126,21 @@ type Server struct {
 
 // StartServer starts an embedded NATS server with JetStream and waits until
 // it accepts connections. Stop it with [Server.Shutdown].
+//
+// What keeps the server from starting fails at once, naming the address or
+// path: a port that is taken (the error wraps the listener's, e.g.
+// syscall.EADDRINUSE), a data directory that cannot be made (wrapping the
+// file system's error, e.g. fs.ErrPermission), or any other error the
+// server reports while starting, such as JetStream refusing its store.
+//
+// Errors: [ErrInvalidOption] (wrapped) for a config that does not
+// validate; the errors above; after 30s without a listener, an error
+// saying so.
 func StartServer(cfg ServerConfig) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := checkResources(cfg); err != nil {
 		return nil, err
 	}
 	interval, always, _ := parseSync(cfg.Sync)
@@ -179,15 +195,145 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("transport: start NATS server: %w", err)
 	}
-	if cfg.Logs {
-		ns.ConfigureLogger()
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(30 * time.Second) {
-		ns.Shutdown()
-		return nil, fmt.Errorf("transport: NATS server %q not ready for connections after 30s", cfg.Name)
+	if err := runServer(ns, cfg.Name, cfg.Logs); err != nil {
+		return nil, err
 	}
 	return &Server{ns: ns, cfg: cfg, node: node}, nil
+}
+
+// runServer starts ns and waits until it accepts connections. An error
+// the server reports while starting (it logs it and goes on: a port that
+// is taken, JetStream refusing its store) stops it and is returned at
+// once. With logs, the server's log goes to stderr.
+func runServer(ns *server.Server, name string, logs bool) error {
+	var next server.Logger
+	if logs {
+		ns.ConfigureLogger()
+		next = ns.Logger()
+	}
+	lg := &startLogger{next: next}
+	ns.SetLoggerV2(lg, false, false, false)
+	ns.Start()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if err := lg.err(); err != nil {
+			ns.Shutdown()
+			return fmt.Errorf("transport: NATS server %q: %w", name, err)
+		}
+		if ns.ReadyForConnections(100 * time.Millisecond) {
+			break
+		}
+		if time.Now().After(deadline) {
+			ns.Shutdown()
+			return fmt.Errorf("transport: NATS server %q not ready for connections after 30s", name)
+		}
+	}
+	if err := lg.err(); err != nil { // reported while the listeners opened
+		ns.Shutdown()
+		return fmt.Errorf("transport: NATS server %q: %w", name, err)
+	}
+	return nil
+}
+
+// checkResources makes the data directory and checks that the ports to
+// listen on are free, so that StartServer can say what is wrong before
+// the server starts: a NATS server that cannot listen or store only logs
+// it and goes on.
+func checkResources(cfg ServerConfig) error {
+	if err := os.MkdirAll(cfg.StoreDir, 0o750); err != nil {
+		return fmt.Errorf("transport: data directory %s: %w", cfg.StoreDir, err)
+	}
+	// JetStream keeps its files in this subdirectory: making it tells a
+	// directory we may not write to.
+	if err := os.MkdirAll(filepath.Join(cfg.StoreDir, server.JetStreamStoreDir), 0o750); err != nil {
+		return fmt.Errorf("transport: data directory %s: %w", cfg.StoreDir, err)
+	}
+	type listener struct {
+		what, host string
+		port       int
+	}
+	var ports []listener
+	if !cfg.DontListen {
+		port := cfg.Port
+		if port == 0 {
+			port = server.DEFAULT_PORT
+		}
+		ports = append(ports, listener{"client port", cfg.Host, port})
+	}
+	ports = append(ports, listener{"HTTP monitoring port", cfg.Host, cfg.HTTPPort})
+	if cfg.Cluster.Name != "" {
+		ports = append(ports, listener{"cluster route port", cfg.Cluster.Host, cfg.Cluster.Port})
+	}
+	for _, p := range ports {
+		if p.port <= 0 {
+			continue // none, or any free port
+		}
+		addr := net.JoinHostPort(p.host, strconv.Itoa(p.port))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("transport: NATS %s %s: %w", p.what, addr, err)
+		}
+		ln.Close()
+	}
+	return nil
+}
+
+// startLogger receives the embedded server's log: it keeps the first
+// fatal error, which the server logs (and goes on) when it cannot listen
+// or start JetStream, for StartServer to return, and passes every line
+// on to next when there is one (a fatal one as an error: it must not end
+// the process).
+type startLogger struct {
+	next  server.Logger
+	mu    sync.Mutex
+	fatal error
+}
+
+func (l *startLogger) err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.fatal
+}
+
+func (l *startLogger) Fatalf(format string, v ...any) {
+	l.mu.Lock()
+	if l.fatal == nil {
+		l.fatal = fmt.Errorf(format, v...)
+	}
+	l.mu.Unlock()
+	if l.next != nil {
+		l.next.Errorf(format, v...)
+	}
+}
+
+func (l *startLogger) Noticef(format string, v ...any) {
+	if l.next != nil {
+		l.next.Noticef(format, v...)
+	}
+}
+
+func (l *startLogger) Warnf(format string, v ...any) {
+	if l.next != nil {
+		l.next.Warnf(format, v...)
+	}
+}
+
+func (l *startLogger) Errorf(format string, v ...any) {
+	if l.next != nil {
+		l.next.Errorf(format, v...)
+	}
+}
+
+func (l *startLogger) Debugf(format string, v ...any) {
+	if l.next != nil {
+		l.next.Debugf(format, v...)
+	}
+}
+
+func (l *startLogger) Tracef(format string, v ...any) {
+	if l.next != nil {
+		l.next.Tracef(format, v...)
+	}
 }
 
 // ClientOptions are the options the node's own clients connect with: when

@@ -4,6 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -76,5 +82,72 @@ func TestProvisionedStream(t *testing.T) {
 		if err == nil || !bytes.Contains([]byte(err.Error()), []byte(want)) {
 			t.Errorf("Open with a bad config: %v, want it to say %q", err, want)
 		}
+	}
+}
+
+// TestStartServerSaysWhy: a port that is taken or a data directory that
+// cannot be made fails at once, naming the address or the path, instead
+// of a wait for a server that will never be ready.
+func TestStartServerSaysWhy(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	port := busy.Addr().(*net.TCPAddr).Port
+	addr := busy.Addr().String()
+	free := testnats.FreePorts(t, 1)[0]
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := func() transport.ServerConfig {
+		return transport.ServerConfig{Name: "why", Host: "127.0.0.1", Port: free, StoreDir: t.TempDir()}
+	}
+	for _, c := range []struct {
+		name   string
+		config func(*transport.ServerConfig)
+		want   []string
+		target error
+	}{
+		{"client port", func(c *transport.ServerConfig) { c.Port = port }, []string{"client port " + addr}, syscall.EADDRINUSE},
+		{"monitoring port", func(c *transport.ServerConfig) { c.HTTPPort = port }, []string{"HTTP monitoring port " + addr}, syscall.EADDRINUSE},
+		{"route port", func(c *transport.ServerConfig) {
+			c.Cluster = transport.ClusterConfig{Name: "c", Host: "127.0.0.1", Port: port, Routes: []string{"nats-route://" + addr}}
+		}, []string{"cluster route port " + addr}, syscall.EADDRINUSE},
+		{"data directory", func(c *transport.ServerConfig) { c.StoreDir = filepath.Join(file, "data") }, []string{"data directory " + filepath.Join(file, "data")}, syscall.ENOTDIR},
+		{"JetStream's directory", func(c *transport.ServerConfig) {
+			if err := os.WriteFile(filepath.Join(c.StoreDir, "jetstream"), nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"data directory "}, syscall.ENOTDIR},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := base()
+			c.config(&cfg)
+			start := time.Now()
+			s, err := transport.StartServer(cfg)
+			if err == nil {
+				s.Shutdown()
+				t.Fatal("the server started")
+			}
+			if took := time.Since(start); took > 5*time.Second {
+				t.Errorf("failed after %v", took)
+			}
+			for _, want := range c.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+			if !errors.Is(err, c.target) {
+				t.Errorf("error %q does not wrap %v", err, c.target)
+			}
+			// Nothing was left listening on the free port.
+			ln, lerr := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", free))
+			if lerr != nil {
+				t.Fatalf("the client port is still taken: %v", lerr)
+			}
+			ln.Close()
+		})
 	}
 }

@@ -71,6 +71,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := cfg.Validate(); err != nil {
 		return usagef("%v", err)
 	}
+	// The HTTP server stops when serve returns, a start that failed
+	// included.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	tel, err := telemetry.Setup(ctx, "detbus")
 	if err != nil {
 		return err
