@@ -37,7 +37,7 @@ func TestNatsCLIService(t *testing.T) {
 		return rep
 	}
 	rep := reply(nats("req", "--raw", transport.SubjectExistsOrWrite, `{"esk":"cli.svc","index":0,"event":{"qty":1}}`))
-	if rep.Outcome != "written" || rep.Index != 0 || rep.Seq == 0 {
+	if rep.Outcome != "written" || rep.Index == nil || *rep.Index != 0 || rep.Seq == 0 {
 		t.Fatalf("nats req exists_or_write: %+v", rep)
 	}
 	rep = reply(nats("req", "--raw", transport.SubjectExistsOrWrite, `{"esk":"cli.svc","index":0,"event":{"qty":2}}`))

@@ -34,10 +34,12 @@ type ServiceRequest struct {
 	Event json.RawMessage `json:"event,omitempty"`
 }
 
-// ServiceReply is the JSON body of a successful reply.
+// ServiceReply is the JSON body of a successful reply. Index is set in
+// the replies about one event (append, exists_or_write, get), index 0
+// included, and left out of count replies.
 type ServiceReply struct {
 	ESK     string          `json:"esk"`
-	Index   uint64          `json:"index"`
+	Index   *uint64         `json:"index,omitempty"`
 	Seq     uint64          `json:"seq,omitempty"`
 	Outcome string          `json:"outcome,omitempty"` // "written" or "present"
 	Equal   *bool           `json:"equal,omitempty"`
@@ -221,7 +223,7 @@ func (l *Log) serveAppend(ctx context.Context, req ServiceRequest) (ServiceReply
 	if err != nil {
 		return ServiceReply{}, err
 	}
-	return ServiceReply{ESK: pos.ESK, Index: pos.Index, Seq: pos.Seq, Outcome: Written.String()}, nil
+	return ServiceReply{ESK: pos.ESK, Index: &pos.Index, Seq: pos.Seq, Outcome: Written.String()}, nil
 }
 
 func (l *Log) serveExistsOrWrite(ctx context.Context, req ServiceRequest) (ServiceReply, error) {
@@ -229,7 +231,7 @@ func (l *Log) serveExistsOrWrite(ctx context.Context, req ServiceRequest) (Servi
 	if err != nil {
 		return ServiceReply{}, err
 	}
-	return ServiceReply{ESK: r.ESK, Index: r.Index, Seq: r.Seq, Outcome: r.Outcome.String(), Equal: &r.Equal}, nil
+	return ServiceReply{ESK: r.ESK, Index: &r.Index, Seq: r.Seq, Outcome: r.Outcome.String(), Equal: &r.Equal}, nil
 }
 
 func (l *Log) serveGet(ctx context.Context, req ServiceRequest) (ServiceReply, error) {
@@ -237,7 +239,7 @@ func (l *Log) serveGet(ctx context.Context, req ServiceRequest) (ServiceReply, e
 	if err != nil {
 		return ServiceReply{}, err
 	}
-	rep := ServiceReply{ESK: ev.ESK, Index: ev.Index, Seq: ev.Seq}
+	rep := ServiceReply{ESK: ev.ESK, Index: &ev.Index, Seq: ev.Seq}
 	if json.Valid(ev.Data) {
 		rep.Event = ev.Data
 	} else {

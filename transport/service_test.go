@@ -2,6 +2,7 @@ package transport_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,11 +47,11 @@ func TestServiceRequestReply(t *testing.T) {
 		return rep, "", ""
 	}
 	rep, code, _ := req(transport.SubjectAppend, `{"esk":"svc.a","event":{"x":1}}`)
-	if code != "" || rep.Index != 0 || rep.Outcome != "written" || rep.Seq == 0 {
+	if code != "" || rep.Index == nil || *rep.Index != 0 || rep.Outcome != "written" || rep.Seq == 0 {
 		t.Fatalf("append: %+v %s", rep, code)
 	}
 	rep, code, _ = req(transport.SubjectExistsOrWrite, `{"esk":"svc.a","index":1,"event":{"x":2}}`)
-	if code != "" || rep.Index != 1 || rep.Outcome != "written" || rep.Equal == nil || !*rep.Equal {
+	if code != "" || rep.Index == nil || *rep.Index != 1 || rep.Outcome != "written" || rep.Equal == nil || !*rep.Equal {
 		t.Fatalf("exists_or_write new: %+v %s", rep, code)
 	}
 	rep, code, _ = req(transport.SubjectExistsOrWrite, `{"esk":"svc.a","index":1,"event":{"x":3}}`)
@@ -62,8 +63,25 @@ func TestServiceRequestReply(t *testing.T) {
 		t.Fatalf("get: %+v %s", rep, code)
 	}
 	rep, code, _ = req(transport.SubjectCount, `{"esk":"svc.a"}`)
-	if code != "" || rep.Count == nil || *rep.Count != 2 {
+	if code != "" || rep.Count == nil || *rep.Count != 2 || rep.Index != nil {
 		t.Fatalf("count: %+v %s", rep, code)
+	}
+	// The index is in the replies about an event, 0 included, and not in
+	// a count's.
+	for _, c := range []struct{ subject, body, want string }{
+		{transport.SubjectGet, `{"esk":"svc.a","index":0}`, `{"esk":"svc.a","index":0,"seq":`},
+		{transport.SubjectExistsOrWrite, `{"esk":"svc.b","index":0,"event":{}}`, `{"esk":"svc.b","index":0,"seq":`},
+		{transport.SubjectAppend, `{"esk":"svc.c","event":{}}`, `{"esk":"svc.c","index":0,"seq":`},
+		{transport.SubjectCount, `{"esk":"svc.a"}`, `{"esk":"svc.a","count":2}`},
+		{transport.SubjectCount, `{"esk":"svc.none"}`, `{"esk":"svc.none","count":0}`},
+	} {
+		m, err := nc.Request(c.subject, []byte(c.body), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(string(m.Data), c.want) {
+			t.Errorf("%s %s: %s, want it to start %s", c.subject, c.body, m.Data, c.want)
+		}
 	}
 	for _, c := range []struct{ subject, body, code string }{
 		{transport.SubjectExistsOrWrite, `{"esk":"svc.a","index":9,"event":{}}`, "409"},
