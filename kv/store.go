@@ -245,6 +245,9 @@ func (s *Store) run() {
 		from := read + 1
 		for ev, err := range s.log.Events(s.ctx, []string{"kv.>"}, transport.ReadOptions{From: from, Follow: true}) {
 			if err != nil {
+				if s.ctx.Err() != nil {
+					return // closed: not a failure to read
+				}
 				s.lg.Warn("kv: reading the log", "from", from, "err", err)
 				break
 			}

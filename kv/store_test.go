@@ -453,3 +453,25 @@ func TestRefusedWriteSaysNothingWritten(t *testing.T) {
 		t.Fatalf("a refused write: %v", err)
 	}
 }
+
+// TestStoreCloseLogsNothing: closing a store, even while its reader is
+// still starting, is not a failure to read the log and logs nothing.
+func TestStoreCloseLogsNothing(t *testing.T) {
+	t.Parallel()
+	_, l := node(t)
+	ctx := testCtx(t)
+	var logs testnats.SyncBuffer
+	for range 20 {
+		s, err := Open(ctx, l, Options{SnapshotEvery: -1, SnapshotInterval: -1, Logger: newTestLogger(&logs)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+	}
+	if logs.Len() != 0 {
+		t.Fatalf("closing stores logged:\n%s", logs.String())
+	}
+}

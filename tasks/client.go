@@ -309,6 +309,9 @@ func (c *Client) fold(ctx context.Context) {
 		from := c.applied.Load() + 1
 		for ev, err := range c.log.Events(ctx, []string{ESKPrefix + ">"}, transport.ReadOptions{From: from, Follow: true}) {
 			if err != nil {
+				if ctx.Err() != nil {
+					return // closed: not a failure to read
+				}
 				c.mu.Lock()
 				c.foldErr = err
 				c.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -181,5 +182,23 @@ func TestNatsCLIOps(t *testing.T) {
 	bad, _ := must2[[]tasks.Rejection, []tasks.Rejection](t)(c.Rejections("emails"))
 	if len(bad) != 1 || bad[0].Reason != `unknown field "bogus"` || !strings.Contains(string(bad[0].Data), `"bogus":1`) {
 		t.Fatalf("rejections: %+v", bad)
+	}
+}
+
+// TestCloseLogsNothing: closing a client, even while its reader is still
+// starting, is not a failure of the fold and logs nothing.
+func TestCloseLogsNothing(t *testing.T) {
+	url := testnats.Node(t).ClientURL()
+	l := testnats.Log(t, url, transport.Config{})
+	var logs testnats.SyncBuffer
+	for range 20 {
+		c, err := tasks.Open(ctxT(t), l, tasks.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	if logs.Len() != 0 {
+		t.Fatalf("closing clients logged:\n%s", logs.String())
 	}
 }

@@ -184,3 +184,23 @@ func TestKVCommandErrors(t *testing.T) {
 		t.Errorf("tables after a rejection: users row %q", row)
 	}
 }
+
+// TestKVGetMissingTableSaysOnlyThat: a read of a table that does not
+// exist, folded here for want of a node, prints that it folds and the
+// error, and nothing else (no warning of the store it closes).
+func TestKVGetMissingTableSaysOnlyThat(t *testing.T) {
+	t.Parallel()
+	url := kvNode(t)
+	for range 5 {
+		var out, errOut bytes.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := run(ctx, []string{"kv", "get", "nope", "k", "--nats", url}, &out, &errOut)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), `no such table: "nope"`) {
+			t.Fatalf("kv get of a missing table: %v", err)
+		}
+		if out.Len() != 0 || errOut.String() != "kv: no node serves the store; folding the log here\n" {
+			t.Fatalf("kv get of a missing table printed\n%s\nand on stderr\n%s", out.String(), errOut.String())
+		}
+	}
+}
