@@ -35,7 +35,9 @@ type (
 		CRDT   kv.Type         `json:"crdt"`
 		Exists bool            `json:"exists"`
 		Value  json.RawMessage `json:"value"`
-		Meta   json.RawMessage `json:"meta"`
+		// Meta is null for a key with no CRDT state, and left out of
+		// the values of the events stream, which carry none.
+		Meta json.RawMessage `json:"meta,omitempty"`
 	}
 	rejection struct {
 		Position position `json:"position"`

@@ -68,7 +68,7 @@
 // with {"applied": seq}; then one "change" event per applied op, with id the
 // op's stream sequence and data {"table","key","position","value"}, and one
 // "rejection" event per rejected op, with data {"position","table",
-// "reason","data"}. A change's value has "meta" null: GET the key for its
+// "reason","data"}. A change's value has no "meta": GET the key for its
 // CRDT internals. A "dropped" event, {"dropped": n}, says that n changes
 // were skipped because the client read too slowly for the store's watch
 // buffer (see [kv.Store.Watch]); the client should reload. A comment line is sent every Options.Heartbeat (default

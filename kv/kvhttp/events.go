@@ -75,8 +75,10 @@ func sendChange(w io.Writer, c kv.Change) error {
 	if c.Rejected != nil {
 		return sendEvent(w, "rejection", c.Rejected.Position.Seq, toRejection(*c.Rejected))
 	}
+	v := toValue(c.Value)
+	v.Meta = nil // a change carries no CRDT state: the key's GET has it
 	return sendEvent(w, "change", c.Position.Seq, change{Table: c.Table, Key: c.Key,
-		Position: httpapi.ToPosition(c.Position), Value: toValue(c.Value)})
+		Position: httpapi.ToPosition(c.Position), Value: v})
 }
 
 // sendEvent writes one event; id 0 writes none. JSON has no raw newline,

@@ -107,6 +107,9 @@ func TestEvents(t *testing.T) {
 		ev.id != jsonNum(pos.Seq) {
 		t.Fatalf("event %+v, want the change of users/alice at seq %d", ev, pos.Seq)
 	}
+	if strings.Contains(ev.data, `"meta"`) {
+		t.Errorf("a change carries a meta field: %s", ev.data)
+	}
 
 	if _, err := e.log.Write(ctx, "kv.users", []byte(`not json`)); err != nil {
 		t.Fatal(err)
