@@ -111,15 +111,17 @@ func (c *clientFlags) open(ctx context.Context) (*transport.Log, error) {
 }
 
 // parse parses args, allowing flags after positional arguments, and
-// checks the number of positional arguments.
+// checks the number of positional arguments. For -h it prints the flags;
+// a mistake is only returned, as a usage error, for main to print once.
 func parse(fs *flag.FlagSet, args []string, minArgs, maxArgs int) ([]string, error) {
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := parseQuiet(fs, args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				printDefaults(fs)
 				return nil, err
 			}
-			return nil, usagef("%v", err)
+			return nil, usagef("%v (%s -h lists its flags)", err, fs.Name())
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -132,6 +134,25 @@ func parse(fs *flag.FlagSet, args []string, minArgs, maxArgs int) ([]string, err
 		return nil, usagef("%s takes %s", fs.Name(), argCount(minArgs, maxArgs))
 	}
 	return pos, nil
+}
+
+// parseQuiet parses args with fs printing nothing: the flag package
+// prints each error, with every flag, before returning it.
+func parseQuiet(fs *flag.FlagSet, args []string) error {
+	out := fs.Output()
+	fs.SetOutput(io.Discard)
+	defer fs.SetOutput(out)
+	return fs.Parse(args)
+}
+
+// printDefaults prints fs's usage as the flag package does for -h.
+func printDefaults(fs *flag.FlagSet) {
+	if fs.Usage != nil {
+		fs.Usage()
+		return
+	}
+	fmt.Fprintf(fs.Output(), "Usage of %s:\n", fs.Name())
+	fs.PrintDefaults()
 }
 
 func argCount(lo, hi int) string {

@@ -234,3 +234,56 @@ func TestServeRunsTransformsAndMetrics(t *testing.T) {
 		t.Fatalf("status: %v\n%s", err, o)
 	}
 }
+
+// TestTailOfNothingSaysSo: tail of an ESK, or a pattern, with no events
+// says so on stderr, and succeeds.
+func TestTailOfNothingSaysSo(t *testing.T) {
+	url := kvNode(t)
+	if out, err := runCLI(t, "write", "some.esk", `{}`, "--nats", url); err != nil {
+		t.Fatal(err, out)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"tail", "empty.esk"}, "tail: ESK empty.esk has no events\n"},
+		{[]string{"tail", "empty.*"}, "tail: no ESK matching empty.* has events\n"},
+		{[]string{"tail", "some.esk", "--from-seq", "2"}, "tail: ESK some.esk has no events from seq 2 on\n"},
+	} {
+		var out, errOut bytes.Buffer
+		if err := run(context.Background(), append(c.args, "--nats", url), &out, &errOut); err != nil {
+			t.Fatalf("%q: %v", c.args, err)
+		}
+		if out.Len() != 0 || errOut.String() != c.want {
+			t.Errorf("%q printed %q and on stderr %q, want %q", c.args, out.String(), errOut.String(), c.want)
+		}
+	}
+	out, err := runCLI(t, "tail", "some.esk", "--nats", url)
+	if err != nil || strings.Contains(out, "no events") {
+		t.Errorf("tail of an ESK with events: %v\n%s", err, out)
+	}
+}
+
+// TestFlagErrorPrintedOnce: a wrong flag's error reaches the user once,
+// with where to find the flags, and exit status 2.
+func TestFlagErrorPrintedOnce(t *testing.T) {
+	for _, args := range [][]string{
+		{"write", "a", "{}", "--nope"},
+		{"serve", "--nope"},
+		{"kv", "get", "t", "k", "--nope"},
+		{"tasks", "add", "q", "--nope"},
+		{"tail", "a", "--from", "x"},
+	} {
+		var out, errOut, exitOut bytes.Buffer
+		err := run(context.Background(), args, &out, &errOut)
+		code := exitCode(err, &exitOut)
+		all := out.String() + errOut.String() + exitOut.String()
+		msg := "flag provided but not defined"
+		if args[len(args)-1] == "x" {
+			msg = `invalid value "x"`
+		}
+		if code != 2 || strings.Count(all, msg) != 1 || !strings.Contains(all, " -h lists its flags") {
+			t.Errorf("%q: exit %d, printed:\n%s", args, code, all)
+		}
+	}
+}

@@ -60,12 +60,25 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		start = max(start, ev.Seq)
 	}
+	printed := false
 	for ev, err := range l.Events(ctx, []string{pattern}, transport.ReadOptions{From: start, Follow: *follow}) {
 		if err != nil {
 			return err
 		}
 		if err := printEvent(stdout, ev, *asJSON); err != nil {
 			return err
+		}
+		printed = true
+	}
+	if !printed && ctx.Err() == nil {
+		where := ""
+		if start > 0 {
+			where = fmt.Sprintf(" from seq %d on", start)
+		}
+		if literal {
+			fmt.Fprintf(stderr, "tail: ESK %s has no events%s\n", printable(pattern), where)
+		} else {
+			fmt.Fprintf(stderr, "tail: no ESK matching %s has events%s\n", printable(pattern), where)
 		}
 	}
 	return nil
