@@ -135,7 +135,7 @@ type WorkerStats struct {
 	Refused    uint64 // reports refused (the lease had ended)
 	Heartbeats uint64 // heartbeats written
 	LeaseLost  uint64 // attempts whose lease was lost while running
-	Dead       uint64 // expired last attempts this worker moved to the dead letters
+	Dead       uint64 // tasks this worker moved to the dead letters: last attempts it failed, or found expired
 	Errors     uint64 // writes that failed
 }
 
@@ -440,6 +440,9 @@ func (w *Worker) settle(hard context.Context, st *runState, s *sent, done chan<-
 			w.completed.Add(1)
 		case i < s.reports && (o.Kind == machine.KindRetry || o.Kind == machine.KindDead):
 			w.failed.Add(1)
+			if o.Kind == machine.KindDead {
+				w.dead.Add(1)
+			}
 		case i < s.reports && o.Kind != machine.KindDuplicate:
 			w.refused.Add(1)
 			w.opts.Logger.Warn("report refused", "queue", w.queue, "op", op.Op, "task", op.ID, "attempt", op.Attempt, "reason", o.Reason)

@@ -105,7 +105,7 @@ func TestRetryBackoffDeadRequeue(t *testing.T) {
 		t.Fatalf("requeued task completed at attempt %d", done.Attempts)
 	}
 	testnats.WaitFor(t, 10*time.Second, "the worker's counts", func() error {
-		if st := w.Stats(); st.Failed != 3 || st.Completed != 1 || st.Won != 4 {
+		if st := w.Stats(); st.Failed != 3 || st.Dead != 1 || st.Completed != 1 || st.Won != 4 {
 			return fmt.Errorf("stats: %+v", st)
 		}
 		return nil

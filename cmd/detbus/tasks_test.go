@@ -393,3 +393,48 @@ func startTaskWorker(t *testing.T, url, queue, id string, extra ...string) *proc
 	t.Helper()
 	return startProc(t, "task worker "+id, append([]string{"tasks", "work", queue, "--nats", url, "--id", id}, extra...)...)
 }
+
+// TestTasksWorkExec: `tasks work --exec` prints each command's output as
+// whole lines, a newline ending what the command left open, and its
+// summary counts the task it dead-lettered.
+func TestTasksWorkExec(t *testing.T) {
+	url := kvNode(t)
+	for _, args := range [][]string{
+		{"create", "jobs", "--max-attempts", "1"},
+		{"add", "jobs", `{"n":1}`, "--id", "a"},
+		{"add", "jobs", `{"n":2}`, "--id", "b"},
+		{"add", "jobs", `{"n":3}`, "--id", "bad"},
+	} {
+		if out, err := tasksCLI(t, url, args...); err != nil {
+			t.Fatalf("tasks %q: %v\n%s", args, err, out)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out testnats.SyncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"tasks", "work", "jobs", "--id", "w", "--concurrency", "2", "--nats", url,
+			"--exec", `printf '%s' "$(cat)"; test "$DETBUS_TASK_ID" != bad`}, &out, &out)
+	}()
+	testnats.WaitFor(t, 30*time.Second, "every task run", func() error {
+		got, err := tasksCLI(t, url, "list", "jobs")
+		if err != nil || !hasRow(got, "a", "completed") || !hasRow(got, "b", "completed") || !hasRow(got, "bad", "dead") {
+			return fmt.Errorf("tasks: %v\n%s", err, got)
+		}
+		return nil
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("work: %v\n%s", err, out.String())
+	}
+	lines := strings.Split(out.String(), "\n")
+	for _, want := range []string{`{"n":1}`, `{"n":2}`, `{"n":3}`} {
+		if !slices.Contains(lines, want) {
+			t.Errorf("no line %s in the worker's output:\n%s", want, out.String())
+		}
+	}
+	if !strings.Contains(out.String(), "2 completed, 1 failed, 0 leases lost, 1 dead-lettered") {
+		t.Errorf("summary:\n%s", out.String())
+	}
+}

@@ -166,11 +166,15 @@ func (h *workHandler) exec(ctx context.Context, t tasks.Task) error {
 	cmd.Env = append(os.Environ(), "DETBUS_TASK_QUEUE="+t.Queue, "DETBUS_TASK_ID="+t.ID,
 		"DETBUS_TASK_ATTEMPT="+strconv.Itoa(t.Attempt), "DETBUS_WORKER="+t.Worker)
 	var tail bytes.Buffer
-	cmd.Stdout = h.stderr
-	cmd.Stderr = io.MultiWriter(h.stderr, &tail)
+	stdout, stderr := &lineWriter{w: h.stderr}, &lineWriter{w: h.stderr}
+	cmd.Stdout = stdout
+	cmd.Stderr = io.MultiWriter(stderr, &tail)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Run(); err != nil {
+	err := cmd.Run()
+	stdout.Close()
+	stderr.Close()
+	if err != nil {
 		lines := strings.Split(strings.TrimSpace(tail.String()), "\n")
 		if last := strings.TrimSpace(lines[len(lines)-1]); last != "" {
 			return fmt.Errorf("%v: %s", err, clip(last, 500))
@@ -178,6 +182,43 @@ func (h *workHandler) exec(ctx context.Context, t tasks.Task) error {
 		return err
 	}
 	return nil
+}
+
+// lineWriter passes what a command prints on to w in whole lines, so
+// that the output of commands running at once does not mix mid-line, and
+// Close ends what is left with a newline. A line longer than
+// maxLineBuffer is passed on in pieces.
+type lineWriter struct {
+	w   io.Writer
+	buf []byte
+}
+
+const maxLineBuffer = 64 << 10
+
+func (l *lineWriter) Write(p []byte) (int, error) {
+	l.buf = append(l.buf, p...)
+	n := bytes.LastIndexByte(l.buf, '\n') + 1
+	if len(l.buf) > maxLineBuffer {
+		n = len(l.buf)
+	}
+	if n > 0 {
+		_, err := l.w.Write(l.buf[:n])
+		l.buf = l.buf[:copy(l.buf, l.buf[n:])]
+		if err != nil {
+			return len(p), err
+		}
+	}
+	return len(p), nil
+}
+
+// Close writes what is left, ending it with a newline.
+func (l *lineWriter) Close() error {
+	if len(l.buf) == 0 {
+		return nil
+	}
+	_, err := l.w.Write(append(l.buf, '\n'))
+	l.buf = nil
+	return err
 }
 
 // lockedWriter serialises writes of concurrent handlers.
