@@ -9,10 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
+	"text/tabwriter"
 	"time"
 )
 
@@ -58,6 +60,7 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	var urls []string
 	procs := make([]*node, *nodes)
+	banners := make([]map[string]string, *nodes) // each node's, once ready
 	ready := make(chan int, *nodes)
 	exited := make(chan error, *nodes)
 	var outMu sync.Mutex
@@ -83,17 +86,33 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		procs[i] = nd
 		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", clientPorts[i]))
 		go func() {
+			// The node's ready banner goes into the cluster's summary;
+			// every other line is passed on, marked with the node.
 			sc := bufio.NewScanner(pr)
+			var banner map[string]string // while reading the banner
 			said := false
 			for sc.Scan() {
 				line := sc.Text()
+				switch {
+				case !said && strings.Contains(line, "detbus node ready"):
+					said, banner = true, map[string]string{}
+					continue
+				case banner != nil && strings.HasPrefix(line, "Stop with Ctrl-C"):
+					outMu.Lock()
+					banners[i] = banner
+					outMu.Unlock()
+					banner = nil
+					ready <- i
+					continue
+				case banner != nil:
+					if k, v, ok := bannerField(line); ok {
+						banner[k] = v
+					}
+					continue
+				}
 				outMu.Lock()
 				fmt.Fprintf(stdout, "[%s] %s\n", name, line)
 				outMu.Unlock()
-				if !said && strings.Contains(line, "detbus node ready") {
-					said = true
-					ready <- i
-				}
 			}
 		}()
 		go func() {
@@ -115,8 +134,7 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 	outMu.Lock()
-	fmt.Fprintf(stdout, "detbus cluster ready: %d nodes, the log on every node\n  NATS: %s\n  try:  go run ./cmd/detbus status --nats %s\nStop with Ctrl-C.\n",
-		*nodes, strings.Join(urls, ","), strings.Join(urls, ","))
+	printClusterReady(stdout, banners, strings.Join(urls, ","))
 	outMu.Unlock()
 	select {
 	case err := <-exited:
@@ -124,6 +142,46 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	case <-ctx.Done():
 		return nil
 	}
+}
+
+// bannerFields are the lines of serve's ready banner that the cluster's
+// summary shows.
+var bannerFields = []string{"NATS", "monitoring", "metrics", "kv UI", "tasks UI", "transforms", "data", "fsync", "auth"}
+
+// bannerField parses a line of serve's ready banner, "  key:  value".
+func bannerField(line string) (key, value string, ok bool) {
+	key, value, ok = strings.Cut(strings.TrimSpace(line), ":")
+	if !ok || !slices.Contains(bannerFields, key) {
+		return "", "", false
+	}
+	return key, strings.TrimSpace(value), true
+}
+
+// printClusterReady prints one summary of the nodes' banners: a line per
+// node with its addresses and data, then what they share.
+func printClusterReady(w io.Writer, banners []map[string]string, urls string) {
+	first := func(v string) string { // a value without its remarks
+		if f := strings.Fields(v); len(f) > 0 {
+			return f[0]
+		}
+		return v
+	}
+	b0 := banners[0]
+	_, stream, _ := strings.Cut(b0["NATS"], "  ") // "(stream EVENTS, subjects events.>)"
+	fmt.Fprintf(w, "detbus cluster ready: %d nodes, the log on every node %s\n", len(banners), strings.TrimSpace(stream))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for i, b := range banners {
+		fmt.Fprintf(tw, "  n%d\t%s\tUI %s\tmetrics %s\tdata %s\n", i+1, first(b["NATS"]), first(b["kv UI"]), first(b["metrics"]), b["data"])
+	}
+	tw.Flush()
+	if t := b0["transforms"]; t != "" && t != "off" {
+		fmt.Fprintf(w, "  transforms: %s (on every node)\n", t)
+	}
+	if rest := strings.TrimSpace(strings.TrimPrefix(b0["kv UI"], first(b0["kv UI"]))); rest != "" {
+		fmt.Fprintf(w, "  UI access:  %s\n", rest)
+	}
+	fmt.Fprintf(w, "  fsync:      %s\n  auth:       %s\n", b0["fsync"], b0["auth"])
+	fmt.Fprintf(w, "  NATS: %s\n  try:  go run ./cmd/detbus status --nats %s\nStop with Ctrl-C.\n", urls, urls)
 }
 
 // node is one serve process of the cluster; done is closed when it has

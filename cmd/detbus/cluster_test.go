@@ -16,8 +16,23 @@ import (
 // TestClusterCommand starts the development cluster with one command, uses
 // the log replicated on its three nodes, and stops every node with it.
 func TestClusterCommand(t *testing.T) {
-	p := startProc(t, "cluster", "cluster", "--port", "-1", "--cluster-port", "-1", "--http-port", "0", "--data", t.TempDir())
-	p.waitOutput(t, 2*time.Minute, "detbus cluster ready")
+	p := startProc(t, "cluster", "cluster", "--port", "-1", "--cluster-port", "-1", "--http-port", "-1", "--data", t.TempDir())
+	p.waitOutput(t, 2*time.Minute, "Stop with Ctrl-C.")
+	// One summary, a line for each node, instead of each node's banner.
+	summary := p.out.String()
+	for _, unwanted := range []string{"detbus node ready", "Try next"} {
+		if strings.Contains(summary, unwanted) {
+			t.Errorf("the cluster's output has the nodes' %q:\n%s", unwanted, summary)
+		}
+	}
+	if n := strings.Count(summary, "detbus cluster ready: 3 nodes"); n != 1 {
+		t.Errorf("%d summaries:\n%s", n, summary)
+	}
+	for i := 1; i <= 3; i++ {
+		if !regexp.MustCompile(fmt.Sprintf(`(?m)^  n%d  nats://127\.0\.0\.1:\d+  UI http://127\.0\.0\.1:\d+/  metrics http://\S+/metrics  data \S+/n%d$`, i, i)).MatchString(summary) {
+			t.Errorf("no summary line of node n%d:\n%s", i, summary)
+		}
+	}
 	m := regexp.MustCompile(`NATS: (nats://\S+)`).FindStringSubmatch(p.out.String())
 	if m == nil {
 		t.Fatalf("cluster output names no NATS URLs:\n%s", p.out)
