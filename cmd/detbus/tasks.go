@@ -163,6 +163,9 @@ func (f *taskFlags) write(ctx context.Context, stdout io.Writer, queue string, o
 		return err
 	}
 	defer closeAll()
+	if err := checkTarget(c, queue, op); err != nil {
+		return err
+	}
 	pos, err := c.Append(ctx, queue, op)
 	if err != nil {
 		return err
@@ -176,6 +179,25 @@ func (f *taskFlags) write(ctx context.Context, stdout io.Writer, queue string, o
 	fmt.Fprintln(stdout, string(out))
 	if o.Kind == machine.KindRejected {
 		return fmt.Errorf("%s on queue %q refused: %s", op.Op, queue, o.Reason)
+	}
+	return nil
+}
+
+// checkTarget refuses, before anything is written, an operation on a
+// queue the folded log has not created or, for a cancel or a requeue, on
+// a task it does not hold: the fold would refuse it, but only after the
+// event had landed in the log.
+func checkTarget(c *tasks.Client, queue string, op machine.Op) error {
+	if op.Op == machine.OpCreateQueue {
+		return nil
+	}
+	if info, err := c.Queue(queue); err != nil || !info.Created {
+		return fmt.Errorf("%w: %q is not created, nothing written (create it with: detbus tasks create %s)", tasks.ErrNoQueue, queue, queue)
+	}
+	if op.Op == machine.OpCancel || op.Op == machine.OpRequeue {
+		if _, err := c.Show(queue, op.ID); err != nil {
+			return fmt.Errorf("%w, nothing written", err)
+		}
 	}
 	return nil
 }

@@ -438,3 +438,33 @@ func TestTasksWorkExec(t *testing.T) {
 		t.Errorf("summary:\n%s", out.String())
 	}
 }
+
+// TestTasksWriteToMissingTarget: add to a queue never created, and cancel
+// or retry of a task the queue does not hold, are refused before anything
+// is written.
+func TestTasksWriteToMissingTarget(t *testing.T) {
+	url := kvNode(t)
+	l := testnats.Log(t, url, transport.Config{})
+	if out, err := tasksCLI(t, url, "create", "mail"); err != nil {
+		t.Fatal(err, out)
+	}
+	for _, c := range []struct {
+		args []string
+		want error
+	}{
+		{[]string{"add", "ghost", `{"to":"a@b"}`, "--id", "x"}, tasks.ErrNoQueue},
+		{[]string{"cancel", "ghost", "x"}, tasks.ErrNoQueue},
+		{[]string{"cancel", "mail", "nope"}, tasks.ErrNoTask},
+		{[]string{"retry", "mail", "nope"}, tasks.ErrNoTask},
+	} {
+		out, err := tasksCLI(t, url, c.args...)
+		if !errors.Is(err, c.want) || !strings.Contains(err.Error(), "nothing written") {
+			t.Errorf("tasks %q: %v, want %v\n%s", c.args, err, c.want, out)
+		}
+	}
+	for esk, want := range map[string]uint64{"tasks.ghost": 0, "tasks.mail": 1} {
+		if n, err := l.Count(context.Background(), esk); err != nil || n != want {
+			t.Errorf("%s holds %d events (%v), want %d", esk, n, err, want)
+		}
+	}
+}
