@@ -172,7 +172,7 @@ func (l *Log) publishBatch(ctx context.Context, esk string, msgs []*nats.Msg) (u
 	}
 	var ack struct {
 		jetstream.PubAck
-		Count uint64             `json:"count"`
+		Count uint64              `json:"count"`
 		Error *jetstream.APIError `json:"error"`
 	}
 	if err := json.Unmarshal(resp.Data, &ack); err != nil {

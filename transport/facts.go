@@ -34,6 +34,20 @@ type eskFacts struct {
 
 	mu    sync.Mutex
 	facts []fact // sorted by index (and so by seq), at most maxFactsPerESK
+	hint  fact   // where this log's last run may have ended: not a fact (see AppendRun)
+}
+
+// runHint returns where this log's last run to the ESK may have ended.
+func (e *eskFacts) runHint() (fact, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.hint, e.hint.seq > 0
+}
+
+func (e *eskFacts) setRunHint(f fact) {
+	e.mu.Lock()
+	e.hint = f
+	e.mu.Unlock()
 }
 
 // tail returns the fact with the highest known index.

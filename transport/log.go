@@ -125,6 +125,7 @@ type Log struct {
 	delivered   atomic.Uint64 // events delivered by Events
 	noConsumers atomic.Bool   // the user may not create consumers: read with direct gets
 	async       asyncWriter
+	runReplies  runReplies
 	denied      denials
 
 	closeOnce sync.Once
@@ -210,6 +211,7 @@ func (l *Log) streamConfig() jetstream.StreamConfig {
 		AllowRollup:        false,
 		AllowDirect:        true,
 		AllowAtomicPublish: true,
+		AllowBatchPublish:  true,
 	}
 }
 
@@ -231,6 +233,7 @@ func (l *Log) provision(ctx context.Context) error {
 		want.Replicas = have.Replicas // keep the existing factor
 	}
 	if have.DenyDelete && have.DenyPurge && !have.AllowRollup && have.AllowDirect && have.RePublish == nil &&
+		have.AllowAtomicPublish && have.AllowBatchPublish && have.Duplicates >= MinDuplicates &&
 		have.MaxMsgSize == want.MaxMsgSize && have.Replicas == want.Replicas &&
 		len(have.Subjects) == 1 && have.Subjects[0] == want.Subjects[0] {
 		return nil
@@ -267,6 +270,7 @@ func (l *Log) ESKOf(subject string) (string, bool) {
 func (l *Log) Close() error {
 	l.closeOnce.Do(func() {
 		l.gets.close()
+		l.runReplies.close()
 		l.async.once.Do(func() { l.async.stop = make(chan struct{}) })
 		close(l.async.stop)
 		if l.ownConn {
