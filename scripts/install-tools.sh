@@ -30,25 +30,35 @@ install_nats_cli() {
 	echo "nats $("$tool" --version 2>&1) installed: $tool"
 }
 
+# CHROMIUM_APT installs Debian's chromium with what it depends on and
+# nothing more: the browser test runs it headless without a sandbox, so
+# its recommended packages (udev, upower, printing, desktop and Perl
+# helpers: most of what an install with them brings in) are left out;
+# they are also what made apt upgrade systemd and perl on the way (a new
+# udev needs the systemd libraries of its own version). --no-upgrade keeps an installed chromium
+# as it is; packages already installed are upgraded only where a new
+# package's dependencies demand it.
+CHROMIUM_APT=(apt-get install -y --no-install-recommends --no-upgrade chromium)
+
 # install_chromium installs Debian's chromium package (/usr/bin/chromium)
-# for kv/kvhttp's browser test. It needs root; otherwise it says what to
-# run, and the test skips unless $CI is set.
+# for the browser tests (kv/kvhttp, tasks/taskshttp). It needs root;
+# otherwise it says what to run, and the tests skip unless $CI is set.
 install_chromium() {
 	if [[ -x /usr/bin/chromium ]]; then
 		echo "chromium already installed: /usr/bin/chromium"
 		return
 	fi
 	if [[ "$(id -u)" != 0 ]]; then
-		echo "install-tools: chromium is missing and we are not root: run 'apt-get update && apt-get install -y chromium' as root (the browser test skips without it unless CI is set)" >&2
+		echo "install-tools: chromium is missing and we are not root: run 'apt-get update && ${CHROMIUM_APT[*]}' as root (the browser tests skip without it unless CI is set)" >&2
 		return
 	fi
 	if ! command -v apt-get >/dev/null; then
 		echo "install-tools: chromium is missing and apt-get is not available: install Chromium at /usr/bin/chromium" >&2
 		return
 	fi
-	echo "installing chromium..."
+	echo "installing chromium: ${CHROMIUM_APT[*]}"
 	apt-get update
-	DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+	DEBIAN_FRONTEND=noninteractive "${CHROMIUM_APT[@]}"
 	echo "chromium installed: $(/usr/bin/chromium --version 2>/dev/null)"
 }
 
