@@ -2,11 +2,9 @@ package transform
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/detbus/detbus/transport"
@@ -70,6 +68,7 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 	}
 	r.update(func(s *Status) { s.InputSeq, s.Outputs, s.Rejections = inSeq, outputs, rejections })
 	r.pending.Store(0)
+	r.landed.reset()
 
 	outer := ctx
 	ctx, cancel := context.WithCancel(ctx)
@@ -231,134 +230,6 @@ func (r *Runner) stopped(ctx context.Context, err error) error {
 		return nil
 	}
 	return err
-}
-
-// followOutputs reads the output and rejection ESKs as they grow and
-// records the hash of every landed event by index, so that an instance
-// that lags compares its outputs locally, without a round trip; reading
-// them also teaches the log their positions.
-func (r *Runner) followOutputs(ctx context.Context) {
-	l := r.cfg.Log
-	st, err := l.State(ctx, "")
-	if err != nil {
-		return
-	}
-	esks := []string{r.cfg.Spec.Output, rejectionsESK(r.cfg.Spec)}
-	for ev, err := range l.Events(ctx, esks, transport.ReadOptions{From: st.LastSeq + 1, Follow: true}) {
-		if err != nil {
-			return
-		}
-		r.landed.put(ev.ESK, ev.Index, sha256.Sum256(ev.Data))
-	}
-}
-
-// landedOutputs holds the hashes of outputs that landed and that this
-// instance has not compared yet, by ESK and index.
-type landedOutputs struct {
-	mu     sync.Mutex
-	hashes map[landedKey][32]byte
-	wake   chan struct{} // closed on the next put, when someone waits
-}
-
-type landedKey struct {
-	esk   string
-	index uint64
-}
-
-// maxLanded bounds the outputs held: an instance further behind than that
-// compares by reading the log instead.
-const maxLanded = 1 << 16
-
-func (lo *landedOutputs) put(esk string, index uint64, h [32]byte) {
-	lo.mu.Lock()
-	defer lo.mu.Unlock()
-	if lo.hashes == nil {
-		lo.hashes = map[landedKey][32]byte{}
-	}
-	if len(lo.hashes) < maxLanded {
-		lo.hashes[landedKey{esk, index}] = h
-	}
-	if lo.wake != nil {
-		close(lo.wake)
-		lo.wake = nil
-	}
-}
-
-// wait is take, waiting up to d for the output to land.
-func (lo *landedOutputs) wait(ctx context.Context, esk string, index uint64, d time.Duration) ([32]byte, bool) {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	for {
-		if h, ok := lo.take(esk, index); ok {
-			return h, true
-		}
-		lo.mu.Lock()
-		if lo.wake == nil {
-			lo.wake = make(chan struct{})
-		}
-		wake := lo.wake
-		lo.mu.Unlock()
-		select {
-		case <-wake:
-		case <-timer.C:
-			return lo.take(esk, index)
-		case <-ctx.Done():
-			return [32]byte{}, false
-		}
-	}
-}
-
-// peek returns the hash of the output at (esk, index), keeping it.
-func (lo *landedOutputs) peek(esk string, index uint64) ([32]byte, bool) {
-	lo.mu.Lock()
-	defer lo.mu.Unlock()
-	h, ok := lo.hashes[landedKey{esk, index}]
-	return h, ok
-}
-
-// take returns and forgets the hash of the output at (esk, index).
-func (lo *landedOutputs) take(esk string, index uint64) ([32]byte, bool) {
-	lo.mu.Lock()
-	defer lo.mu.Unlock()
-	k := landedKey{esk, index}
-	h, ok := lo.hashes[k]
-	delete(lo.hashes, k)
-	return h, ok
-}
-
-// emitOne appends payload at index k of esk with a conditional append,
-// or compares it with what is there.
-func (r *Runner) emitOne(ctx context.Context, esk string, k uint64, payload []byte, in Input) error {
-	for backoff := 10 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
-		res, err := r.cfg.Log.ExistsOrWrite(ctx, esk, k, payload)
-		switch {
-		case err == nil && res.Outcome == transport.Written:
-			r.lostLast = false
-			r.update(func(s *Status) { s.Won++ })
-			instruments().won.Add(ctx, 1, r.measured)
-			return nil
-		case err == nil && res.Equal:
-			r.lostLast = true
-			r.update(func(s *Status) { s.Lost++ })
-			instruments().lost.Add(ctx, 1, r.measured)
-			return nil
-		case err == nil:
-			return r.diverged(ctx, esk, k, payload, in)
-		case errors.Is(err, transport.ErrIndexAhead):
-			return fmt.Errorf("transform: %s expects %d outputs on %s before this one, but the log has fewer: %w", r.cfg.Spec.Name, k, esk, err)
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case errors.Is(err, transport.ErrUnavailable):
-			r.cfg.Logger.Warn("output not settled, retrying", "transform", r.cfg.Spec.Name, "instance", r.cfg.Instance, "esk", esk, "index", k, "err", err)
-			select {
-			case <-time.After(backoff):
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		default:
-			return fmt.Errorf("transform: append output %s#%d: %w", esk, k, err)
-		}
-	}
 }
 
 // observe waits until index k of esk is written by another instance and

@@ -51,10 +51,16 @@ func TestSnapshotRestoreThenReplay(t *testing.T) {
 	if st := second.r.Status(); st.Inputs != 40 {
 		t.Fatalf("restored instance applied %d inputs, want only the 40 after the snapshot", st.Inputs)
 	}
-	latest, ok, err := store.Latest(ctxT(t), spec)
-	if err != nil || !ok || latest.InputSeq != last {
-		t.Fatalf("latest snapshot at %d (%v, %v), want %d", latest.InputSeq, ok, err, last)
-	}
+	// The snapshot at the last input follows once its outputs settled.
+	var latest transform.Snapshot
+	testnats.WaitFor(t, 10*time.Second, "a snapshot at the last input", func() error {
+		s, ok, err := store.Latest(ctxT(t), spec)
+		if err != nil || !ok || s.InputSeq != last {
+			return fmt.Errorf("latest snapshot at %d (%v, %v), want %d", s.InputSeq, ok, err, last)
+		}
+		latest = s
+		return nil
+	})
 	// A full replay of the same inputs, offline, reaches the same bytes.
 	full := spec.New()
 	for ev, err := range l.Events(ctxT(t), spec.Inputs, transport.ReadOptions{}) {
