@@ -16,9 +16,9 @@ import (
 const DefaultStatusBucket = "detbus-status"
 
 // StatusBoard is where running instances publish their status, one key per
-// DET and instance ("<name>.<instance>"), so that `detbus status` can show
-// every instance's progress and divergences. Entries expire after a day
-// without updates.
+// stream, DET and instance ("<stream>.<name>.<instance>"), so that
+// `detbus status` can show every instance's progress, heartbeat and
+// divergences. Entries expire after a day without updates.
 type StatusBoard struct {
 	kv *transport.Bucket
 }
@@ -52,12 +52,13 @@ func (b *StatusBoard) Publish(ctx context.Context, s Status) error {
 	if err != nil {
 		return err
 	}
-	_, err = b.kv.Put(ctx, s.Name+"."+s.Instance, body)
+	_, err = b.kv.Put(ctx, s.Stream+"."+s.Name+"."+s.Instance, body)
 	return err
 }
 
-// List returns every published status, sorted by DET and instance.
-func (b *StatusBoard) List(ctx context.Context) ([]Status, error) {
+// List returns the statuses published for stream ("" for every stream),
+// sorted by DET and instance.
+func (b *StatusBoard) List(ctx context.Context, stream string) ([]Status, error) {
 	keys, err := b.kv.Keys(ctx, "")
 	if err != nil {
 		return nil, fmt.Errorf("transform: list status: %w", err)
@@ -69,11 +70,14 @@ func (b *StatusBoard) List(ctx context.Context) ([]Status, error) {
 			continue // deleted or expired meanwhile
 		}
 		var s Status
-		if err := json.Unmarshal(e.Value, &s); err == nil {
+		if err := json.Unmarshal(e.Value, &s); err == nil && (stream == "" || s.Stream == stream) {
 			out = append(out, s)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
+		if out[i].Stream != out[j].Stream {
+			return out[i].Stream < out[j].Stream
+		}
 		if out[i].Name != out[j].Name {
 			return out[i].Name < out[j].Name
 		}

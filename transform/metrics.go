@@ -18,7 +18,7 @@ const (
 	MetricBatches     = "detbus.transform.batches"      // atomic batches of outputs this instance wrote
 	MetricRejections  = "detbus.transform.rejections"   // inputs whose step failed
 	MetricDivergences = "detbus.transform.divergences"  // outputs or snapshots that differed
-	MetricLag         = "detbus.transform.lag"          // stream positions between the last input applied and the head
+	MetricLag         = "detbus.transform.lag"          // stream positions between the last input applied and the newest input
 	MetricSnapshotAge = "detbus.transform.snapshot.age" // seconds since the last snapshot saved
 )
 
@@ -79,7 +79,7 @@ func newInstruments(mp metric.MeterProvider) *runnerInstruments {
 	ri.batches, _ = m.Int64Counter(MetricBatches, metric.WithDescription("atomic batches of outputs this instance wrote"))
 	ri.rejections, _ = m.Int64Counter(MetricRejections, metric.WithDescription("inputs whose step returned an error"))
 	ri.divergences, _ = m.Int64Counter(MetricDivergences, metric.WithDescription("outputs or snapshots that differed from this instance's"))
-	ri.lag, _ = m.Int64ObservableGauge(MetricLag, metric.WithDescription("stream positions between the last input applied and the stream's head"))
+	ri.lag, _ = m.Int64ObservableGauge(MetricLag, metric.WithDescription("stream positions between the last input applied and the newest of the transform's inputs"))
 	ri.snapAge, _ = m.Float64ObservableGauge(MetricSnapshotAge, metric.WithUnit("s"), metric.WithDescription("seconds since this instance last saved a snapshot"))
 	ri.registration, _ = m.RegisterCallback(ri.observe, ri.lag, ri.snapAge)
 	return ri
@@ -114,11 +114,9 @@ func (ri *runnerInstruments) observe(_ context.Context, o metric.Observer) error
 	ri.mu.Lock()
 	defer ri.mu.Unlock()
 	for r := range ri.runners {
-		st, head := r.Status(), r.head.Load()
+		st := r.Status()
 		attrs := metric.WithAttributes(r.attrs...)
-		if head >= st.InputSeq {
-			o.ObserveInt64(ri.lag, int64(head-st.InputSeq), attrs)
-		}
+		o.ObserveInt64(ri.lag, int64(st.Lag), attrs)
 		if !st.LastSnapshot.IsZero() {
 			o.ObserveFloat64(ri.snapAge, time.Since(st.LastSnapshot).Seconds(), attrs)
 		}

@@ -192,9 +192,7 @@ func (r *Runner) housekeeping(ctx context.Context) func(error) {
 		tick := time.NewTicker(r.cfg.StatusInterval)
 		defer tick.Stop()
 		for {
-			if st, err := r.cfg.Log.State(ctx, ""); err == nil {
-				r.head.Store(st.LastSeq)
-			}
+			r.refreshHead(ctx)
 			if r.cfg.Board != nil {
 				_ = r.cfg.Board.Publish(ctx, r.Status())
 			}
@@ -222,6 +220,20 @@ func (r *Runner) housekeeping(ctx context.Context) func(error) {
 		defer cancel()
 		_ = r.cfg.Board.Publish(pctx, r.Status())
 	}
+}
+
+// refreshHead learns the newest input's stream sequence, for the lag:
+// the DET's own inputs, not the whole stream's head.
+func (r *Runner) refreshHead(ctx context.Context) {
+	var head uint64
+	for _, p := range r.cfg.Spec.Inputs {
+		seq, err := r.cfg.Log.LastSeq(ctx, p)
+		if err != nil {
+			return
+		}
+		head = max(head, seq)
+	}
+	r.head.Store(head)
 }
 
 // stopped turns an error caused by ctx ending into a clean stop.

@@ -162,9 +162,11 @@ func rejectionsESK(s Spec) string { return s.Output + ".rejected" }
 
 // Status is a runner's progress.
 type Status struct {
+	Stream       string            `json:"stream"` // the log's stream
 	Name         string            `json:"name"`
 	Instance     string            `json:"instance"`
 	InputSeq     uint64            `json:"input_seq"` // the last input applied
+	Lag          uint64            `json:"lag"`       // stream positions from InputSeq to the newest input
 	Inputs       uint64            `json:"inputs"`    // inputs applied by this run
 	Outputs      uint64            `json:"outputs"`   // the output count
 	Won          uint64            `json:"won"`       // outputs this instance wrote
@@ -177,6 +179,16 @@ type Status struct {
 	Divergences  []DivergenceError `json:"divergences,omitempty"`
 	LastSnapshot time.Time         `json:"last_snapshot,omitzero"`
 	Updated      time.Time         `json:"updated,omitzero"` // when it was published
+	// Every is how often the instance publishes its status while it
+	// runs: its heartbeat.
+	Every time.Duration `json:"every_ns,omitempty"`
+}
+
+// Stale reports a status that says running but whose heartbeat stopped:
+// not published for three of its intervals (the process was killed, or
+// lost NATS).
+func (s Status) Stale(now time.Time) bool {
+	return s.Stopped == "" && !s.Updated.IsZero() && now.Sub(s.Updated) > 3*max(s.Every, time.Second)
 }
 
 // Runner runs one instance of a DET.
@@ -204,7 +216,7 @@ func NewRunner(cfg Config) (*Runner, error) {
 	}
 	attrs := runnerAttrs(cfg)
 	return &Runner{cfg: cfg, published: make(chan struct{}, 1), attrs: attrs, measured: metric.WithAttributes(attrs...),
-		status: Status{Name: cfg.Spec.Name, Instance: cfg.Instance}}, nil
+		status: Status{Stream: cfg.Log.Config().Stream, Name: cfg.Spec.Name, Instance: cfg.Instance, Every: cfg.StatusInterval}}, nil
 }
 
 // Status returns a copy of the runner's progress; safe to call while it
@@ -214,6 +226,9 @@ func (r *Runner) Status() Status {
 	defer r.mu.Unlock()
 	s := r.status
 	s.Pending = uint64(max(0, r.pending.Load()))
+	if head := r.head.Load(); head > s.InputSeq {
+		s.Lag = head - s.InputSeq
+	}
 	s.Divergences = append([]DivergenceError(nil), s.Divergences...)
 	return s
 }

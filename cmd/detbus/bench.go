@@ -257,7 +257,7 @@ func waitInstances(ctx context.Context, l *transport.Log, n int) error {
 	for {
 		board, ok, err := transform.BindStatusBoard(ctx, l)
 		if err == nil && ok {
-			list, err := board.List(ctx)
+			list, err := board.List(ctx, l.Config().Stream)
 			caught := 0
 			for _, s := range list {
 				if s.Inputs >= 1 && s.Stopped == "" {
@@ -350,7 +350,7 @@ func currentWinner(ctx context.Context, l *transport.Log) (string, error) {
 	if err != nil || !ok {
 		return "", fmt.Errorf("no status board: %v", err)
 	}
-	list, err := board.List(ctx)
+	list, err := board.List(ctx, l.Config().Stream)
 	if err != nil {
 		return "", err
 	}

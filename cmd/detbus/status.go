@@ -58,23 +58,26 @@ func printTransforms(ctx context.Context, w io.Writer, l *transport.Log) error {
 	if err != nil || !ok {
 		return err
 	}
-	list, err := board.List(ctx)
+	list, err := board.List(ctx, l.Config().Stream)
 	if err != nil || len(list) == 0 {
 		return err
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "TRANSFORM\tINSTANCE\tINPUT SEQ\tOUTPUTS\tWON\tLOST\tREJECTED\tDIVERGENCES\tSTATE\tUPDATED\n")
+	fmt.Fprintf(tw, "TRANSFORM\tINSTANCE\tINPUT SEQ\tLAG\tOUTPUTS\tWON\tLOST\tREJECTED\tDIVERGENCES\tSTATE\tHEARTBEAT\n")
+	now := time.Now()
 	for _, s := range list {
 		state := "running"
 		switch {
 		case s.Stopped != "":
 			state = "stopped"
+		case s.Stale(now):
+			state = "stale" // killed, or cut off from NATS: its heartbeat stopped
 		case s.Observer:
 			state = "observer"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s ago\n", printable(s.Name), printable(s.Instance), s.InputSeq, s.Outputs, s.Won, s.Lost,
-			s.Rejections, len(s.Divergences), state, time.Since(s.Updated).Round(time.Second))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s ago\n", printable(s.Name), printable(s.Instance), s.InputSeq, s.Lag, s.Outputs, s.Won, s.Lost,
+			s.Rejections, len(s.Divergences), state, now.Sub(s.Updated).Round(time.Second))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

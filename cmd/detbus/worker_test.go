@@ -152,8 +152,8 @@ func TestStatusShowsDivergence(t *testing.T) {
 				return nil
 			default:
 			}
-			if st := r.Status(); st.Inputs < 10 {
-				return fmt.Errorf("%d inputs", st.Inputs)
+			if st := r.Status(); st.Inputs < 10 || st.Pending > 0 {
+				return fmt.Errorf("%d inputs, %d outputs pending", st.Inputs, st.Pending)
 			}
 			return nil
 		})
@@ -177,6 +177,46 @@ func TestStatusShowsDivergence(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestStatusShowsStaleWorker: a worker killed with SIGKILL cannot say it
+// stopped; `detbus status` shows it stale once its heartbeat is three
+// intervals old, with the heartbeat's age, and only for its stream.
+func TestStatusShowsStaleWorker(t *testing.T) {
+	s := testnats.Node(t)
+	url := s.ClientURL()
+	l := testnats.Log(t, url, transport.Config{})
+	writeBankCommands(t, l, rand.New(rand.NewPCG(2, 2)), 0, 5)
+	w := startWorker(t, url, "bank", "doomed", "--status-every", "100ms")
+	row := func(out string) string {
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Contains(line, "doomed") {
+				return line
+			}
+		}
+		return ""
+	}
+	testnats.WaitFor(t, 30*time.Second, "the worker running in status", func() error {
+		out, err := runCLI(t, "status", "--nats", url)
+		if r := row(out); err != nil || !strings.Contains(r, "running") {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	w.kill(t)
+	testnats.WaitFor(t, 30*time.Second, "the killed worker stale in status", func() error {
+		out, err := runCLI(t, "status", "--nats", url)
+		if r := row(out); err != nil || !strings.Contains(r, "stale") || !strings.Contains(r, "s ago") {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	// Another stream's status does not show it.
+	testnats.Log(t, url, transport.Config{Stream: "OTHER", Prefix: "other"})
+	out, err := runCLI(t, "status", "--nats", url, "--stream", "OTHER", "--prefix", "other")
+	if err != nil || row(out) != "" {
+		t.Fatalf("status of stream OTHER (%v) shows the worker of EVENTS:\n%s", err, out)
 	}
 }
 
