@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/detbus/detbus/transport"
@@ -18,6 +19,11 @@ import (
 
 // DefaultSnapshotBucket is the JetStream KV bucket holding snapshots.
 const DefaultSnapshotBucket = "detbus-snapshots"
+
+// maxInlineState is the largest state stored inside its snapshot's
+// bucket entry; a larger one goes to the object bucket
+// ("<bucket>-states"), in chunks, without a limit of its own.
+const maxInlineState = 256 << 10
 
 var (
 	// ErrSnapshotVersion is wrapped when the newest snapshot of a DET was
@@ -39,6 +45,10 @@ type Snapshot struct {
 	Hash       string    `json:"hash"`       // sha256 of State, hex
 	State      []byte    `json:"state"`
 	Taken      time.Time `json:"taken"` // when (not part of the compared content)
+	// Object names where State is kept when it is too large for the
+	// bucket: an object of the store's object bucket, read back and
+	// checked against Hash. Empty when State is inline.
+	Object string `json:"object,omitempty"`
 }
 
 func newSnapshot(spec Spec, inputSeq, outputs, rejections uint64, state []byte) Snapshot {
@@ -96,9 +106,13 @@ func (c Claim) agrees(s Snapshot) bool {
 // [Claim]): the bucket's content is trusted only as far as the log
 // confirms it.
 type SnapshotStore struct {
-	kv     *transport.Bucket
-	log    *transport.Log
-	stream string
+	kv      *transport.Bucket
+	log     *transport.Log
+	stream  string
+	objName string // the object bucket of large states
+
+	objMu sync.Mutex
+	obj   *transport.Objects // bound on first use
 	// Logger receives the snapshots skipped as restore points (default
 	// slog.Default()).
 	Logger *slog.Logger
@@ -114,7 +128,39 @@ func OpenSnapshotStore(ctx context.Context, log *transport.Log, bucket string) (
 	if err != nil {
 		return nil, fmt.Errorf("transform: snapshot bucket %q: %w", bucket, err)
 	}
-	return &SnapshotStore{kv: kv, log: log, stream: log.Config().Stream, Logger: slog.Default()}, nil
+	return &SnapshotStore{kv: kv, log: log, stream: log.Config().Stream, objName: bucket + "-states", Logger: slog.Default()}, nil
+}
+
+// objects binds the object bucket of large states, creating it if create.
+func (st *SnapshotStore) objects(ctx context.Context, create bool) (*transport.Objects, error) {
+	st.objMu.Lock()
+	defer st.objMu.Unlock()
+	if st.obj != nil {
+		return st.obj, nil
+	}
+	o, err := st.log.Objects(ctx, st.objName, "detbus transform snapshot states too large for their bucket", create)
+	if err != nil {
+		return nil, fmt.Errorf("transform: snapshot states %q: %w", st.objName, err)
+	}
+	st.obj = o
+	return o, nil
+}
+
+// encode returns the bucket entry of s, first storing a large state as an
+// object named after the key and the state's hash.
+func (st *SnapshotStore) encode(ctx context.Context, key string, s Snapshot) ([]byte, error) {
+	if len(s.State) > maxInlineState {
+		o, err := st.objects(ctx, true)
+		if err != nil {
+			return nil, err
+		}
+		s.Object = key + "." + s.Hash[:16]
+		if err := o.Put(ctx, s.Object, "state of "+key, map[string]string{"hash": s.Hash}, s.State); err != nil {
+			return nil, fmt.Errorf("transform: store snapshot state %s: %w", s.Object, err)
+		}
+		s.State = nil
+	}
+	return json.Marshal(s)
 }
 
 func (st *SnapshotStore) prefix(name string) string { return st.stream + "." + name + "." }
@@ -139,11 +185,11 @@ func (st *SnapshotStore) Save(ctx context.Context, s Snapshot, by string) (store
 	if _, err := st.log.Publish(ctx, ClaimsESK(s.Output, s.InputSeq), claim); err != nil {
 		return Snapshot{}, false, fmt.Errorf("transform: claim snapshot %s at input %d: %w", s.Name, s.InputSeq, err)
 	}
-	body, err := json.Marshal(s)
+	key := st.key(s.Name, s.InputSeq)
+	body, err := st.encode(ctx, key, s)
 	if err != nil {
 		return Snapshot{}, false, err
 	}
-	key := st.key(s.Name, s.InputSeq)
 	_, err = st.kv.Create(ctx, key, body)
 	if err == nil {
 		st.prune(ctx, s.Name)
@@ -187,6 +233,14 @@ func (st *SnapshotStore) prune(ctx context.Context, name string) {
 	}
 	slices.Sort(keys) // the keys hold zero-padded positions
 	for _, k := range keys[:len(keys)-keepSnapshots] {
+		if e, err := st.kv.Get(ctx, k); err == nil {
+			var s Snapshot
+			if json.Unmarshal(e.Value, &s) == nil && s.Object != "" {
+				if o, err := st.objects(ctx, false); err == nil {
+					_ = o.Delete(ctx, s.Object)
+				}
+			}
+		}
 		_ = st.kv.Forget(ctx, k)
 	}
 }
@@ -199,6 +253,18 @@ func (st *SnapshotStore) get(ctx context.Context, key string) (Snapshot, error) 
 	var s Snapshot
 	if err := json.Unmarshal(e.Value, &s); err != nil {
 		return Snapshot{}, fmt.Errorf("%w: %s: %v", ErrSnapshotCorrupt, key, err)
+	}
+	if s.Object != "" {
+		if len(s.State) > 0 {
+			return Snapshot{}, fmt.Errorf("%w: %s has both an inline state and object %s", ErrSnapshotCorrupt, key, s.Object)
+		}
+		o, err := st.objects(ctx, false)
+		if err != nil {
+			return Snapshot{}, err
+		}
+		if s.State, _, err = o.Get(ctx, s.Object); err != nil {
+			return Snapshot{}, fmt.Errorf("transform: read snapshot state %s: %w", s.Object, err)
+		}
 	}
 	return s, s.verify()
 }

@@ -1,7 +1,9 @@
 package transform_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -164,5 +166,91 @@ func TestSnapshotStoreKeepsTheNewest(t *testing.T) {
 	}
 	if n := bs.CachedInfo().State.Msgs; n != 4 {
 		t.Fatalf("the bucket's stream holds %d messages, want 4: old snapshots left traces", n)
+	}
+}
+
+// padDET is sumDET whose state carries pad bytes of deterministic
+// padding: a state of any size.
+type padDET struct {
+	*sumDET
+	pad int
+}
+
+func (p *padDET) Snapshot() ([]byte, error) {
+	return json.Marshal(struct {
+		*sumDET
+		Pad string `json:"pad"`
+	}{p.sumDET, strings.Repeat("p", p.pad)})
+}
+
+func (p *padDET) Restore(b []byte) error {
+	var v struct {
+		Totals map[string]int64 `json:"totals"`
+		Steps  int64            `json:"steps"`
+		Pad    string           `json:"pad"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	p.Totals, p.Steps, p.pad = v.Totals, v.Steps, len(v.Pad)
+	return nil
+}
+
+// TestLargeSnapshot: a state of 3 MiB, over a message's limit, is saved
+// in the object bucket and restored from it; a state object changed
+// behind the store's back is not a restore point; pruning removes the
+// objects of old snapshots.
+func TestLargeSnapshot(t *testing.T) {
+	s := testnats.Node(t)
+	url := s.ClientURL()
+	l := testnats.Log(t, url, transport.Config{})
+	ctx := ctxT(t)
+	store, err := transform.OpenSnapshotStore(ctx, l, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const pad = 3 << 20
+	spec := sumSpec("big", "big.out")
+	spec.New = func() transform.Transform { return &padDET{sumDET: &sumDET{Totals: map[string]int64{}}, pad: pad} }
+	last := writeInputs(t, l, 0, 30)
+	first := start(t, url, transform.Config{Spec: spec, Instance: "first", Snapshots: store, SnapshotEvery: 10})
+	var snap transform.Snapshot
+	testnats.WaitFor(t, time.Minute, "a snapshot at the last input", func() error {
+		s, ok, err := store.Latest(ctx, spec)
+		if err != nil || !ok || s.InputSeq != last {
+			return fmt.Errorf("%d %v %v", s.InputSeq, ok, err)
+		}
+		snap = s
+		return nil
+	})
+	first.halt(t)
+	if len(snap.State) < pad || snap.Object == "" {
+		t.Fatalf("snapshot of %d bytes, object %q: want the state in the object bucket", len(snap.State), snap.Object)
+	}
+	objs, err := l.Objects(ctx, transform.DefaultSnapshotBucket+"-states", "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if list, err := objs.List(ctx); err != nil || len(list) != 3 {
+		t.Fatalf("state objects %v %v: want the newest three snapshots' only", list, err)
+	}
+	// Restored from the object: the second instance applies only the
+	// inputs after it.
+	last = writeInputs(t, l, 30, 5)
+	second := start(t, url, transform.Config{Spec: spec, Instance: "second", Snapshots: store, SnapshotEvery: 1000})
+	st := settled(t, second, last)
+	if st.Inputs != 5 {
+		t.Fatalf("restored instance applied %d inputs, want the 5 after the snapshot", st.Inputs)
+	}
+	second.halt(t)
+	// A forged state object: same name, other bytes. The snapshot is
+	// skipped for the one before it.
+	forged := bytes.Repeat([]byte("x"), pad)
+	if err := objs.Put(ctx, snap.Object, "", nil, forged); err != nil {
+		t.Fatal(err)
+	}
+	older, ok, err := store.Latest(ctx, spec)
+	if err != nil || !ok || older.InputSeq >= snap.InputSeq {
+		t.Fatalf("after forging the newest state: latest at %d (%v %v), want an older one than %d", older.InputSeq, ok, err, snap.InputSeq)
 	}
 }
