@@ -16,7 +16,8 @@ import (
 const DefaultStatusBucket = "detbus-status"
 
 // StatusBoard is where running instances publish their status, one key per
-// stream, DET and instance ("<stream>.<name>.<instance>"), so that
+// stream, DET, generation and instance ("<stream>.<name>.<instance>",
+// "<stream>.<name>.g<N>.<instance>" for a later generation), so that
 // `detbus status` can show every instance's progress, heartbeat and
 // divergences. Entries expire after a day without updates.
 type StatusBoard struct {
@@ -52,7 +53,7 @@ func (b *StatusBoard) Publish(ctx context.Context, s Status) error {
 	if err != nil {
 		return err
 	}
-	_, err = b.kv.Put(ctx, s.Stream+"."+s.Name+"."+s.Instance, body)
+	_, err = b.kv.Put(ctx, s.Stream+"."+generationName(s.Name, s.Generation)+"."+s.Instance, body)
 	return err
 }
 
@@ -80,6 +81,9 @@ func (b *StatusBoard) List(ctx context.Context, stream string) ([]Status, error)
 		}
 		if out[i].Name != out[j].Name {
 			return out[i].Name < out[j].Name
+		}
+		if out[i].Generation != out[j].Generation {
+			return out[i].Generation < out[j].Generation
 		}
 		return out[i].Instance < out[j].Instance
 	})

@@ -54,16 +54,27 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 	t := spec.New()
 	var inSeq, outputs, rejections uint64
 	if st := r.cfg.Snapshots; st != nil {
-		s, ok, err := st.Latest(ctx, spec)
+		s, ok, err := st.Latest(ctx, r.snapSpec)
 		if err != nil {
 			return err
+		}
+		if !ok && r.cfg.StartAfter > 0 {
+			// A new generation starts from the state the previous one
+			// had at the chosen position.
+			prev := r.first
+			prev.Output = GenerationOutput(r.first.Output, r.cfg.Generation-1)
+			prev.Name = generationName(r.first.Name, r.cfg.Generation-1)
+			if s, err = st.At(ctx, prev, r.cfg.StartAfter); err != nil {
+				return fmt.Errorf("transform: generation %d of %s starts after input %d: %w", r.cfg.Generation, spec.Name, r.cfg.StartAfter, err)
+			}
+			s.Outputs, s.Rejections, ok = 0, 0, true
 		}
 		if ok {
 			if err := t.Restore(s.State); err != nil {
 				return fmt.Errorf("%w: restore %s at input %d: %v", ErrSnapshotCorrupt, spec.Name, s.InputSeq, err)
 			}
 			inSeq, outputs, rejections = s.InputSeq, s.Outputs, s.Rejections
-			r.cfg.Logger.Info("restored snapshot", "transform", spec.Name, "instance", r.cfg.Instance, "input_seq", inSeq, "outputs", outputs)
+			r.cfg.Logger.Info("restored snapshot", "transform", spec.Name, "generation", r.status.Generation, "instance", r.cfg.Instance, "input_seq", inSeq, "outputs", outputs)
 		}
 	}
 	r.update(func(s *Status) { s.InputSeq, s.Outputs, s.Rejections = inSeq, outputs, rejections })
@@ -301,7 +312,7 @@ func (r *Runner) snapshot(ctx context.Context, t Transform, inSeq, outputs, reje
 	if err != nil {
 		return fmt.Errorf("transform: snapshot %s at input %d: %w", r.cfg.Spec.Name, inSeq, err)
 	}
-	s := newSnapshot(r.cfg.Spec, inSeq, outputs, rejections, state)
+	s := newSnapshot(r.snapSpec, inSeq, outputs, rejections, state)
 	stored, agree, err := r.cfg.Snapshots.Save(ctx, s, r.cfg.Instance)
 	if err != nil {
 		r.cfg.Logger.Warn("snapshot not saved", "transform", s.Name, "instance", r.cfg.Instance, "input_seq", inSeq, "err", err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -86,6 +87,39 @@ type Config struct {
 	Board          *StatusBoard
 	StatusInterval time.Duration
 	Logger         *slog.Logger
+
+	// Generation numbers the DET's output log. After a divergence the
+	// output of the DET can no longer be extended by any instance; to go
+	// on, run the DET as its next generation: generation N (2 or more)
+	// writes to "<output>.g<N>" (see [GenerationOutput]), with its own
+	// rejections, claims and snapshots, and leaves the older generations'
+	// output as it is, for audit. 0 and 1 are the first generation.
+	Generation uint
+	// StartAfter is where a new generation starts, when it has no
+	// snapshot of its own yet: 0 for the first input, with an empty
+	// state; otherwise an input position at which the previous
+	// generation holds a snapshot the log confirms, whose state the new
+	// generation starts from (with its outputs counted from 0). It needs
+	// Snapshots, and a Generation of 2 or more.
+	StartAfter uint64
+}
+
+// GenerationOutput is the output ESK of generation gen of a DET whose
+// first generation writes to output.
+func GenerationOutput(output string, gen uint) string {
+	if gen <= 1 {
+		return output
+	}
+	return output + ".g" + strconv.FormatUint(uint64(gen), 10)
+}
+
+// generationName is the name under which generation gen of the DET
+// name keeps its snapshots.
+func generationName(name string, gen uint) string {
+	if gen <= 1 {
+		return name
+	}
+	return name + ".g" + strconv.FormatUint(uint64(gen), 10)
 }
 
 func (c *Config) setDefaults() {
@@ -138,6 +172,9 @@ func (c Config) Validate() error {
 	if c.SnapshotEvery < 0 || c.SnapshotInterval < 0 {
 		errs = append(errs, fmt.Errorf("%w: negative snapshot period", transport.ErrInvalidOption))
 	}
+	if c.StartAfter > 0 && (c.Generation < 2 || c.Snapshots == nil) {
+		errs = append(errs, fmt.Errorf("%w: a start position is for a new generation (2 or more) with snapshots, where the previous generation's snapshot at it holds the state", transport.ErrInvalidOption))
+	}
 	return errors.Join(errs...)
 }
 
@@ -164,6 +201,8 @@ func rejectionsESK(s Spec) string { return s.Output + ".rejected" }
 type Status struct {
 	Stream       string            `json:"stream"` // the log's stream
 	Name         string            `json:"name"`
+	Generation   uint              `json:"generation,omitempty"` // 2 or more for a later generation
+	Output       string            `json:"output"`               // the generation's output ESK
 	Instance     string            `json:"instance"`
 	InputSeq     uint64            `json:"input_seq"` // the last input applied
 	Lag          uint64            `json:"lag"`       // stream positions from InputSeq to the newest input
@@ -194,6 +233,8 @@ func (s Status) Stale(now time.Time) bool {
 // Runner runs one instance of a DET.
 type Runner struct {
 	cfg       Config
+	first     Spec          // the spec as given: the first generation's
+	snapSpec  Spec          // the spec under which this generation's snapshots are kept
 	published chan struct{} // asks the status publisher to publish now
 	attrs     []attribute.KeyValue
 	measured  metric.MeasurementOption // attrs, for counters
@@ -214,9 +255,16 @@ func NewRunner(cfg Config) (*Runner, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// A later generation is the DET with another output; its snapshots
+	// go under another name.
+	first := cfg.Spec
+	cfg.Spec.Output = GenerationOutput(first.Output, cfg.Generation)
+	snapSpec := cfg.Spec
+	snapSpec.Name = generationName(first.Name, cfg.Generation)
 	attrs := runnerAttrs(cfg)
-	return &Runner{cfg: cfg, published: make(chan struct{}, 1), attrs: attrs, measured: metric.WithAttributes(attrs...),
-		status: Status{Stream: cfg.Log.Config().Stream, Name: cfg.Spec.Name, Instance: cfg.Instance, Every: cfg.StatusInterval}}, nil
+	return &Runner{cfg: cfg, first: first, snapSpec: snapSpec, published: make(chan struct{}, 1), attrs: attrs, measured: metric.WithAttributes(attrs...),
+		status: Status{Stream: cfg.Log.Config().Stream, Name: cfg.Spec.Name, Generation: max(cfg.Generation, 1), Output: cfg.Spec.Output,
+			Instance: cfg.Instance, Every: cfg.StatusInterval}}, nil
 }
 
 // Status returns a copy of the runner's progress; safe to call while it

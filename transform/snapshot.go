@@ -308,6 +308,23 @@ func (st *SnapshotStore) Latest(ctx context.Context, spec Spec) (s Snapshot, ok 
 	return Snapshot{}, false, nil
 }
 
+// At returns the snapshot of the DET named by spec at input position
+// seq, if it is a restore point (see [SnapshotStore.Latest]) whatever its
+// version: where a new generation of the DET starts.
+func (st *SnapshotStore) At(ctx context.Context, spec Spec, seq uint64) (Snapshot, error) {
+	s, err := st.get(ctx, st.key(spec.Name, seq))
+	if err == nil && (s.Name != spec.Name || s.Output != spec.Output || s.InputSeq != seq) {
+		err = fmt.Errorf("%w: %s at input %d holds a snapshot of %s (output %s) at input %d", ErrSnapshotCorrupt, spec.Name, seq, s.Name, s.Output, s.InputSeq)
+	}
+	if err == nil {
+		err = st.confirmed(ctx, s)
+	}
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("no snapshot of %s at input %d to start from: %w", spec.Name, seq, err)
+	}
+	return s, nil
+}
+
 // ErrSnapshotUnconfirmed is wrapped when the log holds no claim of a
 // snapshot, or a claim that contradicts it.
 var ErrSnapshotUnconfirmed = errors.New("transform: snapshot not confirmed by the log")

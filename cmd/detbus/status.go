@@ -64,7 +64,7 @@ func printTransforms(ctx context.Context, w io.Writer, l *transport.Log) error {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "TRANSFORM\tINSTANCE\tINPUT SEQ\tLAG\tOUTPUTS\tWON\tLOST\tREJECTED\tDIVERGENCES\tSTATE\tHEARTBEAT\n")
+	fmt.Fprintf(tw, "TRANSFORM\tGEN\tOUTPUT\tINSTANCE\tINPUT SEQ\tLAG\tOUTPUTS\tWON\tLOST\tREJECTED\tDIVERGENCES\tSTATE\tHEARTBEAT\n")
 	now := time.Now()
 	for _, s := range list {
 		state := "running"
@@ -76,7 +76,7 @@ func printTransforms(ctx context.Context, w io.Writer, l *transport.Log) error {
 		case s.Observer:
 			state = "observer"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s ago\n", printable(s.Name), printable(s.Instance), s.InputSeq, s.Lag, s.Outputs, s.Won, s.Lost,
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s ago\n", printable(s.Name), max(s.Generation, 1), printable(s.Output), printable(s.Instance), s.InputSeq, s.Lag, s.Outputs, s.Won, s.Lost,
 			s.Rejections, len(s.Divergences), state, now.Sub(s.Updated).Round(time.Second))
 	}
 	if err := tw.Flush(); err != nil {

@@ -43,6 +43,8 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	interval := fs.Duration("snapshot-interval", time.Minute, "save a snapshot at least this often")
 	noSnap := fs.Bool("no-snapshots", false, "neither restore nor save snapshots")
 	policy := fs.String("on-divergence", "stop", `what to do on a divergence: "stop" or "observe" (keep comparing, never write)`)
+	generation := fs.Uint("generation", 1, `the output generation: after a divergence, run generation N (2, 3, ...), which writes to "<output>.g<N>"`)
+	startAfter := fs.Uint64("start-after", 0, "where a new generation starts: an input position at which the previous generation has a confirmed snapshot (0: the first input, empty state)")
 	statusEvery := fs.Duration("status-every", 2*time.Second, "publish this instance's status (its heartbeat) this often")
 	metricsAddr := fs.String("metrics-addr", "", "serve /metrics (Prometheus format) on this address, e.g. 127.0.0.1:9464")
 	pos, err := parse(fs, args, 1, 1)
@@ -54,6 +56,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usagef("unknown transform %q (known: %s)", pos[0], transformNames())
 	}
 	cfg := transform.Config{Spec: specFn(), Instance: *instance, SnapshotEvery: *every, SnapshotInterval: *interval, StatusInterval: *statusEvery,
+		Generation: *generation, StartAfter: *startAfter,
 		Logger: slog.New(slog.NewTextHandler(stderr, nil))}
 	switch *policy {
 	case "stop":

@@ -178,6 +178,33 @@ func TestStatusShowsDivergence(t *testing.T) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}
 	}
+
+	// The way forward: a worker of the next generation writes the
+	// decisions again, to bank.decisions.g2, from the first command.
+	startWorker(t, url, "bank", "next", "--generation", "2", "--status-every", "100ms")
+	want, err := l.Count(context.Background(), "bank.decisions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testnats.WaitFor(t, 30*time.Second, "generation 2's decisions", func() error {
+		n, err := l.Count(context.Background(), "bank.decisions.g2")
+		if err != nil || n < want {
+			return fmt.Errorf("%d of %d, %v", n, want, err)
+		}
+		return nil
+	})
+	testnats.WaitFor(t, 30*time.Second, "both generations in status", func() error {
+		out, err := runCLI(t, "status", "--nats", url)
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Fields(line); len(f) > 3 && f[0] == "bank" && f[1] == "2" && f[2] == "bank.decisions.g2" && f[3] == "next" {
+				return nil
+			}
+		}
+		return fmt.Errorf("no generation 2 row:\n%s", out)
+	})
 }
 
 // TestStatusShowsStaleWorker: a worker killed with SIGKILL cannot say it
