@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"iter"
 	"sync"
 	"time"
 
@@ -64,6 +65,8 @@ type committer struct {
 	lag    time.Duration  // the winner's usual lag behind this instance, for deference
 	sent   []sentOutput   // appended, not compared yet, in order
 	inSent map[string]int // outputs in sent, by ESK
+	// readers read the landed outputs in order, for a shadow.
+	readers map[string]*outputReader
 
 	done chan struct{} // closed when the committer ends
 	err  error         // why it ended, nil if ctx did; set before done closes
@@ -75,6 +78,7 @@ func (r *Runner) startCommitter(ctx context.Context, cancel context.CancelFunc) 
 	c := &committer{r: r, queue: make(chan pendingOutput, commitQueue), done: make(chan struct{}), inSent: map[string]int{}}
 	go func() {
 		err := c.run(ctx)
+		c.stopReaders()
 		if ctx.Err() != nil && !errors.Is(err, ErrDivergence) {
 			err = nil // the run stopped it
 		}
@@ -215,6 +219,12 @@ func (c *committer) run(ctx context.Context) error {
 				return err
 			}
 			close(p.flushed)
+			continue
+		}
+		if r.cfg.Shadow {
+			if err := c.shadow(ctx, p); err != nil {
+				return err
+			}
 			continue
 		}
 		r.mu.Lock()
@@ -560,4 +570,86 @@ func (lo *landedOutputs) take(esk string, index uint64) (landedOutput, bool) {
 	l, ok := lo.byKey[k]
 	delete(lo.byKey, k)
 	return l, ok
+}
+
+// outputReader reads the events of one output ESK in order, from the
+// first, following it: what a shadow compares its outputs with.
+type outputReader struct {
+	next    func() (transport.Event, error, bool)
+	stop    func()
+	lastSeq uint64
+}
+
+// shadow compares p with the output that landed at its index, waiting
+// for it to land, and counts a match or a mismatch.
+func (c *committer) shadow(ctx context.Context, p pendingOutput) error {
+	r := c.r
+	if c.readers == nil {
+		c.readers = map[string]*outputReader{}
+	}
+	for backoff := 10 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		rd := c.readers[p.esk]
+		if rd == nil {
+			rd = &outputReader{}
+			c.readers[p.esk] = rd
+		}
+		if rd.next == nil {
+			rd.next, rd.stop = iter.Pull2(r.cfg.Log.Events(ctx, []string{p.esk}, transport.ReadOptions{From: rd.lastSeq + 1, Follow: true}))
+		}
+		ev, err, ok := rd.next()
+		if ok && err == nil {
+			rd.lastSeq = ev.Seq
+			switch {
+			case ev.Index < p.k:
+				continue
+			case ev.Index > p.k:
+				return fmt.Errorf("transform: shadow of %s: output %s#%d read after #%d", r.cfg.Spec.Name, p.esk, ev.Index, p.k)
+			}
+			if sha256.Sum256(ev.Data) == sha256.Sum256(p.payload) {
+				r.update(func(s *Status) { s.Matches++ })
+				instruments().shadowMatches.Add(ctx, 1, r.measured)
+			} else {
+				d := DivergenceError{What: "shadow output", Name: r.cfg.Spec.Name, Instance: r.cfg.Instance, Index: p.k,
+					InputESK: p.in.ESK, InputSeq: p.in.Seq, OwnHash: hashOf(p.payload), FoundHash: hashOf(ev.Data)}
+				first := false
+				r.update(func(s *Status) {
+					s.Mismatches++
+					if s.FirstMismatch == nil {
+						s.FirstMismatch, first = &d, true
+					}
+				})
+				instruments().shadowMismatches.Add(ctx, 1, r.measured)
+				if first {
+					r.cfg.Logger.Warn("shadow mismatch", "transform", d.Name, "instance", d.Instance, "index", d.Index,
+						"input_esk", d.InputESK, "input_seq", d.InputSeq, "own_sha256", d.OwnHash, "landed_sha256", d.FoundHash)
+					select { // publish now
+					case r.published <- struct{}{}:
+					default:
+					}
+				}
+			}
+			c.settled(p.esk, p.k)
+			return nil
+		}
+		rd.stop()
+		rd.next = nil
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			r.cfg.Logger.Warn("shadow: reading the outputs, resuming", "transform", r.cfg.Spec.Name, "instance", r.cfg.Instance, "err", err)
+		}
+		if err := sleepCtx(ctx, backoff); err != nil {
+			return err
+		}
+	}
+}
+
+// stopReaders releases a shadow's output readers.
+func (c *committer) stopReaders() {
+	for _, rd := range c.readers {
+		if rd.stop != nil {
+			rd.stop()
+		}
+	}
 }

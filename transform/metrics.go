@@ -12,14 +12,16 @@ import (
 
 // Metric names, with attributes detbus.transform and detbus.instance.
 const (
-	MetricInputs      = "detbus.transform.inputs"       // inputs applied
-	MetricWon         = "detbus.transform.outputs.won"  // outputs this instance wrote
-	MetricLost        = "detbus.transform.outputs.lost" // outputs found written, equal
-	MetricBatches     = "detbus.transform.batches"      // atomic batches of outputs this instance wrote
-	MetricRejections  = "detbus.transform.rejections"   // inputs whose step failed
-	MetricDivergences = "detbus.transform.divergences"  // outputs or snapshots that differed
-	MetricLag         = "detbus.transform.lag"          // stream positions between the last input applied and the newest input
-	MetricSnapshotAge = "detbus.transform.snapshot.age" // seconds since the last snapshot saved
+	MetricInputs           = "detbus.transform.inputs"            // inputs applied
+	MetricWon              = "detbus.transform.outputs.won"       // outputs this instance wrote
+	MetricLost             = "detbus.transform.outputs.lost"      // outputs found written, equal
+	MetricBatches          = "detbus.transform.batches"           // atomic batches of outputs this instance wrote
+	MetricRejections       = "detbus.transform.rejections"        // inputs whose step failed
+	MetricShadowMatches    = "detbus.transform.shadow.matches"    // a shadow's outputs equal to the landed ones
+	MetricShadowMismatches = "detbus.transform.shadow.mismatches" // a shadow's outputs that differ from the landed ones
+	MetricDivergences      = "detbus.transform.divergences"       // outputs or snapshots that differed
+	MetricLag              = "detbus.transform.lag"               // stream positions between the last input applied and the newest input
+	MetricSnapshotAge      = "detbus.transform.snapshot.age"      // seconds since the last snapshot saved
 )
 
 // instruments returns the runners' instruments from the global meter
@@ -77,6 +79,8 @@ func newInstruments(mp metric.MeterProvider) *runnerInstruments {
 	ri.won, _ = m.Int64Counter(MetricWon, metric.WithDescription("outputs this instance wrote"))
 	ri.lost, _ = m.Int64Counter(MetricLost, metric.WithDescription("outputs another instance wrote first, equal to this one's"))
 	ri.batches, _ = m.Int64Counter(MetricBatches, metric.WithDescription("atomic batches of outputs this instance wrote"))
+	ri.shadowMatches, _ = m.Int64Counter(MetricShadowMatches, metric.WithDescription("outputs a shadow computed equal to the ones that landed"))
+	ri.shadowMismatches, _ = m.Int64Counter(MetricShadowMismatches, metric.WithDescription("outputs a shadow computed that differ from the ones that landed"))
 	ri.rejections, _ = m.Int64Counter(MetricRejections, metric.WithDescription("inputs whose step returned an error"))
 	ri.divergences, _ = m.Int64Counter(MetricDivergences, metric.WithDescription("outputs or snapshots that differed from this instance's"))
 	ri.lag, _ = m.Int64ObservableGauge(MetricLag, metric.WithDescription("stream positions between the last input applied and the newest of the transform's inputs"))
@@ -87,6 +91,7 @@ func newInstruments(mp metric.MeterProvider) *runnerInstruments {
 
 type runnerInstruments struct {
 	inputs, won, lost, batches, rejections, divergences metric.Int64Counter
+	shadowMatches, shadowMismatches                     metric.Int64Counter
 	lag                                                 metric.Int64ObservableGauge
 	snapAge                                             metric.Float64ObservableGauge
 	registration                                        metric.Registration

@@ -84,7 +84,9 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 	outer := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go r.followOutputs(ctx)
+	if !r.cfg.Shadow {
+		go r.followOutputs(ctx)
+	}
 	c := r.startCommitter(ctx, cancel)
 	// stop returns the run's end: the committer's error if it failed,
 	// else err as Run returns it.

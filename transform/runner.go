@@ -88,6 +88,15 @@ type Config struct {
 	StatusInterval time.Duration
 	Logger         *slog.Logger
 
+	// Shadow runs the instance as a shadow: it reads the inputs and
+	// computes its outputs as any instance, but never writes anything
+	// (outputs, rejections, claims, snapshots): it compares each output
+	// with the one that landed and counts the matches and mismatches,
+	// keeping the first mismatch, without stopping. It starts from the
+	// first input. This is how a new version proves it computes what the
+	// running one does before it races. Snapshots is ignored.
+	Shadow bool
+
 	// Generation numbers the DET's output log. After a divergence the
 	// output of the DET can no longer be extended by any instance; to go
 	// on, run the DET as its next generation: generation N (2 or more)
@@ -199,25 +208,32 @@ func rejectionsESK(s Spec) string { return s.Output + ".rejected" }
 
 // Status is a runner's progress.
 type Status struct {
-	Stream       string            `json:"stream"` // the log's stream
-	Name         string            `json:"name"`
-	Generation   uint              `json:"generation,omitempty"` // 2 or more for a later generation
-	Output       string            `json:"output"`               // the generation's output ESK
-	Instance     string            `json:"instance"`
-	InputSeq     uint64            `json:"input_seq"` // the last input applied
-	Lag          uint64            `json:"lag"`       // stream positions from InputSeq to the newest input
-	Inputs       uint64            `json:"inputs"`    // inputs applied by this run
-	Outputs      uint64            `json:"outputs"`   // the output count
-	Won          uint64            `json:"won"`       // outputs this instance wrote
-	Lost         uint64            `json:"lost"`      // outputs it found written, equal to its own
-	Batches      uint64            `json:"batches"`   // atomic batches it wrote (their outputs count in Won)
-	Rejections   uint64            `json:"rejections"`
-	Pending      uint64            `json:"pending"`  // outputs and rejections stepped, not settled yet
-	Observer     bool              `json:"observer"` // after a divergence under ObserveOnDivergence
-	Stopped      string            `json:"stopped,omitempty"`
-	Divergences  []DivergenceError `json:"divergences,omitempty"`
-	LastSnapshot time.Time         `json:"last_snapshot,omitzero"`
-	Updated      time.Time         `json:"updated,omitzero"` // when it was published
+	Stream     string `json:"stream"` // the log's stream
+	Name       string `json:"name"`
+	Generation uint   `json:"generation,omitempty"` // 2 or more for a later generation
+	Output     string `json:"output"`               // the generation's output ESK
+	Instance   string `json:"instance"`
+	InputSeq   uint64 `json:"input_seq"` // the last input applied
+	Lag        uint64 `json:"lag"`       // stream positions from InputSeq to the newest input
+	Inputs     uint64 `json:"inputs"`    // inputs applied by this run
+	Outputs    uint64 `json:"outputs"`   // the output count
+	Won        uint64 `json:"won"`       // outputs this instance wrote
+	Lost       uint64 `json:"lost"`      // outputs it found written, equal to its own
+	Batches    uint64 `json:"batches"`   // atomic batches it wrote (their outputs count in Won)
+	Rejections uint64 `json:"rejections"`
+	Pending    uint64 `json:"pending"`  // outputs and rejections stepped, not settled yet
+	Observer   bool   `json:"observer"` // after a divergence under ObserveOnDivergence
+	Version    string `json:"version"`
+	// Shadow instances count the outputs they compared: equal to the one
+	// that landed, or not (the first such is kept).
+	Shadow        bool              `json:"shadow,omitempty"`
+	Matches       uint64            `json:"matches,omitempty"`
+	Mismatches    uint64            `json:"mismatches,omitempty"`
+	FirstMismatch *DivergenceError  `json:"first_mismatch,omitempty"`
+	Stopped       string            `json:"stopped,omitempty"`
+	Divergences   []DivergenceError `json:"divergences,omitempty"`
+	LastSnapshot  time.Time         `json:"last_snapshot,omitzero"`
+	Updated       time.Time         `json:"updated,omitzero"` // when it was published
 	// Every is how often the instance publishes its status while it
 	// runs: its heartbeat.
 	Every time.Duration `json:"every_ns,omitempty"`
@@ -257,6 +273,9 @@ func NewRunner(cfg Config) (*Runner, error) {
 	}
 	// A later generation is the DET with another output; its snapshots
 	// go under another name.
+	if cfg.Shadow {
+		cfg.Snapshots = nil
+	}
 	first := cfg.Spec
 	cfg.Spec.Output = GenerationOutput(first.Output, cfg.Generation)
 	snapSpec := cfg.Spec
@@ -264,7 +283,7 @@ func NewRunner(cfg Config) (*Runner, error) {
 	attrs := runnerAttrs(cfg)
 	return &Runner{cfg: cfg, first: first, snapSpec: snapSpec, published: make(chan struct{}, 1), attrs: attrs, measured: metric.WithAttributes(attrs...),
 		status: Status{Stream: cfg.Log.Config().Stream, Name: cfg.Spec.Name, Generation: max(cfg.Generation, 1), Output: cfg.Spec.Output,
-			Instance: cfg.Instance, Every: cfg.StatusInterval}}, nil
+			Instance: cfg.Instance, Every: cfg.StatusInterval, Version: cfg.Spec.Version, Shadow: cfg.Shadow}}, nil
 }
 
 // Status returns a copy of the runner's progress; safe to call while it
@@ -278,6 +297,10 @@ func (r *Runner) Status() Status {
 		s.Lag = head - s.InputSeq
 	}
 	s.Divergences = append([]DivergenceError(nil), s.Divergences...)
+	if s.FirstMismatch != nil {
+		m := *s.FirstMismatch
+		s.FirstMismatch = &m
+	}
 	return s
 }
 

@@ -73,6 +73,8 @@ func printTransforms(ctx context.Context, w io.Writer, l *transport.Log) error {
 			state = "stopped"
 		case s.Stale(now):
 			state = "stale" // killed, or cut off from NATS: its heartbeat stopped
+		case s.Shadow:
+			state = "shadow"
 		case s.Observer:
 			state = "observer"
 		}
@@ -83,6 +85,13 @@ func printTransforms(ctx context.Context, w io.Writer, l *transport.Log) error {
 		return err
 	}
 	for _, s := range list {
+		if s.Shadow {
+			fmt.Fprintf(w, "SHADOW %s/%s (version %s): %d outputs match, %d differ\n", printable(s.Name), printable(s.Instance), printable(s.Version), s.Matches, s.Mismatches)
+			if m := s.FirstMismatch; m != nil {
+				fmt.Fprintf(w, "FIRST MISMATCH %s/%s at output %d, from input %s seq %d: own sha256 %s, landed sha256 %s\n",
+					printable(s.Name), printable(s.Instance), m.Index, printable(m.InputESK), m.InputSeq, printable(m.OwnHash), printable(m.FoundHash))
+			}
+		}
 		for _, d := range s.Divergences {
 			fmt.Fprintf(w, "DIVERGENCE %s\n", printable(d.Error()))
 		}

@@ -45,6 +45,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	policy := fs.String("on-divergence", "stop", `what to do on a divergence: "stop" or "observe" (keep comparing, never write)`)
 	generation := fs.Uint("generation", 1, `the output generation: after a divergence, run generation N (2, 3, ...), which writes to "<output>.g<N>"`)
 	startAfter := fs.Uint64("start-after", 0, "where a new generation starts: an input position at which the previous generation has a confirmed snapshot (0: the first input, empty state)")
+	shadow := fs.Bool("shadow", false, "run as a shadow: compute and compare every output with the one that landed, write nothing, report matches and the first mismatch")
 	statusEvery := fs.Duration("status-every", 2*time.Second, "publish this instance's status (its heartbeat) this often")
 	metricsAddr := fs.String("metrics-addr", "", "serve /metrics (Prometheus format) on this address, e.g. 127.0.0.1:9464")
 	pos, err := parse(fs, args, 1, 1)
@@ -56,7 +57,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usagef("unknown transform %q (known: %s)", pos[0], transformNames())
 	}
 	cfg := transform.Config{Spec: specFn(), Instance: *instance, SnapshotEvery: *every, SnapshotInterval: *interval, StatusInterval: *statusEvery,
-		Generation: *generation, StartAfter: *startAfter,
+		Generation: *generation, StartAfter: *startAfter, Shadow: *shadow,
 		Logger: slog.New(slog.NewTextHandler(stderr, nil))}
 	switch *policy {
 	case "stop":
@@ -101,8 +102,12 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cfg.Logger.Info("worker started", "transform", cfg.Spec.Name, "instance", *instance, "inputs", strings.Join(cfg.Spec.Inputs, ","), "output", cfg.Spec.Output)
 	err = r.Run(ctx)
 	st := r.Status()
-	fmt.Fprintf(stdout, "%s/%s: %d inputs, %d outputs, won %d, lost %d, %d divergences\n",
-		st.Name, st.Instance, st.Inputs, st.Outputs, st.Won, st.Lost, len(st.Divergences))
+	if st.Shadow {
+		fmt.Fprintf(stdout, "%s/%s (shadow): %d inputs, %d outputs match, %d differ\n", st.Name, st.Instance, st.Inputs, st.Matches, st.Mismatches)
+	} else {
+		fmt.Fprintf(stdout, "%s/%s: %d inputs, %d outputs, won %d, lost %d, %d divergences\n",
+			st.Name, st.Instance, st.Inputs, st.Outputs, st.Won, st.Lost, len(st.Divergences))
+	}
 	return err
 }
 

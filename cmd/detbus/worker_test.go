@@ -247,6 +247,35 @@ func TestStatusShowsStaleWorker(t *testing.T) {
 	}
 }
 
+// TestWorkerShadow: a shadow worker beside a live one compares every
+// decision, writes none, and shows its matches in detbus status.
+func TestWorkerShadow(t *testing.T) {
+	s := testnats.Node(t)
+	url := s.ClientURL()
+	l := testnats.Log(t, url, transport.Config{})
+	writeBankCommands(t, l, rand.New(rand.NewPCG(3, 3)), 0, 30)
+	startWorker(t, url, "bank", "live", "--status-every", "100ms")
+	startWorker(t, url, "bank", "shadow", "--shadow", "--status-every", "100ms")
+	testnats.WaitFor(t, 30*time.Second, "the shadow's comparisons in status", func() error {
+		n, err := l.Count(context.Background(), "bank.decisions")
+		if err != nil || n == 0 {
+			return fmt.Errorf("%d decisions, %v", n, err)
+		}
+		out, err := runCLI(t, "status", "--nats", url)
+		if err != nil {
+			return err
+		}
+		if want := fmt.Sprintf("SHADOW bank/shadow (version %s): %d outputs match, 0 differ", bank.Spec().Version, n); !strings.Contains(out, want) {
+			return fmt.Errorf("status lacks %q:\n%s", want, out)
+		}
+		return nil
+	})
+	out, _ := runCLI(t, "status", "--nats", url)
+	if strings.Contains(out, "FIRST MISMATCH") {
+		t.Fatalf("a mismatch:\n%s", out)
+	}
+}
+
 // TestBenchTransform runs the benchmark command small: it must measure the
 // raw baseline, each instance count and a failover, and print them.
 func TestBenchTransform(t *testing.T) {
