@@ -2,12 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"github.com/detbus/detbus/internal/cli"
 	"net"
 	"net/http"
 	"sync/atomic"
-	"time"
 
 	"github.com/detbus/detbus/internal/telemetry"
 	"github.com/detbus/detbus/kv/kvhttp"
@@ -22,20 +21,6 @@ type nodeHTTP struct {
 	token bool   // whether requests need the token
 	kv    mounted
 	tasks mounted
-}
-
-// serveHTTP serves /metrics (Prometheus format) and /healthz on addr until
-// ctx is done. It returns the address it listens on.
-func serveHTTP(ctx context.Context, addr string, tel *telemetry.Telemetry) (string, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return "", fmt.Errorf("http listener on %s: %w", addr, err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", tel.Handler())
-	mux.HandleFunc("GET /healthz", healthz)
-	startHTTP(ctx, ln, mux)
-	return ln.Addr().String(), nil
 }
 
 // serveNodeHTTP serves a node's HTTP endpoints on addr until ctx is done.
@@ -73,24 +58,10 @@ func serveNodeHTTP(ctx context.Context, addr, token string, users []transport.Us
 	return n, nil
 }
 
-func healthz(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }
+func healthz(w http.ResponseWriter, r *http.Request) { cli.Healthz(w, r) }
 
-// startHTTP serves h on ln until ctx is done. Requests, event streams
-// included, see ctx end.
-func startHTTP(ctx context.Context, ln net.Listener, h http.Handler) {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return ctx }}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return
-		}
-	}()
-	context.AfterFunc(ctx, func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	})
-}
+// startHTTP serves h on ln until ctx is done (see cli.StartHTTP).
+func startHTTP(ctx context.Context, ln net.Listener, h http.Handler) { cli.StartHTTP(ctx, ln, h) }
 
 // mount serves h (the kv API and UI) from now on.
 func (n *nodeHTTP) mount(h http.Handler) { n.kv.h.Store(&h) }

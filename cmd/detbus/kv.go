@@ -113,7 +113,7 @@ func runKV(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer s.Close()
-	sctx, cancel := context.WithTimeout(ctx, cf.timeout)
+	sctx, cancel := context.WithTimeout(ctx, cf.Timeout)
 	defer cancel()
 	if err := s.Sync(sctx); err != nil {
 		return fmt.Errorf("kv: catching up with the log: %w", err)

@@ -99,12 +99,3 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "Client commands take --nats URL (default $DETBUS_NATS or nats://127.0.0.1:4222).")
 	fmt.Fprintln(w, "Run 'detbus <command> -h' for a command's flags.")
 }
-
-// usageError marks a mistake in how the command was called (exit status 2).
-type usageError struct{ msg string }
-
-func (e *usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error {
-	return &usageError{msg: fmt.Sprintf(format, args...)}
-}

@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -244,27 +242,6 @@ func openWhenReady(ctx context.Context, url string, lc transport.Config, opts ..
 		return err
 	})
 	return l, err
-}
-
-// retry calls f, each time with a 10s deadline, until it succeeds, ctx
-// ends or two minutes pass: a node or a cluster that is starting, or busy,
-// answers later.
-func retry(ctx context.Context, what string, f func(context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
-		actx, acancel := context.WithTimeout(ctx, 10*time.Second)
-		err := f(actx)
-		acancel()
-		if err == nil || errors.Is(err, transport.ErrForbidden) {
-			return err // done, or refused credentials: no retry mends those
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %w", what, err)
-		case <-time.After(wait):
-		}
-	}
 }
 
 // runInNode runs an instance of the named DET inside the node until the

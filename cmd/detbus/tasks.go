@@ -77,7 +77,7 @@ func (f *taskFlags) client(ctx context.Context) (*tasks.Client, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	octx, cancel := context.WithTimeout(ctx, f.timeout)
+	octx, cancel := context.WithTimeout(ctx, f.Timeout)
 	defer cancel()
 	c, err := tasks.Open(octx, l, tasks.Options{})
 	if err != nil {
@@ -131,7 +131,7 @@ func (f *taskFlags) read(ctx context.Context, stderr io.Writer, do func(taskRead
 		return err
 	}
 	fmt.Fprintln(stderr, "tasks: no node serves the queues; folding the log here")
-	octx, cancel := context.WithTimeout(ctx, f.timeout)
+	octx, cancel := context.WithTimeout(ctx, f.Timeout)
 	defer cancel()
 	c, err := tasks.Open(octx, l, tasks.Options{})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/detbus/detbus/examples/bank"
 	"github.com/detbus/detbus/examples/matching"
+	"github.com/detbus/detbus/internal/cli"
 	"github.com/detbus/detbus/internal/telemetry"
 	"github.com/detbus/detbus/transform"
 	"github.com/detbus/detbus/transport"
@@ -72,7 +73,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer tel.Shutdown(context.WithoutCancel(ctx))
 	if *metricsAddr != "" {
-		addr, err := serveHTTP(ctx, *metricsAddr, tel)
+		addr, err := cli.ServeMetrics(ctx, *metricsAddr, tel)
 		if err != nil {
 			return err
 		}
