@@ -26,6 +26,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	events := fs.Int("events", 2000, "events per latency and per throughput run")
 	instances := fs.String("instances", "1,2,3", "comma-separated instance counts to measure")
 	failover := fs.Bool("failover", true, "measure the output gap when the winning instance is killed (3 instances)")
+	pauses := fs.Bool("pauses", true, "measure latency while instances are stopped (SIGSTOP) 50ms every 500ms: one instance, and the winner of three")
+	pauseFor := fs.Duration("pause-run", 5*time.Second, "how long each pause scenario streams inputs")
 	pos, err := parse(fs, args, 1, 1)
 	if err != nil {
 		return helpOK(err)
@@ -51,12 +53,44 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("raw baseline: %w", err)
 	}
 	raw.print(stdout, "raw publish->consume")
+	var single float64 // one instance's throughput
 	for _, n := range counts {
 		r, err := benchDET(ctx, self, n, *events)
 		if err != nil {
 			return fmt.Errorf("%d instances: %w", n, err)
 		}
 		r.print(stdout, fmt.Sprintf("detbus %d instance(s)", n))
+		if n == 1 {
+			single = r.throughput
+		}
+	}
+	if *pauses {
+		rates := []float64{500}
+		if single > 1000 {
+			rates = append(rates, single/2)
+		}
+		for _, rate := range rates {
+			fmt.Fprintf(stdout, "\npauses: inputs at %.0f/s for %v; paused instances stopped 50ms every 500ms\n", rate, *pauseFor)
+			var unpaused time.Duration
+			for _, sc := range []struct {
+				name      string
+				instances int
+				pause     bool
+			}{{"1 instance, unpaused", 1, false}, {"1 instance, paused", 1, true}, {"3, unpaused", 3, false}, {"3, winner paused", 3, true}} {
+				r, err := benchPaused(ctx, self, sc.instances, rate, *pauseFor, sc.pause)
+				if err != nil {
+					return fmt.Errorf("pauses, %s: %w", sc.name, err)
+				}
+				p99 := r.quantile(0.99)
+				if !sc.pause && sc.instances == 1 {
+					unpaused = p99
+				}
+				r.print(stdout, sc.name)
+				if sc.name != "1 instance, unpaused" && unpaused > 0 {
+					fmt.Fprintf(stdout, "%-22s p99 %.2fx unpaused\n", "", float64(p99)/float64(unpaused))
+				}
+			}
+		}
 	}
 	if *failover {
 		gap, typical, err := benchFailover(ctx, self)
@@ -73,11 +107,19 @@ type benchResult struct {
 	throughput float64
 }
 
-func (r benchResult) print(w io.Writer, name string) {
+func (r benchResult) quantile(p float64) time.Duration {
 	slices.Sort(r.lat)
-	q := func(p float64) time.Duration { return r.lat[min(len(r.lat)-1, int(p*float64(len(r.lat))))] }
-	fmt.Fprintf(w, "%-22s %9v %9v %9v %9v %12.0f\n", name, q(0.5).Round(time.Microsecond), q(0.99).Round(time.Microsecond),
-		q(0.999).Round(time.Microsecond), r.lat[len(r.lat)-1].Round(time.Microsecond), r.throughput)
+	return r.lat[min(len(r.lat)-1, int(p*float64(len(r.lat))))]
+}
+
+func (r benchResult) print(w io.Writer, name string) {
+	q := r.quantile
+	tp := "-"
+	if r.throughput > 0 {
+		tp = fmt.Sprintf("%.0f", r.throughput)
+	}
+	fmt.Fprintf(w, "%-22s %9v %9v %9v %9v %12s\n", name, q(0.5).Round(time.Microsecond), q(0.99).Round(time.Microsecond),
+		q(0.999).Round(time.Microsecond), r.lat[len(r.lat)-1].Round(time.Microsecond), tp)
 }
 
 // benchNode starts a fresh embedded node for one measurement and returns
@@ -178,7 +220,7 @@ type workerSet struct {
 }
 
 func (w *workerSet) start(self, url, instance string) error {
-	cmd := exec.Command(self, "worker", "bench-echo", "--nats", url, "--instance", instance, "--no-snapshots")
+	cmd := exec.Command(self, "worker", "bench-echo", "--nats", url, "--instance", instance, "--no-snapshots", "--status-every", "50ms")
 	cmd.Stderr = io.Discard
 	if err := cmd.Start(); err != nil {
 		return err
@@ -342,6 +384,110 @@ func benchFailover(ctx context.Context, self string) (gap, typical time.Duration
 	sorted := slices.Clone(gaps)
 	slices.Sort(sorted)
 	return sorted[len(sorted)-1], sorted[len(sorted)/2], nil
+}
+
+// benchPaused streams inputs at rate through n instances for d, and,
+// with pause, stops an instance (the one that won the most outputs since
+// the last pause) with SIGSTOP for 50ms every 500ms. It measures each
+// input's latency from its publish to its output's arrival.
+func benchPaused(ctx context.Context, self string, n int, rate float64, d time.Duration, pause bool) (benchResult, error) {
+	l, ws, arrived, stop, err := startDET(ctx, self, n)
+	if err != nil {
+		return benchResult{}, err
+	}
+	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	total := int(rate * d.Seconds())
+	sent := make([]time.Time, total)
+	nc := l.Conn()
+	pubErr := make(chan error, 1)
+	go func() {
+		// Inputs on a 1ms clock, as many each tick as the rate asks.
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		begin := time.Now()
+		for i := 0; i < total; {
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+				pubErr <- ctx.Err()
+				return
+			}
+			due := min(total, int(rate*time.Since(begin).Seconds())+1)
+			for ; i < due; i++ {
+				sent[i] = time.Now()
+				if err := nc.Publish("events.bench.in", benchPayload(i)); err != nil {
+					pubErr <- err
+					return
+				}
+			}
+		}
+		pubErr <- nc.Flush()
+	}()
+	if pause {
+		go pauseWinners(ctx, l, ws)
+	}
+	var r benchResult
+	for i := range total {
+		select {
+		case t := <-arrived:
+			if i >= total/20 { // the first twentieth warms up
+				r.lat = append(r.lat, t.Sub(sent[i]))
+			}
+		case err := <-pubErr:
+			if err != nil {
+				return r, err
+			}
+			pubErr = nil
+			i--
+		case <-time.After(30 * time.Second):
+			return r, fmt.Errorf("outputs stopped after %d of %d", i, total)
+		}
+	}
+	return r, nil
+}
+
+// pauseWinners stops, every 500ms for 50ms, the instance that won the
+// most outputs since the last pause, until ctx is done.
+func pauseWinners(ctx context.Context, l *transport.Log, ws *workerSet) {
+	board, ok, err := transform.BindStatusBoard(ctx, l)
+	if err != nil || !ok {
+		return
+	}
+	won := map[string]uint64{}
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return
+		}
+		list, err := board.List(ctx, l.Config().Stream)
+		if err != nil {
+			continue
+		}
+		best, name := uint64(0), ""
+		for _, s := range list {
+			if s.Stopped == "" && s.Won-won[s.Instance] >= best {
+				best, name = s.Won-won[s.Instance], s.Instance
+			}
+			won[s.Instance] = s.Won
+		}
+		ws.mu.Lock()
+		cmd := ws.procs[name]
+		ws.mu.Unlock()
+		if cmd == nil {
+			continue
+		}
+		_ = cmd.Process.Signal(syscall.SIGSTOP)
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+		}
+		_ = cmd.Process.Signal(syscall.SIGCONT)
+	}
 }
 
 // currentWinner is the instance that has won the most outputs.

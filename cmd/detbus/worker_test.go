@@ -279,11 +279,12 @@ func TestWorkerShadow(t *testing.T) {
 // TestBenchTransform runs the benchmark command small: it must measure the
 // raw baseline, each instance count and a failover, and print them.
 func TestBenchTransform(t *testing.T) {
-	out, err := exec.Command(detbusBinary(t), "bench", "transform", "--events", "100", "--instances", "1,3").CombinedOutput()
+	out, err := exec.Command(detbusBinary(t), "bench", "transform", "--events", "100", "--instances", "1,3", "--pause-run", "1s").CombinedOutput()
 	if err != nil {
 		t.Fatalf("bench: %v\n%s", err, out)
 	}
-	for _, want := range []string{"raw publish->consume", "detbus 1 instance(s)", "detbus 3 instance(s)", "failover: largest gap"} {
+	for _, want := range []string{"raw publish->consume", "detbus 1 instance(s)", "detbus 3 instance(s)", "failover: largest gap",
+		"pauses: inputs at 500/s", "1 instance, paused", "3, winner paused", "x unpaused"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("bench output lacks %q:\n%s", want, out)
 		}
