@@ -25,14 +25,49 @@
 // Output index k of the output ESK is a deterministic function of the
 // input prefix: the number of outputs the DET emitted before.
 //
-// # Racing
+// # Racing and group commit
 //
-// [Runner.Run] appends each output with existsOrWrite at its index. The
-// fastest instance writes it (won); the others find it written and equal
-// (lost). A slow or dead instance costs nothing: there is no election, the
-// others keep winning. Instances follow the output ESK, so one that lags
-// learns the landed outputs and compares them without publishing.
+// [Runner.Run] steps the inputs in one goroutine and hands the outputs, in
+// order, to a committer that appends them in another: while one append is
+// in flight the instance goes on stepping, and the outputs that pile up
+// meanwhile go out together as one run ([transport.Log.AppendRun]: one
+// fast batch of up to 1,000 outputs and 8 MiB, about one round trip
+// whatever its length). An index holds the first output that reached it:
+// the fastest instance writes it (won); the others find it written
+// (lost) and compare it with their own, by hash. There is no election, and
+// a slow, paused or dead instance costs nothing: the others keep winning.
+// Instances follow the output ESKs, so one that lags learns the landed
+// outputs and compares them without publishing; an instance that lost the
+// last output waits a moment for the next to land before it races (its
+// deference: three times how far the winner usually is behind it, at most
+// Config.Deference), so racing costs the winner nothing and a paused
+// winner delays one output by that moment. [Status] counts the outputs
+// stepped but not yet settled (Pending) and the batches written.
 //
+// A panic in Step is a step error (see below), the same on every instance.
+// When the inputs end for any reason but ctx, Run resumes after the last
+// input applied.
+//
+// # Generations
+//
+// After a divergence, an output that instances contradict can never be
+// extended. The DET goes on as its next generation ([Config.Generation]):
+// generation N writes to "<output>.g<N>" ([GenerationOutput]), with its own
+// rejections, claims and snapshots, from the first input or, with
+// [Config.StartAfter], from the previous generation's confirmed snapshot
+// at a chosen input; the older output stays as it was, for audit.
+//
+// # Shadows
+//
+// A shadow ([Config.Shadow]) computes the outputs of a new version from
+// the first input and compares each with the one that landed, writing
+// nothing: it counts the matches and mismatches and keeps the first
+// mismatch (index, input, both hashes) in its [Status]. It is how a new
+// version proves it computes what the running one does before it races.
+//
+// Package worker (transform/worker) runs DETs as worker processes with
+// the flags of detbus worker, for a program that defines its own.
+
 // # Divergence
 //
 // An instance whose output differs from the one that landed has found a
@@ -55,8 +90,10 @@
 // # Snapshots
 //
 // With a [SnapshotStore], an instance saves its state every N inputs or T
-// seconds, keyed by DET name and input position, with the output count,
-// the version and a sha256 of the state. A starting instance restores the
+// seconds, keyed by stream, DET name and input position, with the output
+// count, the version and a sha256 of the state (a state over 256 KiB is
+// kept in an object bucket, in chunks), and claims it in the log; only a
+// snapshot the log confirms is a restore point. A starting instance restores the
 // newest snapshot and replays only what follows. Instances that snapshot
 // the same position meet on the same key: differing hashes are reported
 // as a snapshot divergence. A snapshot from another version is refused

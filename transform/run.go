@@ -34,14 +34,16 @@ type rejection struct {
 //
 // The instance restores the newest snapshot if there is one, then reads
 // the inputs in the log's total order from the position after it. For
-// each input it calls Step and appends each output at the next output
-// index with existsOrWrite: written by this instance (won), or found
+// each input it calls Step and hands each output, with its index, to the
+// committer, which appends the outputs in runs (see the package
+// documentation): each index is written by this instance (won), or found
 // already written by a faster one and equal (lost), or found different (a
 // divergence). It follows the output ESK meanwhile, so that an instance
 // that lags learns the landed outputs and compares them without
-// publishing.
+// publishing. A snapshot is taken only once the outputs before it have
+// settled.
 //
-// A Step error rejects the input: the runner appends a record
+// A Step error, or a panic, rejects the input: the runner appends a record
 // {"input":{"esk","index","seq"},"error":"..."} at the next index of
 // "<output>.rejected", the same on every instance, and goes on with the
 // next input; the state must be as before the failed step.
