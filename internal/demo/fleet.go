@@ -144,12 +144,14 @@ func (f *Fleet) WaitUntil(ctx context.Context, what string, cond func() (ok bool
 	}
 }
 
-// WaitOutputs waits until every instance has computed outputs outputs.
+// WaitOutputs waits until every instance has computed outputs outputs
+// and settled them (written them, or compared them with those that
+// landed).
 func (f *Fleet) WaitOutputs(ctx context.Context, outputs uint64) error {
 	return f.WaitUntil(ctx, "every instance to catch up", func() (bool, string, error) {
 		behind := 0
 		for _, r := range f.runners {
-			if r.Status().Outputs < outputs {
+			if st := r.Status(); st.Outputs < outputs || st.Pending > 0 {
 				behind++
 			}
 		}
