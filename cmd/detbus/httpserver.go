@@ -3,19 +3,21 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/detbus/detbus/internal/cli"
 	"net"
 	"net/http"
 	"sync/atomic"
 
+	"github.com/detbus/detbus/internal/cli"
+	"github.com/detbus/detbus/internal/node/web"
 	"github.com/detbus/detbus/internal/telemetry"
 	"github.com/detbus/detbus/kv/kvhttp"
+	"github.com/detbus/detbus/tasks/taskshttp"
 	"github.com/detbus/detbus/transport"
 )
 
 // nodeHTTP is a node's HTTP server: /healthz for anyone, and behind the
-// access rule of kvhttp.Protect, /metrics, the kv API and UI, and the
-// tasks API, which answer 503 until mounted.
+// access rule of web.Protect, /metrics and the UI's pages with their
+// APIs (kv and tasks), which answer 503 until mounted.
 type nodeHTTP struct {
 	addr  string // the address it listens on
 	token bool   // whether requests need the token
@@ -27,7 +29,7 @@ type nodeHTTP struct {
 // Without a token it refuses, with a usage error, to listen anywhere but
 // on loopback.
 func serveNodeHTTP(ctx context.Context, addr, token string, users []transport.User, tel *telemetry.Telemetry) (*nodeHTTP, error) {
-	if err := kvhttp.ValidateToken(token); err != nil {
+	if err := web.ValidateToken(token); err != nil {
 		return nil, usagef("--http-token: %v", err)
 	}
 	ln, err := net.Listen("tcp", addr)
@@ -38,15 +40,22 @@ func serveNodeHTTP(ctx context.Context, addr, token string, users []transport.Us
 		ln.Close()
 		return nil, usagef("--http %s listens beyond loopback (%s): the kv API would let anyone who reaches it write to the log; "+
 			"set --http-token (or $DETBUS_HTTP_TOKEN) to a secret of at least %d characters, or listen on 127.0.0.1",
-			addr, ln.Addr(), kvhttp.MinTokenLength)
+			addr, ln.Addr(), web.MinTokenLength)
 	}
 	n := &nodeHTTP{addr: ln.Addr().String(), token: token != "" || len(users) > 0}
 	n.kv.what, n.tasks.what = "the kv store", "the tasks client"
+	ui, err := web.New([]web.Page{kvhttp.Page(), taskshttp.Page()}, []web.API{
+		{Prefix: kvhttp.APIPrefix, Handler: &n.kv},
+		{Prefix: taskshttp.APIPrefix, Handler: &n.tasks},
+	})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
 	inner := http.NewServeMux()
 	inner.Handle("GET /metrics", tel.Handler())
-	inner.Handle("/api/tasks/", &n.tasks)
-	inner.Handle("/", &n.kv)
-	protected, err := kvhttp.Protect(inner, kvhttp.Access{Token: token, Users: users})
+	inner.Handle("/", ui)
+	protected, err := web.Protect(inner, web.Access{Token: token, Users: users})
 	if err != nil {
 		ln.Close()
 		return nil, usagef("--http-token: %v", err)
@@ -63,7 +72,7 @@ func healthz(w http.ResponseWriter, r *http.Request) { cli.Healthz(w, r) }
 // startHTTP serves h on ln until ctx is done (see cli.StartHTTP).
 func startHTTP(ctx context.Context, ln net.Listener, h http.Handler) { cli.StartHTTP(ctx, ln, h) }
 
-// mount serves h (the kv API and UI) from now on.
+// mount serves h (the kv API) under /api/kv/ from now on.
 func (n *nodeHTTP) mount(h http.Handler) { n.kv.h.Store(&h) }
 
 // mountTasks serves h (the tasks API) under /api/tasks/ from now on.

@@ -32,11 +32,11 @@ func TestPureFloorsDoNotLinkNATS(t *testing.T) {
 	}
 }
 
-// TestOnlyTransportSpeaksToNATS: kv, tasks and transform ask transport for
-// what they need (publishing, reading, buckets) and import no NATS client
-// package themselves.
+// TestOnlyTransportSpeaksToNATS: kv, tasks, transform and the node's HTTP
+// shell ask transport for what they need (publishing, reading, buckets)
+// and import no NATS client package themselves.
 func TestOnlyTransportSpeaksToNATS(t *testing.T) {
-	for _, pkg := range []string{"kv", "tasks", "transform", "transform/worker", "kv/kvhttp", "tasks/taskshttp"} {
+	for _, pkg := range []string{"kv", "tasks", "transform", "transform/worker", "kv/kvhttp", "tasks/taskshttp", "internal/node/web"} {
 		for _, imp := range goList(t, "Imports", pkg) {
 			if strings.HasPrefix(imp, "github.com/nats-io/nats.go") || strings.HasPrefix(imp, "github.com/nats-io/nats-server") {
 				t.Errorf("%s imports %s", pkg, imp)

@@ -2,7 +2,6 @@ package kvhttp_test
 
 import (
 	"encoding/base64"
-	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -11,7 +10,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/detbus/detbus/internal/apitest"
-	"github.com/detbus/detbus/kv/kvhttp"
+	"github.com/detbus/detbus/internal/node/web"
 	"github.com/detbus/detbus/transport"
 )
 
@@ -50,7 +49,7 @@ func TestToken(t *testing.T) {
 	cookie := sessionCookie(t, r)
 	e.do("GET", api, "", "Cookie: "+cookie).Want(t, http.StatusOK)
 	e.do("GET", "/", "", "Cookie: "+cookie).Want(t, http.StatusOK)
-	e.do("GET", api, "", "Cookie: "+kvhttp.SessionCookie+"=forged").Want(t, http.StatusUnauthorized)
+	e.do("GET", api, "", "Cookie: "+web.SessionCookie+"=forged").Want(t, http.StatusUnauthorized)
 	r = e.do("GET", "/?token=wrong", "", "Accept: text/html")
 	if r.Status != http.StatusUnauthorized || !strings.Contains(string(r.Raw), "not valid") || strings.Contains(string(r.Raw), "wrong") {
 		t.Fatalf("wrong ?token=: %d %s", r.Status, r.Raw)
@@ -87,7 +86,7 @@ func TestToken(t *testing.T) {
 func sessionCookie(t *testing.T, r reply) string {
 	t.Helper()
 	for _, c := range (&http.Response{Header: r.Header}).Cookies() {
-		if c.Name == kvhttp.SessionCookie {
+		if c.Name == web.SessionCookie {
 			if !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Value == "" || strings.Contains(c.Value, token) {
 				t.Fatalf("session cookie %+v", c)
 			}
@@ -129,18 +128,6 @@ func TestCrossOriginWrites(t *testing.T) {
 		e.do("POST", "/api/kv/tables", body, auth, "Sec-Fetch-Site: cross-site").Want(t, http.StatusForbidden)
 		e.do("POST", "/api/kv/tables", body, auth, "Origin: https://evil.example").Want(t, http.StatusForbidden)
 		e.do("POST", "/api/kv/tables", body, auth, "Sec-Fetch-Site: same-origin").Want(t, http.StatusCreated)
-	}
-}
-
-func TestValidateToken(t *testing.T) {
-	for tok, ok := range map[string]bool{"": true, token: true, "short": false, "has a space in it!!": false, "nön-ascii-token-xx": false} {
-		err := kvhttp.ValidateToken(tok)
-		if (err == nil) != ok || (err != nil && !errors.Is(err, kvhttp.ErrInvalidOption)) {
-			t.Errorf("ValidateToken(%q) = %v", tok, err)
-		}
-		if _, err := kvhttp.Protect(http.NotFoundHandler(), kvhttp.Access{Token: tok}); (err == nil) != ok {
-			t.Errorf("Protect(%q) = %v", tok, err)
-		}
 	}
 }
 

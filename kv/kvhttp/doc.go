@@ -1,6 +1,7 @@
-// Package kvhttp serves a [kv.Store] over HTTP: a JSON API and a browser UI
-// in one [http.Handler], made by [New]. [Protect] wraps it (or a larger mux)
-// with the access rule of a detbus node. `detbus serve` mounts both on its
+// Package kvhttp serves a [kv.Store] over HTTP: a JSON API in one
+// [http.Handler], made by [New], and the kv page of the node's browser UI
+// ([Page]), which the shell of package web serves around it. `detbus
+// serve` mounts both, behind the node's access rule (web.Protect), on its
 // --http address beside /metrics and /healthz.
 //
 // # JSON API
@@ -79,37 +80,19 @@
 //
 // # Browser UI
 //
-// GET / serves a single-page UI (plain HTML, CSS and JavaScript embedded in
-// the binary) that lists tables, keys, values and CRDT internals, creates
-// tables, applies ops per type, shows rejections, and follows the events
-// stream to update live.
-//
-// GET /tasks serves the tasks page of the same UI, over the API of
-// package taskshttp under /api/tasks, which the server must mount beside
-// this handler (`detbus serve` does): it lists queues with their counts
-// by state, a queue's tasks with their state, attempts, last error and
-// worker, a task's payload and result, creates queues, enqueues, cancels
-// and retries tasks, and shows rejections. That API has no event stream:
-// the page polls /api/tasks/status every second and reloads what it shows
-// when it moves.
+// [Page] is the kv page of the UI, at "/": plain HTML and JavaScript
+// embedded in the binary that lists tables, keys, values and CRDT
+// internals, creates tables, applies ops per type, shows rejections, and
+// follows the events stream to update live. It talks only to this API,
+// under [APIPrefix].
 //
 // # Access
 //
 // [New] does no authentication; it rejects cross-origin browser writes
-// ([http.CrossOriginProtection]). [Protect] adds the node's rule:
-//
-//   - with a token, every request needs "Authorization: Bearer <token>" or
-//     the UI's session cookie. A browser gets the cookie by opening any page
-//     with ?token=<token> (it is redirected to the same URL without it) or
-//     by entering the token in the form that an unauthenticated page shows.
-//     The cookie (detbus_session: HttpOnly, SameSite=Strict, 30 days)
-//     holds an HMAC of the token, not the token; changing the token
-//     invalidates it. POST /logout clears it.
-//   - without a token, only requests whose Host header is a loopback name
-//     (localhost, 127.0.0.0/8, ::1) are served, so that a web page cannot
-//     reach a node on loopback by rebinding a DNS name to 127.0.0.1.
-//
-// `detbus serve` refuses to listen beyond loopback without a token.
+// ([http.CrossOriginProtection]). Wrap it, or the handler of package web
+// that holds it, with web.Protect for the node's token, users or loopback
+// rule, as `detbus serve` does: a write then needs the caller's right to
+// write the table's ESK (httpapi.MayWrite).
 //
 // # Concurrency
 //

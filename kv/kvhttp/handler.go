@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/detbus/detbus/internal/httpapi"
@@ -61,8 +60,8 @@ func (o Options) Validate() error {
 	)
 }
 
-// Handler serves the JSON API and the browser UI of one [kv.Store]. See
-// the package documentation for the paths.
+// Handler serves the JSON API of one [kv.Store]. See the package
+// documentation for the paths.
 type Handler struct {
 	store *kv.Store
 	opts  Options
@@ -87,9 +86,8 @@ func New(store *kv.Store, opts Options) (*Handler, error) {
 		api: httpapi.API{Name: "kv http", MaxBody: opts.MaxBody, Logger: opts.Logger, Classify: statusOf}}
 	mux := http.NewServeMux()
 	h.routes(mux)
-	// The paths and methods the mux does not serve get JSON errors under
-	// /api/, and the pages' plain 404 elsewhere.
-	h.h = httpapi.CrossOriginProtection(httpapi.Mux(mux, isAPI))
+	// Every path and method the mux does not serve gets a JSON error.
+	h.h = httpapi.CrossOriginProtection(httpapi.Mux(mux, nil))
 	return h, nil
 }
 
@@ -102,12 +100,7 @@ func (h *Handler) routes(m *http.ServeMux) {
 	m.HandleFunc("POST /api/kv/tables/{table}/ops", h.postOp)
 	m.HandleFunc("GET /api/kv/rejections", h.listRejections)
 	m.HandleFunc("GET /api/kv/events", h.events)
-	h.uiRoutes(m)
 }
 
 // ServeHTTP implements [http.Handler].
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.h.ServeHTTP(w, r) }
-
-func isAPI(r *http.Request) bool {
-	return r.URL.Path == "/api" || strings.HasPrefix(r.URL.Path, "/api/")
-}

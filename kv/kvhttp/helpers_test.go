@@ -9,14 +9,17 @@ import (
 	"time"
 
 	"github.com/detbus/detbus/internal/apitest"
+	"github.com/detbus/detbus/internal/node/web"
 	"github.com/detbus/detbus/internal/testnats"
 	"github.com/detbus/detbus/kv"
 	"github.com/detbus/detbus/kv/kvhttp"
+	"github.com/detbus/detbus/tasks/taskshttp"
 	"github.com/detbus/detbus/transport"
 )
 
 // env is a kv store on a real embedded NATS node, served by the handler
-// under test on a loopback httptest server.
+// under test on a loopback httptest server, in the node's UI shell beside
+// the kv and tasks pages, as `detbus serve` serves it.
 type env struct {
 	t     *testing.T
 	nats  *transport.Server
@@ -27,13 +30,13 @@ type env struct {
 
 type envConfig struct {
 	opts   kvhttp.Options
-	token  string           // the token kvhttp.Protect requires ("": none)
-	users  []transport.User // the users kvhttp.Protect knows
+	token  string           // the token web.Protect requires ("": none)
+	users  []transport.User // the users web.Protect knows
 	logCfg transport.Config // the store's log
 }
 
 // newEnv starts a node, opens a store on it and serves the handler,
-// wrapped in kvhttp.Protect(token). Everything stops at cleanup: the
+// wrapped in web.Protect(token). Everything stops at cleanup: the
 // requests first (event streams included), then the store, then NATS.
 func newEnv(t *testing.T, cfg envConfig) *env {
 	t.Helper()
@@ -49,7 +52,11 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	protected, err := kvhttp.Protect(h, kvhttp.Access{Token: cfg.token, Users: cfg.users})
+	ui, err := web.New([]web.Page{kvhttp.Page(), taskshttp.Page()}, []web.API{{Prefix: kvhttp.APIPrefix, Handler: h}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	protected, err := web.Protect(ui, web.Access{Token: cfg.token, Users: cfg.users})
 	if err != nil {
 		t.Fatal(err)
 	}

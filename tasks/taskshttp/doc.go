@@ -1,7 +1,8 @@
 // Package taskshttp serves the task queues of a [tasks.Client] over HTTP:
-// a JSON API in one [http.Handler], made by [New]. `detbus serve` mounts
-// it beside the kv API, behind the same access rule (kvhttp.Protect), and
-// the browser UI of package kvhttp shows it at /tasks.
+// a JSON API in one [http.Handler], made by [New], and the tasks page of
+// the node's browser UI ([Page]), which the shell of package web serves
+// at /tasks. `detbus serve` mounts both beside the kv API and page,
+// behind the same access rule (web.Protect).
 //
 // # JSON API
 //
@@ -85,7 +86,7 @@
 //
 //   - 400: malformed JSON (the message names the field or byte offset), an
 //     invalid queue name, create_queue field, task or query parameter
-//   - 401, 403: the access rule (kvhttp.Protect), or a cross-origin
+//   - 401, 403: the access rule (web.Protect), or a cross-origin
 //     browser write, or NATS refusing the node's credentials
 //   - 404: unknown queue (or one not created yet, for its tasks), task or
 //     path
@@ -100,9 +101,17 @@
 // # Access
 //
 // [New] does no authentication; it rejects cross-origin browser writes
-// ([http.CrossOriginProtection]). Wrap it, or the mux that holds it, with
-// kvhttp.Protect for a node's token or loopback rule, as `detbus serve`
-// does.
+// ([http.CrossOriginProtection]). Wrap it, or the handler of package web
+// that holds it, with web.Protect for a node's token, users or loopback
+// rule, as `detbus serve` does.
+//
+// # Browser UI
+//
+// [Page] is the tasks page of the UI: it lists queues with their counts
+// by state, a queue's tasks with their state, attempts, last error and
+// worker, a task's payload and result, creates queues, enqueues, cancels
+// and retries tasks, and shows rejections. It polls /api/tasks/status
+// every second and reloads what it shows when it moves.
 //
 // # Concurrency
 //

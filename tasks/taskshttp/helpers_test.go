@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/detbus/detbus/internal/apitest"
+	"github.com/detbus/detbus/internal/node/web"
 	"github.com/detbus/detbus/internal/testnats"
 	"github.com/detbus/detbus/kv"
 	"github.com/detbus/detbus/kv/kvhttp"
@@ -18,8 +19,8 @@ import (
 )
 
 // env is a tasks client on a real embedded NATS node, served by the
-// handler under test on a loopback httptest server, behind kvhttp.Protect
-// as a node serves it.
+// handler under test on a loopback httptest server, in the node's UI
+// shell behind web.Protect, as a node serves it.
 type env struct {
 	t      *testing.T
 	log    *transport.Log
@@ -29,9 +30,9 @@ type env struct {
 
 type envConfig struct {
 	opts  taskshttp.Options
-	token string // the token kvhttp.Protect requires ("": none)
-	// ui also opens a kv store on the log and serves its handler, which
-	// holds the browser UI, at the other paths, as `detbus serve` does.
+	token string // the token web.Protect requires ("": none)
+	// ui also opens a kv store on the log and serves its API, as
+	// `detbus serve` does: the kv page, the first of the UI, needs it.
 	ui bool
 }
 
@@ -52,8 +53,7 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/api/tasks/", h)
+	apis := []web.API{{Prefix: taskshttp.APIPrefix, Handler: h}}
 	if cfg.ui {
 		store, err := kv.Open(ctxT(t), e.log, kv.Options{Replica: "test", SnapshotEvery: -1, SnapshotInterval: -1})
 		if err != nil {
@@ -64,9 +64,13 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 		if err != nil {
 			t.Fatal(err)
 		}
-		mux.Handle("/", kh)
+		apis = append(apis, web.API{Prefix: kvhttp.APIPrefix, Handler: kh})
 	}
-	protected, err := kvhttp.Protect(mux, kvhttp.Access{Token: cfg.token})
+	ui, err := web.New([]web.Page{kvhttp.Page(), taskshttp.Page()}, apis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	protected, err := web.Protect(ui, web.Access{Token: cfg.token})
 	if err != nil {
 		t.Fatal(err)
 	}

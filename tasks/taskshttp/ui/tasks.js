@@ -400,6 +400,7 @@ function kick() {
 }
 
 async function start() {
+  $("status").title = "the page asks the node for changes every second";
   $("create-queue").addEventListener("submit", createQueue);
   $("enqueue").addEventListener("submit", enqueue);
   $("cancel-task").addEventListener("click", () => taskAction("cancel"));

@@ -1,4 +1,4 @@
-package kvhttp
+package web
 
 import (
 	"crypto/rand"
@@ -340,4 +340,4 @@ func (g *guard) deny(w http.ResponseWriter, r *http.Request, problem string) {
 	}{problem, next, len(g.users) > 0})
 }
 
-var loginPage = template.Must(template.ParseFS(assets, "ui/login.html"))
+var loginPage = template.Must(template.ParseFS(shellFiles, "ui/login.html"))
