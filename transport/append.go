@@ -110,6 +110,9 @@ func (l *Log) newMsg(ctx context.Context, esk string, payload []byte, opts []Wri
 	if err := ValidateESK(esk); err != nil {
 		return nil, err
 	}
+	if l.cfg.copyOf != "" {
+		return nil, fmt.Errorf("%w: ESK %q belongs to site %s, and %s holds a copy of its log: write at %s (Log.Owner)", ErrNotOwner, esk, l.cfg.copyOf, l.cfg.copyAt, l.cfg.copyOf)
+	}
 	if len(payload) > l.cfg.MaxPayload {
 		return nil, fmt.Errorf("%w: event for ESK %q is %d bytes, the limit is %d", ErrPayloadTooLarge, esk, len(payload), l.cfg.MaxPayload)
 	}

@@ -59,6 +59,12 @@ type Config struct {
 	// an existing stream, for users whose credentials may not manage
 	// streams.
 	NoProvision bool
+	// Site, when set, opens that site's own log (see [SiteConfig]): the
+	// stream "<Stream>_<Site>" with subjects "<Prefix>.<Site>.>", placed
+	// on the site's servers. After defaults, Stream and Prefix are these.
+	Site string
+
+	copyOf, copyAt string // a copy of copyOf's log held at copyAt
 }
 
 func (c *Config) setDefaults() {
@@ -73,6 +79,14 @@ func (c *Config) setDefaults() {
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
+	}
+	if c.Site != "" {
+		if !strings.HasSuffix(c.Stream, "_"+c.Site) {
+			c.Stream += "_" + c.Site
+		}
+		if !strings.HasSuffix(c.Prefix, "."+c.Site) {
+			c.Prefix += "." + c.Site
+		}
 	}
 	if c.Clock == nil {
 		c.Clock = hlc.NewClock(nil, 500*time.Millisecond)
@@ -104,6 +118,11 @@ func (c Config) Validate() error {
 	if c.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("%w: negative timeout %v", ErrInvalidOption, c.Timeout))
 	}
+	if c.Site != "" {
+		if err := ValidateSiteName(c.Site); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -124,6 +143,7 @@ type Log struct {
 	noTrace     atomic.Bool   // the servers do not trace direct gets
 	delivered   atomic.Uint64 // events delivered by Events
 	noConsumers atomic.Bool   // the user may not create consumers: read with direct gets
+	site        siteState
 	async       asyncWriter
 	runReplies  runReplies
 	denied      denials
@@ -162,7 +182,9 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Log, error) {
 		return nil, fmt.Errorf("%w: stream %q: %v", ErrUnavailable, cfg.Stream, err)
 	}
 	l.replicas.Store(int64(l.stream.CachedInfo().Config.Replicas))
-	l.noConsumers.Store(!l.mayCreateConsumers(ctx))
+	// A site reads with direct gets: consumers need the metadata that
+	// every site shares, out of reach during a partition.
+	l.noConsumers.Store(cfg.Site != "" || cfg.copyOf != "" || !l.mayCreateConsumers(ctx))
 	l.gets, err = newDirectGetter(nc, cfg.Stream)
 	if err != nil {
 		return nil, err
@@ -212,6 +234,7 @@ func (l *Log) streamConfig() jetstream.StreamConfig {
 		AllowDirect:        true,
 		AllowAtomicPublish: true,
 		AllowBatchPublish:  true,
+		Placement:          l.placement(),
 	}
 }
 

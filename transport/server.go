@@ -55,6 +55,9 @@ type ServerConfig struct {
 	Auth AuthConfig
 	// TLS, when set, makes the client listener require TLS.
 	TLS *TLSConfig
+	// Site, when named, makes the server a site linked to other sites
+	// (see [SiteConfig]).
+	Site SiteConfig
 }
 
 // ClusterConfig places an embedded server in a NATS cluster.
@@ -97,6 +100,15 @@ func (c ServerConfig) Validate() error {
 	}
 	if c.Cluster.Name != "" && len(c.Cluster.Routes) == 0 {
 		errs = append(errs, fmt.Errorf("%w: cluster %q needs routes", ErrInvalidOption, c.Cluster.Name))
+	}
+	if err := c.Site.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Site.Name != "" && c.Cluster.Name != "" && c.Cluster.Name != c.Site.Name {
+		errs = append(errs, fmt.Errorf("%w: the cluster of site %q must be named %q, not %q", ErrInvalidOption, c.Site.Name, c.Site.Name, c.Cluster.Name))
+	}
+	if c.Site.Name != "" && c.DontListen {
+		errs = append(errs, fmt.Errorf("%w: a site must listen for clients", ErrInvalidOption))
 	}
 	return errors.Join(errs...)
 }
@@ -173,6 +185,11 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 				return nil, fmt.Errorf("%w: route %q: %v", ErrInvalidOption, r, err)
 			}
 			opts.Routes = append(opts.Routes, u)
+		}
+	}
+	if cfg.Site.Name != "" {
+		if err := applySite(opts, &cfg); err != nil {
+			return nil, err
 		}
 	}
 	var node *User
@@ -263,6 +280,13 @@ func checkResources(cfg ServerConfig) error {
 	ports = append(ports, listener{"HTTP monitoring port", cfg.Host, cfg.HTTPPort})
 	if cfg.Cluster.Name != "" {
 		ports = append(ports, listener{"cluster route port", cfg.Cluster.Host, cfg.Cluster.Port})
+	}
+	if cfg.Site.Name != "" {
+		host := cfg.Site.Host
+		if host == "" {
+			host = cfg.Host
+		}
+		ports = append(ports, listener{"gateway port", host, cfg.Site.Port})
 	}
 	for _, p := range ports {
 		if p.port <= 0 {

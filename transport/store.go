@@ -58,16 +58,18 @@ func (l *Log) Bucket(ctx context.Context, cfg BucketConfig) (*Bucket, error) {
 	}
 	ctx, cancel := l.withTimeout(ctx)
 	defer cancel()
-	ctx, release := l.denied.guard(ctx, "", "$JS.API.STREAM.INFO.KV_"+cfg.Name)
+	name := l.siteBucket(cfg.Name)
+	ctx, release := l.denied.guard(ctx, "", "$JS.API.STREAM.INFO.KV_"+name)
 	defer release()
-	kv, err := l.js.KeyValue(ctx, cfg.Name)
+	kv, err := l.js.KeyValue(ctx, name)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		kv, err = l.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: cfg.Name, Description: cfg.Description, History: uint8(max(cfg.History, 1)),
+			Bucket: name, Description: cfg.Description, History: uint8(max(cfg.History, 1)),
 			TTL: cfg.TTL, Storage: jetstream.FileStorage, Replicas: max(int(l.replicas.Load()), 1),
+			Placement: l.placement(),
 		})
 		if errors.Is(err, jetstream.ErrBucketExists) {
-			kv, err = l.js.KeyValue(ctx, cfg.Name)
+			kv, err = l.js.KeyValue(ctx, name)
 		}
 	}
 	if ferr := forbidden(ctx); ferr != nil {
@@ -76,7 +78,7 @@ func (l *Log) Bucket(ctx context.Context, cfg BucketConfig) (*Bucket, error) {
 	if err != nil {
 		return nil, l.storeErr("bucket "+cfg.Name, err)
 	}
-	return &Bucket{kv: kv, name: cfg.Name, l: l}, nil
+	return &Bucket{kv: kv, name: name, l: l}, nil
 }
 
 // BindBucket binds a bucket that exists.
@@ -88,19 +90,20 @@ func (l *Log) BindBucket(ctx context.Context, name string) (*Bucket, error) {
 	}
 	ctx, cancel := l.withTimeout(ctx)
 	defer cancel()
-	ctx, release := l.denied.guard(ctx, "", "$JS.API.STREAM.INFO.KV_"+name)
+	stored := l.siteBucket(name)
+	ctx, release := l.denied.guard(ctx, "", "$JS.API.STREAM.INFO.KV_"+stored)
 	defer release()
-	kv, err := l.js.KeyValue(ctx, name)
+	kv, err := l.js.KeyValue(ctx, stored)
 	if ferr := forbidden(ctx); ferr != nil {
 		err = ferr
 	}
 	if err != nil {
 		return nil, l.storeErr("bucket "+name, err)
 	}
-	return &Bucket{kv: kv, name: name, l: l}, nil
+	return &Bucket{kv: kv, name: stored, l: l}, nil
 }
 
-// Name returns the bucket's name.
+// Name returns the bucket's name in JetStream (at a site, "<name>-<site>").
 func (b *Bucket) Name() string { return b.name }
 
 // Create stores value under key only if the key holds nothing, and
@@ -246,16 +249,17 @@ func (l *Log) Objects(ctx context.Context, name, description string, create bool
 	}
 	ctx, cancel := l.withTimeout(ctx)
 	defer cancel()
-	ctx, release := l.denied.guard(ctx, "", "$JS.API.STREAM.INFO.OBJ_"+name)
+	stored := l.siteBucket(name)
+	ctx, release := l.denied.guard(ctx, "", "$JS.API.STREAM.INFO.OBJ_"+stored)
 	defer release()
-	obs, err := l.js.ObjectStore(ctx, name)
+	obs, err := l.js.ObjectStore(ctx, stored)
 	if errors.Is(err, jetstream.ErrBucketNotFound) && create {
 		obs, err = l.js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
-			Bucket: name, Description: description, Storage: jetstream.FileStorage,
-			Replicas: max(int(l.replicas.Load()), 1),
+			Bucket: stored, Description: description, Storage: jetstream.FileStorage,
+			Replicas: max(int(l.replicas.Load()), 1), Placement: l.placement(),
 		})
 		if errors.Is(err, jetstream.ErrBucketExists) {
-			obs, err = l.js.ObjectStore(ctx, name)
+			obs, err = l.js.ObjectStore(ctx, stored)
 		}
 	}
 	if ferr := forbidden(ctx); ferr != nil {
@@ -264,7 +268,7 @@ func (l *Log) Objects(ctx context.Context, name, description string, create bool
 	if err != nil {
 		return nil, l.storeErr("object store "+name, err)
 	}
-	return &Objects{obs: obs, name: name, l: l}, nil
+	return &Objects{obs: obs, name: stored, l: l}, nil
 }
 
 // Put stores data as the object name with metadata, replacing any object
