@@ -67,17 +67,7 @@ func printTransforms(ctx context.Context, w io.Writer, l *transport.Log) error {
 	fmt.Fprintf(tw, "TRANSFORM\tGEN\tOUTPUT\tINSTANCE\tINPUT SEQ\tLAG\tOUTPUTS\tWON\tLOST\tREJECTED\tDIVERGENCES\tSTATE\tHEARTBEAT\n")
 	now := time.Now()
 	for _, s := range list {
-		state := "running"
-		switch {
-		case s.Stopped != "":
-			state = "stopped"
-		case s.Stale(now):
-			state = "stale" // killed, or cut off from NATS: its heartbeat stopped
-		case s.Shadow:
-			state = "shadow"
-		case s.Observer:
-			state = "observer"
-		}
+		state := s.State(now) // stale: killed, or cut off from NATS
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s ago\n", printable(s.Name), max(s.Generation, 1), printable(s.Output), printable(s.Instance), s.InputSeq, s.Lag, s.Outputs, s.Won, s.Lost,
 			s.Rejections, len(s.Divergences), state, now.Sub(s.Updated).Round(time.Second))
 	}
