@@ -58,12 +58,9 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	for i, p := range routePorts {
 		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", p)
 	}
-	var urls []string
-	procs := make([]*node, *nodes)
-	banners := make([]map[string]string, *nodes) // each node's, once ready
-	ready := make(chan int, *nodes)
-	exited := make(chan error, *nodes)
-	var outMu sync.Mutex
+	names := make([]string, *nodes)
+	argv := make([][]string, *nodes)
+	urls := make([]string, *nodes)
 	for i := range *nodes {
 		name := fmt.Sprintf("n%d", i+1)
 		a := []string{"serve", "--name", name, "--host", "127.0.0.1", "--port", strconv.Itoa(clientPorts[i]), "--http-port", "0",
@@ -74,20 +71,49 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		} else {
 			a = append(a, "--http", "")
 		}
-		a = append(a, extra...)
-		cmd := exec.Command(exe, a...)
+		names[i], argv[i] = name, append(a, extra...)
+		urls[i] = fmt.Sprintf("nats://127.0.0.1:%d", clientPorts[i])
+	}
+	ps, err := startNodes(ctx, exe, names, argv, stdout)
+	if err != nil || ps == nil {
+		return err
+	}
+	defer stopAll(ps.procs)
+	ps.outMu.Lock()
+	printClusterReady(stdout, ps.banners, strings.Join(urls, ","))
+	ps.outMu.Unlock()
+	return ps.wait(ctx)
+}
+
+// nodeProcs are serve processes started by startNodes.
+type nodeProcs struct {
+	procs   []*node
+	banners []map[string]string // each node's ready banner
+	exited  chan error
+	outMu   sync.Mutex // held while writing to stdout
+}
+
+// startNodes starts a `detbus serve` process per name with its argv and
+// waits until every one has printed its ready banner. Their other output
+// goes to stdout, each line marked with the node's name. It returns nil,
+// nil when ctx ends first, and an error when a node exits first; in both
+// cases it stops the nodes.
+func startNodes(ctx context.Context, exe string, names []string, argv [][]string, stdout io.Writer) (*nodeProcs, error) {
+	ps := &nodeProcs{procs: make([]*node, len(names)), banners: make([]map[string]string, len(names)), exited: make(chan error, len(names))}
+	ready := make(chan int, len(names))
+	for i, name := range names {
+		cmd := exec.Command(exe, argv[i]...)
 		pr, pw := io.Pipe()
 		cmd.Stdout, cmd.Stderr = pw, pw
 		if err := cmd.Start(); err != nil {
-			stopAll(procs)
-			return fmt.Errorf("start node %s: %w", name, err)
+			stopAll(ps.procs)
+			return nil, fmt.Errorf("start node %s: %w", name, err)
 		}
 		nd := &node{cmd: cmd, done: make(chan struct{})}
-		procs[i] = nd
-		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", clientPorts[i]))
+		ps.procs[i] = nd
 		go func() {
-			// The node's ready banner goes into the cluster's summary;
-			// every other line is passed on, marked with the node.
+			// The node's ready banner goes into the summary; every
+			// other line is passed on, marked with the node.
 			sc := bufio.NewScanner(pr)
 			var banner map[string]string // while reading the banner
 			said := false
@@ -98,9 +124,9 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 					said, banner = true, map[string]string{}
 					continue
 				case banner != nil && strings.HasPrefix(line, "Stop with Ctrl-C"):
-					outMu.Lock()
-					banners[i] = banner
-					outMu.Unlock()
+					ps.outMu.Lock()
+					ps.banners[i] = banner
+					ps.outMu.Unlock()
 					banner = nil
 					ready <- i
 					continue
@@ -110,34 +136,37 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 					}
 					continue
 				}
-				outMu.Lock()
+				ps.outMu.Lock()
 				fmt.Fprintf(stdout, "[%s] %s\n", name, line)
-				outMu.Unlock()
+				ps.outMu.Unlock()
 			}
 		}()
 		go func() {
 			err := cmd.Wait()
 			pw.Close()
 			close(nd.done)
-			exited <- fmt.Errorf("node %s exited: %v", name, err)
+			ps.exited <- fmt.Errorf("node %s exited: %v", name, err)
 		}()
 	}
-	defer stopAll(procs)
-	for n := 0; n < *nodes; {
+	for n := 0; n < len(names); {
 		select {
 		case <-ready:
 			n++
-		case err := <-exited:
-			return err
+		case err := <-ps.exited:
+			stopAll(ps.procs)
+			return nil, err
 		case <-ctx.Done():
-			return nil
+			stopAll(ps.procs)
+			return nil, nil
 		}
 	}
-	outMu.Lock()
-	printClusterReady(stdout, banners, strings.Join(urls, ","))
-	outMu.Unlock()
+	return ps, nil
+}
+
+// wait returns when a node exits (with its error) or ctx ends.
+func (ps *nodeProcs) wait(ctx context.Context) error {
 	select {
-	case err := <-exited:
+	case err := <-ps.exited:
 		return err
 	case <-ctx.Done():
 		return nil
