@@ -23,6 +23,7 @@ type nodeHTTP struct {
 	token bool   // whether requests need the token
 	kv    mounted
 	tasks mounted
+	sites mounted
 }
 
 // serveNodeHTTP serves a node's HTTP endpoints on addr until ctx is done.
@@ -44,9 +45,11 @@ func serveNodeHTTP(ctx context.Context, addr, token string, users []transport.Us
 	}
 	n := &nodeHTTP{addr: ln.Addr().String(), token: token != "" || len(users) > 0}
 	n.kv.what, n.tasks.what = "the kv store", "the tasks client"
+	n.sites.what = "the site (this node runs without --site)"
 	ui, err := web.New([]web.Page{kvhttp.Page(), taskshttp.Page()}, []web.API{
 		{Prefix: kvhttp.APIPrefix, Handler: &n.kv},
 		{Prefix: taskshttp.APIPrefix, Handler: &n.tasks},
+		{Prefix: "/api/sites/", Handler: &n.sites},
 	})
 	if err != nil {
 		ln.Close()
@@ -77,6 +80,9 @@ func (n *nodeHTTP) mount(h http.Handler) { n.kv.h.Store(&h) }
 
 // mountTasks serves h (the tasks API) under /api/tasks/ from now on.
 func (n *nodeHTTP) mountTasks(h http.Handler) { n.tasks.h.Store(&h) }
+
+// mountSites serves h (the site's report) under /api/sites from now on.
+func (n *nodeHTTP) mountSites(h http.Handler) { n.sites.h.Store(&h) }
 
 // mounted serves a handler mounted once the node has opened what it
 // serves, and 503 before.

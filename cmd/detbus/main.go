@@ -54,6 +54,7 @@ func commands() []command {
 	return []command{
 		{"serve", "[flags]", "start a node: embedded NATS with JetStream, the EVENTS stream and the request service", runServe},
 		{"cluster", "[--nodes 3] [--port 4222]", "start a development cluster: serve processes on loopback, the log on every node", runCluster},
+		{"sites", "[--names a,b,c] [--port 4222]", "start development sites: serve --site processes on loopback, each writing its own log and copying the others'", runSites},
 		{"write", "<esk> <json> [--index N]", "append an event; with --index, only if N is the ESK's next index", runWrite},
 		{"tail", "<esk|pattern> [--from N] [--follow]", "print events in log order", runTail},
 		{"status", "[--esk pattern]", "show the stream and every ESK with its count", runStatus},

@@ -44,6 +44,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var sec securityFlags
 	sec.register(fs)
 	anonymous := fs.Bool("allow-anonymous", false, "with --host beyond loopback and no --auth, accept clients without credentials (any client on the network may then write any ESK)")
+	var site siteFlags
+	site.register(fs)
 	var dets multiFlag
 	fs.Var(&dets, "transform", "run an instance of this deterministic transform in the node (repeatable; "+transformNames()+")")
 	if _, err := parse(fs, args, 0, 0); err != nil {
@@ -60,8 +62,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *routes != "" {
 		cfg.Cluster.Routes = strings.Split(*routes, ",")
 	}
+	if err := site.apply(&cfg, &lc, flagSet(fs, "name")); err != nil {
+		return err
+	}
 	if err := sec.apply(&cfg, lc); err != nil {
 		return err
+	}
+	if cfg.Site.Name != "" && len(cfg.Auth.Users) > 0 {
+		return usagef("--site with --auth: users' permissions name one stream, and do not cover a site's own log and copies yet")
 	}
 	if len(cfg.Auth.Users) == 0 && !*anonymous && !isLoopback(cfg.Host) {
 		return usagef("serve: --host %s accepts clients beyond this machine: give --auth FILE with users, or --allow-anonymous to let any client on the network write any ESK", cfg.Host)
@@ -123,6 +131,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := provisionBuckets(ctx, l); err != nil {
 		return err
 	}
+	siteLine := "off"
+	if cfg.Site.Name != "" {
+		sn, stopSite, err := startSite(ctx, l, srv)
+		if err != nil {
+			return err
+		}
+		defer stopSite()
+		if web != nil {
+			web.mountSites(sn)
+		}
+		siteLine = fmt.Sprintf("%s  (other sites give --peer %s; own log %s, copies of the others beside it)", cfg.Site.Name, srv.GatewayURL(), l.Config().Stream)
+	}
 	if web != nil {
 		store, err := openKV(ctx, l, cfg.Name)
 		if err != nil {
@@ -174,6 +194,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
   kv UI:       %s
   tasks UI:    %s
   transforms:  %s
+  site:        %s
   data:        %s
   fsync:       %s
   auth:        %s
@@ -186,7 +207,7 @@ Try next, in another terminal:
   nats --server %s pub -J %s.orders.eu '{"side":"buy","qty":7}'
   nats --server %s req %s '{"esk":"orders.eu","index":3,"event":{"qty":1}}'
 Stop with Ctrl-C.
-`, url, lc.Stream, lc.Prefix, orNone(srv.MonitorURL()), httpURL, uiURL, tasksURL, orNone(strings.Join(dets, ", ")), cfg.StoreDir, sync, describeAuth(cfg), url, lc.Prefix, url, transport.SubjectExistsOrWrite)
+`, url, lc.Stream, lc.Prefix, orNone(srv.MonitorURL()), httpURL, uiURL, tasksURL, orNone(strings.Join(dets, ", ")), siteLine, cfg.StoreDir, sync, describeAuth(cfg), url, lc.Prefix, url, transport.SubjectExistsOrWrite)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "detbus node stopping")
 	return nil

@@ -48,6 +48,11 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if l.Site() != "" {
+		if err := printSite(ctx, stdout, l); err != nil {
+			return err
+		}
+	}
 	return printTransforms(ctx, stdout, l)
 }
 

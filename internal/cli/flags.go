@@ -44,6 +44,7 @@ type ClientFlags struct {
 	URL     string
 	Stream  string
 	Prefix  string
+	Site    string
 	Timeout time.Duration
 	Creds   CredFlags
 }
@@ -107,6 +108,7 @@ func (c *ClientFlags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.URL, "nats", def, "NATS server URL(s), comma-separated")
 	fs.StringVar(&c.Stream, "stream", transport.DefaultStream, "JetStream stream holding the log")
 	fs.StringVar(&c.Prefix, "prefix", transport.DefaultPrefix, "subject prefix of ESKs")
+	fs.StringVar(&c.Site, "site", os.Getenv("DETBUS_SITE"), "the site whose own log to use, when the node runs as a site (or $DETBUS_SITE)")
 	fs.DurationVar(&c.Timeout, "timeout", transport.DefaultTimeout, "deadline of each call")
 	c.Creds.Register(fs)
 }
@@ -123,7 +125,7 @@ func (c *ClientFlags) Open(ctx context.Context) (*transport.Log, error) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
-	return transport.Connect(cctx, c.URL, transport.Config{Stream: c.Stream, Prefix: c.Prefix, Timeout: c.Timeout, NoProvision: true}, opts...)
+	return transport.Connect(cctx, c.URL, transport.Config{Stream: c.Stream, Prefix: c.Prefix, Site: c.Site, Timeout: c.Timeout, NoProvision: true}, opts...)
 }
 
 // Parse parses args, allowing flags after positional arguments, and
