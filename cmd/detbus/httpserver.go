@@ -12,18 +12,20 @@ import (
 	"github.com/detbus/detbus/internal/telemetry"
 	"github.com/detbus/detbus/kv/kvhttp"
 	"github.com/detbus/detbus/tasks/taskshttp"
+	"github.com/detbus/detbus/transform/board"
 	"github.com/detbus/detbus/transport"
 )
 
 // nodeHTTP is a node's HTTP server: /healthz for anyone, and behind the
 // access rule of web.Protect, /metrics and the UI's pages with their
-// APIs (kv and tasks), which answer 503 until mounted.
+// APIs (kv, tasks and transforms), which answer 503 until mounted.
 type nodeHTTP struct {
 	addr  string // the address it listens on
 	token bool   // whether requests need the token
 	kv    mounted
 	tasks mounted
 	sites mounted
+	dets  mounted // the transforms board
 }
 
 // serveNodeHTTP serves a node's HTTP endpoints on addr until ctx is done.
@@ -46,10 +48,12 @@ func serveNodeHTTP(ctx context.Context, addr, token string, users []transport.Us
 	n := &nodeHTTP{addr: ln.Addr().String(), token: token != "" || len(users) > 0}
 	n.kv.what, n.tasks.what = "the kv store", "the tasks client"
 	n.sites.what = "the site (this node runs without --site)"
-	ui, err := web.New([]web.Page{kvhttp.Page(), taskshttp.Page()}, []web.API{
+	n.dets.what = "the transforms board"
+	ui, err := web.New([]web.Page{kvhttp.Page(), taskshttp.Page(), board.Page()}, []web.API{
 		{Prefix: kvhttp.APIPrefix, Handler: &n.kv},
 		{Prefix: taskshttp.APIPrefix, Handler: &n.tasks},
 		{Prefix: "/api/sites/", Handler: &n.sites},
+		{Prefix: board.APIPrefix, Handler: &n.dets},
 	})
 	if err != nil {
 		ln.Close()
@@ -80,6 +84,10 @@ func (n *nodeHTTP) mount(h http.Handler) { n.kv.h.Store(&h) }
 
 // mountTasks serves h (the tasks API) under /api/tasks/ from now on.
 func (n *nodeHTTP) mountTasks(h http.Handler) { n.tasks.h.Store(&h) }
+
+// mountTransforms serves h (the transforms board's API) under
+// /api/transforms/ from now on.
+func (n *nodeHTTP) mountTransforms(h http.Handler) { n.dets.h.Store(&h) }
 
 // mountSites serves h (the site's report) under /api/sites from now on.
 func (n *nodeHTTP) mountSites(h http.Handler) { n.sites.h.Store(&h) }

@@ -17,6 +17,7 @@ import (
 	"github.com/detbus/detbus/tasks"
 	"github.com/detbus/detbus/tasks/taskshttp"
 	"github.com/detbus/detbus/transform"
+	"github.com/detbus/detbus/transform/board"
 	"github.com/detbus/detbus/transport"
 )
 
@@ -174,6 +175,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		web.mountTasks(th)
+		tb, err := board.New(l, board.Options{})
+		if err != nil {
+			return err
+		}
+		stopBoard := tb.Start(ctx)
+		defer stopBoard()
+		web.mountTransforms(tb.Handler())
 	}
 	for _, d := range dets {
 		stop, err := runInNode(ctx, l, d, cfg.Name)
