@@ -274,6 +274,7 @@ func (l *Log) deliver(ctx context.Context, esk string, index, seq uint64, stored
 	if len(ev.Header) == 0 {
 		ev.Header = nil
 	}
+	l.feedClock(ev.Time)
 	// A receive span joins the writer's trace; an event written outside
 	// any trace gets none, which spares every untraced event the cost.
 	span := noSpan

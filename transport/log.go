@@ -90,6 +90,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Clock == nil {
 		c.Clock = hlc.NewClock(nil, 500*time.Millisecond)
+		if c.Site != "" {
+			c.Clock = hlc.NewClock(nil, MaxClockLead)
+		}
 	}
 	if c.Tracer == nil {
 		c.Tracer = otel.Tracer("github.com/detbus/detbus/transport")
@@ -144,6 +147,7 @@ type Log struct {
 	delivered   atomic.Uint64 // events delivered by Events
 	noConsumers atomic.Bool   // the user may not create consumers: read with direct gets
 	site        siteState
+	clockFeed   *clockFeed // a copy feeds the site's clock
 	async       asyncWriter
 	runReplies  runReplies
 	denied      denials
@@ -170,6 +174,9 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Log, error) {
 		return nil, fmt.Errorf("transport: %w", err)
 	}
 	l := &Log{nc: nc, js: js, cfg: cfg, facts: newFactCache(cfg.Prefix)}
+	if cfg.copyOf != "" {
+		l.clockFeed = &clockFeed{}
+	}
 	l.denied.hook(nc)
 	ctx, cancel := l.withTimeout(ctx)
 	defer cancel()
