@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 
+	"github.com/detbus/detbus/internal/fold"
 	"github.com/detbus/detbus/transport"
 )
 
@@ -62,22 +63,22 @@ func (p dumpPos) position() transport.Position {
 }
 
 func toDumpRejs(r *rejections) dumpRejs {
-	out := dumpRejs{Count: r.count, Kept: []dumpRejection{}}
-	for _, x := range r.list() {
+	out := dumpRejs{Count: r.Count(), Kept: []dumpRejection{}}
+	for _, x := range r.List() {
 		out.Kept = append(out.Kept, dumpRejection{Pos: toDumpPos(x.Position), Table: x.Table, Reason: x.Reason, Data: x.Data})
 	}
 	return out
 }
 
 func (d dumpRejs) rejections() (rejections, error) {
-	if len(d.Kept) > MaxRejections || uint64(len(d.Kept)) > d.Count {
+	if len(d.Kept) > MaxRejections {
 		return rejections{}, fmt.Errorf("%d rejections kept of %d, at most %d", len(d.Kept), d.Count, MaxRejections)
 	}
-	r := rejections{count: d.Count}
+	kept := make([]Rejection, 0, len(d.Kept))
 	for _, x := range d.Kept {
-		r.ring = append(r.ring, Rejection{Position: x.Pos.position(), Table: x.Table, Reason: x.Reason, Data: x.Data})
+		kept = append(kept, Rejection{Position: x.Pos.position(), Table: x.Table, Reason: x.Reason, Data: x.Data})
 	}
-	return r, nil
+	return fold.NewRejections(d.Count, kept, MaxRejections)
 }
 
 // dump writes the whole state to w in its deterministic encoding. It

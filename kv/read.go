@@ -99,14 +99,14 @@ func (s *Store) Rejections(table string) []Rejection {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []Rejection
-	for _, x := range s.st.other.list() {
+	for _, x := range s.st.other.List() {
 		if table == "" || x.Table == table {
 			out = append(out, x)
 		}
 	}
 	for name, t := range s.st.tables {
 		if table == "" || name == table {
-			out = append(out, t.rej.list()...)
+			out = append(out, t.rej.List()...)
 		}
 	}
 	slices.SortFunc(out, func(a, b Rejection) int { return cmp.Compare(a.Position.Seq, b.Position.Seq) })
@@ -122,7 +122,7 @@ func (s *Store) Rejections(table string) []Rejection {
 func (s *Store) UndeclaredRejected() uint64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.st.other.count
+	return s.st.other.Count()
 }
 
 // Dump returns the whole state in a deterministic encoding (JSON, every
@@ -146,12 +146,6 @@ func (s *Store) Dump() ([]byte, uint64, error) {
 // the next change delivered counts them in Change.Dropped.
 const WatchBuffer = 1024
 
-type watcher struct {
-	table   string
-	ch      chan Change
-	dropped uint64
-}
-
 // Watch returns a channel of the changes the fold makes to table ("" for
 // every table, [ConfigTable] included) from now on: each op applied (with
 // the key's new Value, without Meta) or rejected (with Rejected set). The
@@ -161,46 +155,5 @@ type watcher struct {
 // A change is handed to the watchers before [Store.Wait] for its position
 // returns. The channel is closed when ctx is done or the store is closed.
 func (s *Store) Watch(ctx context.Context, table string) <-chan Change {
-	w := &watcher{table: table, ch: make(chan Change, WatchBuffer)}
-	s.watchMu.Lock()
-	if s.ctx.Err() != nil {
-		s.watchMu.Unlock()
-		close(w.ch)
-		return w.ch
-	}
-	s.watchers[w] = struct{}{}
-	s.nwatch.Add(1)
-	s.watchMu.Unlock()
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-s.closing:
-		}
-		s.watchMu.Lock()
-		if _, ok := s.watchers[w]; ok {
-			delete(s.watchers, w)
-			s.nwatch.Add(-1)
-			close(w.ch)
-		}
-		s.watchMu.Unlock()
-	}()
-	return w.ch
-}
-
-// broadcast hands a change to the watchers of its table, without waiting.
-func (s *Store) broadcast(c Change) {
-	s.watchMu.Lock()
-	defer s.watchMu.Unlock()
-	for w := range s.watchers {
-		if w.table != "" && w.table != c.Table {
-			continue
-		}
-		c.Dropped = w.dropped
-		select {
-		case w.ch <- c:
-			w.dropped = 0
-		default:
-			w.dropped++
-		}
-	}
+	return s.watchers.Chan(ctx, table, WatchBuffer, func(c *Change, dropped uint64) { c.Dropped = dropped })
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/detbus/detbus/internal/fold"
 	"github.com/detbus/detbus/internal/testnats"
 	"github.com/detbus/detbus/transport"
 	"github.com/nats-io/nats.go/jetstream"
@@ -47,7 +48,7 @@ func TestStoreRestartFromSnapshot(t *testing.T) {
 	}
 	write(30)
 	testnats.WaitFor(t, 20*time.Second, "a snapshot", func() error {
-		if a.snapTaken.Load() == 0 {
+		if a.f.SnapshotTaken() == 0 {
 			return errors.New("none yet")
 		}
 		return nil
@@ -64,8 +65,8 @@ func TestStoreRestartFromSnapshot(t *testing.T) {
 		t.Fatalf("snapshot object: %+v, %v; want one over 1 MiB", info, err)
 	}
 	snapAt, err := strconv.ParseUint(info.Metadata[metaSeq], 10, 64)
-	if err != nil || snapAt == 0 || snapAt != a.snapTaken.Load() {
-		t.Fatalf("the snapshot object covers %q, the store says %d", info.Metadata[metaSeq], a.snapTaken.Load())
+	if err != nil || snapAt == 0 || snapAt != a.f.SnapshotTaken() {
+		t.Fatalf("the snapshot object covers %q, the store says %d", info.Metadata[metaSeq], a.f.SnapshotTaken())
 	}
 	if snapAt >= a.Applied() {
 		// Make sure there is something to fold after the snapshot.
@@ -153,9 +154,9 @@ func TestStoreSnapshotPrune(t *testing.T) {
 	if _, err := a.Snapshot(ctx); err != nil {
 		t.Fatal(err)
 	}
-	old := staleSnapshotAge
-	staleSnapshotAge = 0
-	t.Cleanup(func() { staleSnapshotAge = old })
+	old := fold.StaleSnapshotAge
+	fold.StaleSnapshotAge = 0
+	t.Cleanup(func() { fold.StaleSnapshotAge = old })
 	b := open(t, l, Options{Replica: "b"})
 	must(t)(b.Set(ctx, "t", "k", 1))
 	if _, err := b.Snapshot(ctx); err != nil {

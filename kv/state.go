@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/detbus/detbus/hlc"
+	"github.com/detbus/detbus/internal/fold"
 	"github.com/detbus/detbus/kv/crdt"
 	"github.com/detbus/detbus/transport"
 )
@@ -23,7 +24,7 @@ type event struct {
 	data        []byte
 }
 
-func eventOf(ev transport.Event) event {
+func eventOf(ev *transport.Event) event {
 	return event{pos: ev.Position(), ts: ev.Time, clamped: ev.Clamped, contentType: ev.ContentType(), data: ev.Data}
 }
 
@@ -73,28 +74,7 @@ func (t *table) intern(b []byte) string {
 }
 
 // rejections counts rejections and keeps the newest MaxRejections.
-type rejections struct {
-	count uint64
-	ring  []Rejection
-	next  int // where the next one goes once ring is full
-}
-
-func (r *rejections) add(x Rejection) {
-	r.count++
-	if len(r.ring) < MaxRejections {
-		r.ring = append(r.ring, x)
-		return
-	}
-	r.ring[r.next] = x
-	r.next = (r.next + 1) % MaxRejections
-}
-
-// list returns the kept rejections, oldest first.
-func (r *rejections) list() []Rejection {
-	out := make([]Rejection, 0, len(r.ring))
-	out = append(out, r.ring[r.next:]...)
-	return append(out, r.ring[:r.next]...)
-}
+type rejections = fold.Rejections[Rejection]
 
 func newState() *state {
 	st := &state{tables: map[string]*table{}}
@@ -126,9 +106,9 @@ func (st *state) apply(ev event) result {
 	reject := func(key string, err error) result {
 		x := Rejection{Position: ev.pos, Table: name, Reason: err.Error(), Data: bytes.Clone(ev.data[:min(len(ev.data), maxRejectedData)])}
 		if t != nil {
-			t.rej.add(x)
+			t.rej.Add(x, MaxRejections)
 		} else {
-			st.other.add(x)
+			st.other.Add(x, MaxRejections)
 		}
 		res.key, res.rejected = key, &x
 		return res
@@ -392,7 +372,7 @@ func (t *table) sortedKeys() []string {
 
 // info describes t.
 func (t *table) info() TableInfo {
-	return TableInfo{Name: t.name, Type: t.typ, Keys: t.nexist, Ops: t.ops, Rejected: t.rej.count, Clamped: t.clamped, Declared: t.declared}
+	return TableInfo{Name: t.name, Type: t.typ, Keys: t.nexist, Ops: t.ops, Rejected: t.rej.Count(), Clamped: t.clamped, Declared: t.declared}
 }
 
 // value builds the Value of a key, with its Meta when meta is set.

@@ -113,8 +113,8 @@ func TestFoldLWW(t *testing.T) {
 	f.rejected(t, "users", `{"op":"set","key":"","value":1}`, "empty key")
 	f.rejected(t, "users", `{"op":"set","key":"`+strings.Repeat("k", MaxKeyLength+1)+`","value":1}`, "the limit is 1024")
 	f.rejected(t, "users", `{"op":"frob","key":"alice"}`, `unknown op "frob"`)
-	if tb := f.st.tables["users"]; tb.ops != 4 || tb.rej.count != 6 {
-		t.Errorf("ops %d, rejected %d; want 4 and 6", tb.ops, tb.rej.count)
+	if tb := f.st.tables["users"]; tb.ops != 4 || tb.rej.Count() != 6 {
+		t.Errorf("ops %d, rejected %d; want 4 and 6", tb.ops, tb.rej.Count())
 	}
 }
 
@@ -207,10 +207,10 @@ func TestFoldConfig(t *testing.T) {
 	if tb := f.st.tables["users"]; tb.typ != TypeLWW || tb.declared.Seq != 2 {
 		t.Errorf("users: %s declared at %v", tb.typ, tb.declared)
 	}
-	if c := f.st.tables[ConfigTable]; c.ops != 2 || c.rej.count != 9 {
-		t.Errorf("_config: ops %d, rejected %d; want 2 and 9", c.ops, c.rej.count)
+	if c := f.st.tables[ConfigTable]; c.ops != 2 || c.rej.Count() != 9 {
+		t.Errorf("_config: ops %d, rejected %d; want 2 and 9", c.ops, c.rej.Count())
 	}
-	if f.st.other.count != 1 || f.st.other.list()[0].Table != "users" {
+	if f.st.other.Count() != 1 || f.st.other.List()[0].Table != "users" {
 		t.Errorf("undeclared rejections: %+v", f.st.other)
 	}
 	// An op on an ESK below a table's is not a table.
@@ -236,15 +236,15 @@ func TestFoldMalformedDoesNotBlock(t *testing.T) {
 	}
 	f.want(t, "users", "a", `"after"`)
 	tb := f.st.tables["users"]
-	if tb.rej.count != 11 || len(tb.rej.list()) != 11 {
-		t.Errorf("rejected %d, kept %d; want 11", tb.rej.count, len(tb.rej.list()))
+	if tb.rej.Count() != 11 || len(tb.rej.List()) != 11 {
+		t.Errorf("rejected %d, kept %d; want 11", tb.rej.Count(), len(tb.rej.List()))
 	}
 	for range 2 * MaxRejections {
 		f.put("users", "bad")
 	}
-	kept := tb.rej.list()
-	if len(kept) != MaxRejections || tb.rej.count != 11+2*MaxRejections || kept[len(kept)-1].Position.Seq != f.seq {
-		t.Errorf("kept %d of %d, newest at %d (want %d)", len(kept), tb.rej.count, kept[len(kept)-1].Position.Seq, f.seq)
+	kept := tb.rej.List()
+	if len(kept) != MaxRejections || tb.rej.Count() != 11+2*MaxRejections || kept[len(kept)-1].Position.Seq != f.seq {
+		t.Errorf("kept %d of %d, newest at %d (want %d)", len(kept), tb.rej.Count(), kept[len(kept)-1].Position.Seq, f.seq)
 	}
 }
 

@@ -8,10 +8,10 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
+	"github.com/detbus/detbus/internal/fold"
 	"github.com/detbus/detbus/transport"
 )
 
@@ -97,23 +97,20 @@ func validBucket(name string) bool {
 	return true
 }
 
-// snapshots reports whether the options ask for snapshots at all.
-func (o *Options) snapshots() bool { return o.SnapshotEvery > 0 || o.SnapshotInterval > 0 }
-
 // recentSize is how many folded events a Store remembers the outcome of,
 // for writers whose acknowledgement arrives after the fold passed their
-// event (a power of two).
+// event.
 const recentSize = 4096
 
 // outcome is what the fold did with one event.
 type outcome struct {
-	pos transport.Position
-	err error // the rejection, wrapping ErrInvalidOp, ErrTableType or ErrNoTable
+	index uint64
+	err   error // the rejection, wrapping ErrInvalidOp, ErrTableType or ErrNoTable
 }
 
-// Store is one replica of the key/value store: a goroutine (the
-// materializer) folds the log's "kv.>" events into local state, and reads
-// are answered from that state. A Store is safe for concurrent use.
+// Store is one replica of the key/value store: a fold (the materializer)
+// folds the log's "kv.>" events into local state, and reads are answered
+// from that state. A Store is safe for concurrent use.
 type Store struct {
 	log  *transport.Log
 	opts Options
@@ -121,30 +118,11 @@ type Store struct {
 
 	mu     sync.RWMutex // the fold holds it to write st; reads hold it to read
 	st     *state
-	recent [recentSize]outcome // by seq modulo recentSize, under mu
-	keysMu sync.Mutex          // the tables' sorted-key caches, while reading
+	keysMu sync.Mutex // the tables' sorted-key caches, while reading
 
-	applied atomic.Uint64
-
-	wmu     sync.Mutex
-	waiters []*waiter
-	nwait   atomic.Int64
-
-	watchMu  sync.Mutex
-	watchers map[*watcher]struct{}
-	nwatch   atomic.Int64
-
-	snapDue   chan struct{} // the fold asks for a snapshot
-	sinceSnap atomic.Int64  // ops folded since the last snapshot
-	snapTaken atomic.Uint64 // seq of the newest snapshot written
-	restored  uint64        // seq of the snapshot Open restored
-
-	ctx     context.Context
-	cancel  context.CancelFunc
-	done    chan struct{} // closed when the materializer has stopped
-	closing chan struct{} // closed by Close
-	wg      sync.WaitGroup
-	once    sync.Once
+	f        *fold.Fold[outcome]
+	watchers fold.Watchers[Change]
+	restored uint64 // seq of the snapshot Open restored
 }
 
 // Open opens a replica of the store on log: it restores the newest valid
@@ -156,9 +134,9 @@ type Store struct {
 //
 // A snapshot is valid when it belongs to the log's stream (same name,
 // prefix and creation time), does not lie beyond the stream's last
-// sequence, matches its hash and decodes. Invalid ones are logged and
-// skipped, falling back to older ones and finally to folding from the
-// start.
+// sequence, matches its hash, decodes and is confirmed by the log.
+// Invalid ones are logged and skipped, falling back to older ones and
+// finally to folding from the start.
 //
 // Errors: transport.ErrInvalidOption for options that do not validate,
 // transport.ErrUnavailable when the stream cannot be read (both wrapped).
@@ -167,30 +145,26 @@ func Open(ctx context.Context, log *transport.Log, opts Options) (*Store, error)
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Store{
-		log: log, opts: opts, lg: opts.Logger, st: newState(),
-		watchers: map[*watcher]struct{}{},
-		snapDue:  make(chan struct{}, 1),
-		done:     make(chan struct{}), closing: make(chan struct{}),
-	}
+	s := &Store{log: log, opts: opts, lg: opts.Logger, st: newState()}
 	sn, err := openSnapshots(ctx, log, opts)
 	if err != nil {
 		return nil, err
 	}
 	if !opts.NoRestore {
-		if st := sn.restore(ctx, s.lg); st != nil {
-			s.st = st
-			s.applied.Store(st.applied)
-			s.snapTaken.Store(st.applied)
-			s.restored = st.applied
+		if st, seq, ok := fold.Restore(ctx, sn, decodeSnapshot, nil); ok {
+			s.st, s.restored = st, seq
 		}
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	go s.run()
-	if opts.snapshots() {
-		s.wg.Add(1)
-		go s.snapshotLoop(sn)
+	cfg := fold.Config[outcome]{
+		Name: "kv", Sources: []fold.Source{fold.LogSource(log, ESKPrefix+">")}, Mu: &s.mu,
+		Apply: s.apply, KeepOutcomes: recentSize, Logger: s.lg,
+		Snapshots: sn, Encode: s.Dump, SnapshotEvery: opts.SnapshotEvery, SnapshotInterval: opts.SnapshotInterval,
+		SnapshotTimeout: max(log.Config().Timeout, time.Minute),
 	}
+	if s.f, err = fold.New(cfg); err != nil {
+		return nil, err
+	}
+	s.f.Start([]uint64{s.restored})
 	return s, nil
 }
 
@@ -201,18 +175,8 @@ func Open(ctx context.Context, log *transport.Log, opts Options) (*Store, error)
 // Close returns does not change behind the caller. It does not close the
 // log. It is safe to call more than once.
 func (s *Store) Close() error {
-	s.once.Do(func() {
-		s.cancel()
-		close(s.closing)
-		<-s.done
-		s.wg.Wait()
-		s.watchMu.Lock()
-		for w := range s.watchers {
-			delete(s.watchers, w)
-			close(w.ch)
-		}
-		s.watchMu.Unlock()
-	})
+	s.f.Close()
+	s.watchers.Close()
 	return nil
 }
 
@@ -222,122 +186,27 @@ func (s *Store) Restored() uint64 { return s.restored }
 
 // Applied returns the stream sequence of the last event the materializer
 // folded (0 before the first).
-func (s *Store) Applied() uint64 { return s.applied.Load() }
+func (s *Store) Applied() uint64 { return s.f.Applied(0) }
 
-// run is the materializer. It reads the log from the event after the
-// last one read, starting over after an error, and hands the events to
-// the fold in another goroutine, so that reading and folding overlap.
-func (s *Store) run() {
-	defer close(s.done)
-	evs := make(chan transport.Event, foldQueue)
-	folded := make(chan struct{})
-	go func() {
-		defer close(folded)
-		s.foldLoop(evs)
-	}()
-	defer func() {
-		close(evs)
-		<-folded
-	}()
-	read := s.applied.Load() // the last event handed to the fold
-	backoff := 50 * time.Millisecond
-	for s.ctx.Err() == nil {
-		from := read + 1
-		for ev, err := range s.log.Events(s.ctx, []string{"kv.>"}, transport.ReadOptions{From: from, Follow: true}) {
-			if err != nil {
-				if s.ctx.Err() != nil {
-					return // closed: not a failure to read
-				}
-				s.lg.Warn("kv: reading the log", "from", from, "err", err)
-				break
-			}
-			select {
-			case evs <- ev:
-				read = ev.Seq
-			case <-s.ctx.Done():
-				return
-			}
-			backoff = 50 * time.Millisecond
-		}
-		select {
-		case <-s.ctx.Done():
-		case <-time.After(backoff):
-			backoff = min(2*backoff, 5*time.Second)
-		}
+// apply folds one event, with s.mu held for writing, and hands the
+// change to the watchers.
+func (s *Store) apply(_ int, tev *transport.Event) outcome {
+	ev := eventOf(tev)
+	r := s.st.apply(ev)
+	o := outcome{index: ev.pos.Index}
+	if r.rejected != nil {
+		o.err = rejectionError(r.rejected)
 	}
-}
-
-// foldQueue bounds the events read but not yet folded; foldBatch, the
-// events folded under one hold of the lock.
-const (
-	foldQueue = 1024
-	foldBatch = 64
-)
-
-// foldLoop folds the events from evs, in batches of those already
-// waiting.
-func (s *Store) foldLoop(evs <-chan transport.Event) {
-	batch := make([]transport.Event, 0, foldBatch)
-	var changes []Change
-	for ev := range evs {
-		batch = append(batch[:0], ev)
-	more:
-		for len(batch) < foldBatch {
-			select {
-			case ev, ok := <-evs:
-				if !ok {
-					break more
-				}
-				batch = append(batch, ev)
-			default:
-				break more
+	if s.watchers.Active() {
+		ch := Change{Table: r.table, Key: r.key, Position: ev.pos, Rejected: r.rejected}
+		if t := s.st.tables[r.table]; t != nil && r.rejected == nil {
+			if e := t.keys[r.key]; e != nil {
+				ch.Value, _ = t.value(r.key, e, false)
 			}
 		}
-		changes = s.fold(batch, changes[:0])
-		clear(batch)
+		s.watchers.Notify(r.table, ch)
 	}
-}
-
-// fold applies a batch of events and tells waiters, watchers and the
-// snapshotter.
-func (s *Store) fold(batch []transport.Event, changes []Change) []Change {
-	watching := s.nwatch.Load() > 0
-	s.mu.Lock()
-	for _, tev := range batch {
-		ev := eventOf(tev)
-		r := s.st.apply(ev)
-		o := outcome{pos: ev.pos}
-		if r.rejected != nil {
-			o.err = rejectionError(r.rejected)
-		}
-		s.recent[ev.pos.Seq%recentSize] = o
-		if watching {
-			ch := Change{Table: r.table, Key: r.key, Position: ev.pos, Rejected: r.rejected}
-			if t := s.st.tables[r.table]; t != nil && r.rejected == nil {
-				if e := t.keys[r.key]; e != nil {
-					ch.Value, _ = t.value(r.key, e, false)
-				}
-			}
-			changes = append(changes, ch)
-		}
-	}
-	s.mu.Unlock()
-	// Watchers first, so that once Wait returns the changes are in the
-	// watch channels.
-	for _, ch := range changes {
-		s.broadcast(ch)
-	}
-	s.applied.Store(batch[len(batch)-1].Seq)
-	if s.nwait.Load() > 0 {
-		s.notify()
-	}
-	if n := s.sinceSnap.Add(int64(len(batch))); s.opts.SnapshotEvery > 0 && n >= int64(s.opts.SnapshotEvery) {
-		select {
-		case s.snapDue <- struct{}{}:
-		default:
-		}
-	}
-	return changes
+	return o
 }
 
 // rejectedError is returned, with the reason, by writes that the fold
@@ -366,65 +235,14 @@ func rejectionError(r *Rejection) error {
 	return &rejectedError{rej: *r, err: cause}
 }
 
-// waiter is a call waiting for the fold to reach seq.
-type waiter struct {
-	seq uint64
-	ch  chan struct{} // closed when applied >= seq
-}
-
-// notify wakes the waiters whose sequence the fold has reached.
-func (s *Store) notify() {
-	applied := s.applied.Load()
-	s.wmu.Lock()
-	kept := s.waiters[:0]
-	for _, w := range s.waiters {
-		if w.seq <= applied {
-			close(w.ch)
-			s.nwait.Add(-1)
-		} else {
-			kept = append(kept, w)
-		}
-	}
-	clear(s.waiters[len(kept):])
-	s.waiters = kept
-	s.wmu.Unlock()
-}
-
 // waitSeq waits until the fold has reached seq.
 func (s *Store) waitSeq(ctx context.Context, seq uint64) error {
-	if s.applied.Load() >= seq {
-		return nil
-	}
-	w := &waiter{seq: seq, ch: make(chan struct{})}
-	s.wmu.Lock()
-	s.waiters = append(s.waiters, w)
-	s.nwait.Add(1)
-	s.wmu.Unlock()
-	if s.applied.Load() >= seq {
-		s.notify()
-	}
-	select {
-	case <-w.ch:
-		return nil
-	case <-ctx.Done():
-		s.dropWaiter(w)
-		return ctx.Err()
-	case <-s.closing:
-		s.dropWaiter(w)
+	if err := s.f.Wait(ctx, 0, seq); errors.Is(err, fold.ErrClosed) {
 		return ErrClosed
+	} else if err != nil {
+		return err
 	}
-}
-
-func (s *Store) dropWaiter(w *waiter) {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	for i, x := range s.waiters {
-		if x == w {
-			s.waiters = append(s.waiters[:i], s.waiters[i+1:]...)
-			s.nwait.Add(-1)
-			return
-		}
-	}
+	return nil
 }
 
 // Wait returns once the materializer has folded the event at pos (its
@@ -459,16 +277,17 @@ func (s *Store) Sync(ctx context.Context) error {
 	if err := s.errClosed(); err != nil {
 		return err
 	}
-	seq, err := s.log.LastSeq(ctx, ESKPrefix+">")
-	if err != nil {
+	if err := s.f.Sync(ctx); errors.Is(err, fold.ErrClosed) {
+		return ErrClosed
+	} else if err != nil {
 		return err
 	}
-	return s.waitSeq(ctx, seq)
+	return nil
 }
 
 // errClosed reports a closed store.
 func (s *Store) errClosed() error {
-	if s.ctx.Err() != nil {
+	if s.f.Closed() {
 		return ErrClosed
 	}
 	return nil

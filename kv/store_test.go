@@ -314,11 +314,8 @@ func TestStoreWait(t *testing.T) {
 		t.Fatalf("sync: %v, applied %d, want %d", err, b.Applied(), last.Seq)
 	}
 	// The outcome of a write the fold has long passed is found in the log.
-	a.mu.Lock()
-	clear(a.recent[:])
-	a.mu.Unlock()
-	o, err := a.outcomeOf(ctx, "kv.t", last.Seq)
-	if err != nil || o.pos != last || o.err != nil {
+	o, err := a.lookupOutcome(ctx, transport.Position{ESK: last.ESK, Seq: last.Seq})
+	if err != nil || o != last {
 		t.Fatalf("outcome of %+v: %+v, %v", last, o, err)
 	}
 	err = b.Wait(ctx, transport.Position{ESK: "orders", Seq: 1})
@@ -331,7 +328,7 @@ func TestStoreWait(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- b.Wait(ctx, transport.Position{ESK: "kv.t", Seq: 1 << 40}) }()
 	testnats.WaitFor(t, 10*time.Second, "the waiter to register", func() error {
-		if b.nwait.Load() == 0 {
+		if b.f.Waiting(0) == 0 {
 			return errors.New("no waiter")
 		}
 		return nil

@@ -101,29 +101,29 @@ func (s *Store) publish(ctx context.Context, table string, payload []byte) (tran
 	if err := s.waitSeq(ctx, pos.Seq); err != nil {
 		return pos, fmt.Errorf("kv: the op was written at seq %d but not yet folded: %w", pos.Seq, err)
 	}
-	o, err := s.outcomeOf(ctx, esk, pos.Seq)
+	return s.outcomeOf(ctx, pos)
+}
+
+// outcomeOf returns the position of the event written at pos (its index
+// filled in), which the fold has folded, and its rejection if the fold
+// rejected it.
+func (s *Store) outcomeOf(ctx context.Context, pos transport.Position) (transport.Position, error) {
+	if o, ok := s.f.Outcome(0, pos.Seq); ok {
+		pos.Index = o.index
+		return pos, o.err
+	}
+	return s.lookupOutcome(ctx, pos)
+}
+
+// lookupOutcome is outcomeOf for an event the fold went more than
+// recentSize events past: it asks the log for its index.
+func (s *Store) lookupOutcome(ctx context.Context, pos transport.Position) (transport.Position, error) {
+	index, err := s.log.IndexOf(ctx, pos.ESK, pos.Seq)
 	if err != nil {
 		return pos, err
 	}
-	return o.pos, o.err
-}
-
-// outcomeOf returns what the fold did with the event at seq of esk, which
-// it has folded.
-func (s *Store) outcomeOf(ctx context.Context, esk string, seq uint64) (outcome, error) {
-	s.mu.RLock()
-	o := s.recent[seq%recentSize]
-	s.mu.RUnlock()
-	if o.pos.Seq == seq {
-		return o, nil
-	}
-	// The fold went more than recentSize events past it: ask the log for
-	// its index.
-	index, err := s.log.IndexOf(ctx, esk, seq)
-	if err != nil {
-		return outcome{}, err
-	}
-	return outcome{pos: transport.Position{ESK: esk, Index: index, Seq: seq}, err: s.rejectedAt(esk, seq)}, nil
+	pos.Index = index
+	return pos, s.rejectedAt(pos.ESK, pos.Seq)
 }
 
 // rejectedAt returns the rejection of the event at seq if it is still

@@ -32,11 +32,12 @@ func TestPureFloorsDoNotLinkNATS(t *testing.T) {
 	}
 }
 
-// TestOnlyTransportSpeaksToNATS: kv, tasks, transform and the node's HTTP
-// shell ask transport for what they need (publishing, reading, buckets)
-// and import no NATS client package themselves.
+// TestOnlyTransportSpeaksToNATS: kv, tasks, transform, the fold they
+// share and the node's HTTP shell ask transport for what they need
+// (publishing, reading, buckets) and import no NATS client package
+// themselves.
 func TestOnlyTransportSpeaksToNATS(t *testing.T) {
-	for _, pkg := range []string{"kv", "tasks", "transform", "transform/worker", "kv/kvhttp", "tasks/taskshttp", "internal/node/web", "transform/board"} {
+	for _, pkg := range []string{"kv", "tasks", "transform", "transform/worker", "kv/kvhttp", "tasks/taskshttp", "internal/node/web", "transform/board", "internal/fold"} {
 		for _, imp := range goList(t, "Imports", pkg) {
 			if strings.HasPrefix(imp, "github.com/nats-io/nats.go") || strings.HasPrefix(imp, "github.com/nats-io/nats-server") {
 				t.Errorf("%s imports %s", pkg, imp)
