@@ -53,8 +53,8 @@ func GenerationName(name string, gen uint) string { return generationName(name, 
 // [GenerationOutput]).
 func RejectionsESK(output string) string { return output + ".rejected" }
 
-// Rejection is what the runner records on [RejectionsESK] for an input
-// whose step failed.
+// Rejection is what the runner records on [RejectionsESK] ("<output>.rejected")
+// for an input whose step returned an error or panicked.
 type Rejection struct {
 	Input struct {
 		ESK   string `json:"esk"`

@@ -14,17 +14,6 @@ import (
 
 var tracer = otel.Tracer("github.com/detbus/detbus/transform")
 
-// rejection is what the runner records on "<output>.rejected" for an input
-// whose step returned an error.
-type rejection struct {
-	Input struct {
-		ESK   string `json:"esk"`
-		Index uint64 `json:"index"`
-		Seq   uint64 `json:"seq"`
-	} `json:"input"`
-	Error string `json:"error"`
-}
-
 // Run runs the instance until ctx is done (then it returns nil) or a
 // fatal error: a divergence under StopOnDivergence ([*DivergenceError]),
 // a snapshot it cannot restore ([ErrSnapshotVersion],
@@ -122,7 +111,7 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 			outs, stepErr := step(t, in)
 			now := time.Now()
 			if stepErr != nil {
-				var rec rejection
+				var rec Rejection
 				rec.Input.ESK, rec.Input.Index, rec.Input.Seq, rec.Error = in.ESK, in.Index, in.Seq, stepErr.Error()
 				r.pending.Add(1)
 				if err := c.add(ctx, pendingOutput{esk: rejectionsESK(spec), k: rejections, payload: JSON(rec), in: in, ctx: sctx, ready: now}); err != nil {

@@ -334,21 +334,15 @@ const maxClaims = 64
 
 // confirmed checks s against its claims in the log.
 func (st *SnapshotStore) confirmed(ctx context.Context, s Snapshot) error {
-	esk := ClaimsESK(s.Output, s.InputSeq)
-	n, err := st.log.Count(ctx, esk)
+	claims, err := Claims(ctx, st.log, s.Output, s.InputSeq)
 	if err != nil {
 		return err
 	}
-	if n == 0 {
-		return fmt.Errorf("%w: no claim of %s at input %d in %s", ErrSnapshotUnconfirmed, s.Name, s.InputSeq, esk)
+	if len(claims) == 0 {
+		return fmt.Errorf("%w: no claim of %s at input %d in %s", ErrSnapshotUnconfirmed, s.Name, s.InputSeq, ClaimsESK(s.Output, s.InputSeq))
 	}
-	for i := range min(n, maxClaims) {
-		ev, err := st.log.Get(ctx, esk, i)
-		if err != nil {
-			return err
-		}
-		var c Claim
-		if err := json.Unmarshal(ev.Data, &c); err != nil || !c.agrees(s) {
+	for i, c := range claims {
+		if !c.agrees(s) {
 			return fmt.Errorf("%w: claim %d of %s at input %d (by %q) says hash %s, the snapshot %s", ErrSnapshotUnconfirmed, i, s.Name, s.InputSeq, c.By, c.Hash, s.Hash)
 		}
 	}
