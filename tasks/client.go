@@ -2,13 +2,11 @@ package tasks
 
 import (
 	"bytes"
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/detbus/detbus/hlc"
+	"github.com/detbus/detbus/internal/fold"
 	"github.com/detbus/detbus/tasks/machine"
 	"github.com/detbus/detbus/transport"
 )
@@ -28,11 +27,17 @@ const ESKPrefix = "tasks."
 const (
 	DefaultKeepOutcomes     = 16384
 	DefaultKeepRejections   = 1000
-	DefaultRetryFoldAfter   = 500 * time.Millisecond
 	DefaultSnapshotEvery    = 10000
 	DefaultSnapshotInterval = time.Minute
 	DefaultSnapshotBucket   = "detbus-tasks-snapshots"
 	maxKeptRejectedPayload  = 1024
+
+	// DefaultRetryFoldAfter was the fixed delay before the fold read the
+	// log again after a failure.
+	//
+	// Deprecated: the fold now reads again 50ms after a failure, then
+	// twice as long each time up to a second; nothing uses this value.
+	DefaultRetryFoldAfter = 500 * time.Millisecond
 )
 
 // Options configures a [Client]. The zero value means every default.
@@ -63,8 +68,8 @@ type Options struct {
 	Snapshots string
 	// NoRestore folds the log from its start, ignoring snapshots.
 	NoRestore bool
-	// Logger receives malformed operations and skipped snapshots (warn)
-	// and fold restarts (error); default: discard.
+	// Logger receives malformed operations, skipped snapshots and fold
+	// restarts (warn); default: discard.
 	Logger *slog.Logger
 }
 
@@ -139,38 +144,16 @@ type Client struct {
 	clock *hlc.Clock
 	opts  Options
 
-	cancel context.CancelFunc
-	done   chan struct{}
-	closed atomic.Bool
+	mu     sync.RWMutex // the folded state: writes by the fold, reads by everyone
+	queues map[string]*queueState
+	counts map[string]uint64 // events applied per ESK
+	folded uint64            // stream sequence of the last event in the state
+	last   string            // its ESK
 
-	mu      sync.RWMutex // the folded state: writes by the fold, reads by everyone
-	queues  map[string]*queueState
-	counts  map[string]uint64 // events applied per ESK
-	folded  uint64            // stream sequence of the last event in the state
-	last    string            // its ESK
-	foldErr error             // last error of the fold, cleared by progress
-
-	// applied is the stream sequence of the last task event applied; it
-	// moves under wmu, after the state and the outcome are in place.
-	applied  atomic.Uint64
-	wmu      sync.Mutex
-	waiters  seqHeap       // Wait calls, by the sequence they wait for
-	advanced chan struct{} // closed when applied moves, if taken
-	taken    bool
-
-	omu      sync.Mutex // the kept outcomes
-	outcomes map[uint64]machine.Outcome
-	ring     []uint64 // sequences in outcomes, oldest replaced first
-	next     int
-
-	sn        *snapshots
-	snapMu    sync.Mutex    // one snapshot written at a time
-	snapDue   chan struct{} // the fold asks for a snapshot
-	sinceSnap atomic.Int64  // events folded since the last snapshot
-	snapTaken atomic.Uint64 // seq of the newest snapshot written or restored
-	catchUp   atomic.Bool   // Open is catching up: no snapshots yet
-	restored  uint64        // seq of the snapshot Open restored
-	loops     sync.WaitGroup
+	f        *fold.Fold[machine.Outcome]
+	watchers fold.Watchers[machine.Outcome] // by queue name
+	closed   atomic.Bool
+	restored uint64 // seq of the snapshot Open restored
 }
 
 // queueState is one queue's fold and what the client keeps beside it.
@@ -182,37 +165,10 @@ type queueState struct {
 	clamped   uint64        // events whose HLC time was too far from their stored time
 	changed   chan struct{} // closed when the queue's state changes, if taken; replaced under mu
 	taken     atomic.Bool
-	watchers  []*watcher // under mu
-}
-
-// watcher is called in the fold with every outcome of a queue's events.
-type watcher struct {
-	fn func(machine.Outcome)
 }
 
 // rejections is a bounded list of rejected events and their count.
-type rejections struct {
-	count uint64
-	kept  []Rejection
-	next  int
-}
-
-func (r *rejections) add(x Rejection, keep int) {
-	r.count++
-	if len(r.kept) < keep {
-		r.kept = append(r.kept, x)
-		return
-	}
-	r.kept[r.next] = x
-	r.next = (r.next + 1) % keep
-}
-
-// list returns the kept rejections, oldest first.
-func (r *rejections) list() []Rejection {
-	out := make([]Rejection, 0, len(r.kept))
-	out = append(out, r.kept[r.next:]...)
-	return append(out, r.kept[:r.next]...)
-}
+type rejections = fold.Rejections[Rejection]
 
 // Open starts folding every queue of l ("tasks.>") in log order, and
 // returns once the fold has applied every task event that the log held
@@ -238,38 +194,38 @@ func Open(ctx context.Context, l *transport.Log, opts Options) (*Client, error) 
 	if err != nil {
 		return nil, err
 	}
-	fctx, cancel := context.WithCancel(context.Background())
-	c := &Client{
-		log: l, clock: l.Config().Clock, opts: opts, cancel: cancel, done: make(chan struct{}),
-		queues: map[string]*queueState{}, counts: map[string]uint64{},
-		advanced: make(chan struct{}), outcomes: make(map[uint64]machine.Outcome),
-		sn: sn, snapDue: make(chan struct{}, 1),
-	}
+	c := &Client{log: l, clock: l.Config().Clock, opts: opts, queues: map[string]*queueState{}, counts: map[string]uint64{}}
 	if !opts.NoRestore {
-		if st := sn.restore(ctx, opts.Logger); st != nil {
+		decode := func(data []byte) (*restoredState, uint64, error) {
+			st, err := decodeSnapshot(data, opts.KeepRejections)
+			if err != nil {
+				return nil, 0, err
+			}
+			return st, st.seq, nil
+		}
+		if st, _, ok := fold.Restore(ctx, sn, decode, confirmSnapshot(l)); ok {
 			c.install(st)
 		}
 	}
-	c.catchUp.Store(true)
-	go c.fold(fctx)
-	if opts.snapshots() {
-		c.loops.Add(1)
-		go c.snapshotLoop(fctx)
-	}
-	if err := c.Sync(ctx); err != nil {
-		c.Close()
+	c.f, err = fold.New(fold.Config[machine.Outcome]{
+		Name: "tasks", Sources: []fold.Source{fold.LogSource(l, ESKPrefix+">")}, Mu: &c.mu,
+		Apply: c.apply, KeepOutcomes: opts.KeepOutcomes, Logger: opts.Logger,
+		Snapshots: sn, Encode: c.encodeSnapshot, SnapshotEvery: opts.SnapshotEvery, SnapshotInterval: opts.SnapshotInterval,
+		SnapshotTimeout: max(l.Config().Timeout, time.Minute),
+	})
+	if err != nil {
 		return nil, err
 	}
 	// Snapshots wait for the catch-up to end, and then the first one
 	// covers it: snapshots taken one after another while the fold reads
 	// a long history would cost more than the fold.
-	c.catchUp.Store(false)
-	if opts.SnapshotEvery > 0 && c.sinceSnap.Load() >= int64(opts.SnapshotEvery) {
-		select {
-		case c.snapDue <- struct{}{}:
-		default:
-		}
+	c.f.HoldSnapshots()
+	c.f.Start([]uint64{c.restored})
+	if err := c.Sync(ctx); err != nil {
+		c.Close()
+		return nil, err
 	}
+	c.f.ReleaseSnapshots()
 	return c, nil
 }
 
@@ -281,16 +237,7 @@ func Open(ctx context.Context, l *transport.Log, opts Options) (*Client, error) 
 // not close the log. It is safe to call more than once.
 func (c *Client) Close() error {
 	c.closed.Store(true)
-	c.cancel()
-	<-c.done
-	c.loops.Wait()
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.wake()
-	for _, w := range c.waiters {
-		close(w.ch)
-	}
-	c.waiters = nil
+	c.f.Close()
 	return nil
 }
 
@@ -301,41 +248,10 @@ func (c *Client) Restored() uint64 { return c.restored }
 // Log returns the log the client folds.
 func (c *Client) Log() *transport.Log { return c.log }
 
-// fold applies the task events of the log in order until ctx is done,
-// resuming after the last applied event when the stream fails.
-func (c *Client) fold(ctx context.Context) {
-	defer close(c.done)
-	for {
-		from := c.applied.Load() + 1
-		for ev, err := range c.log.Events(ctx, []string{ESKPrefix + ">"}, transport.ReadOptions{From: from, Follow: true}) {
-			if err != nil {
-				if ctx.Err() != nil {
-					return // closed: not a failure to read
-				}
-				c.mu.Lock()
-				c.foldErr = err
-				c.mu.Unlock()
-				c.opts.Logger.Error("task fold stopped; resuming", "from", from, "err", err)
-				break
-			}
-			c.apply(ev)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(DefaultRetryFoldAfter):
-		}
-	}
-}
-
-// apply folds one event: the state under mu, then its outcome, then the
-// applied sequence, which releases the waiters.
-func (c *Client) apply(ev transport.Event) {
-	if ev.Seq <= c.applied.Load() {
-		return // already applied before a restart
-	}
+// apply folds one event, with c.mu held for writing, and returns its
+// outcome.
+func (c *Client) apply(_ int, ev *transport.Event) machine.Outcome {
 	name := strings.TrimPrefix(ev.ESK, ESKPrefix)
-	c.mu.Lock()
 	qs := c.queueLocked(name)
 	if ev.Clamped {
 		qs.clamped++
@@ -347,6 +263,7 @@ func (c *Client) apply(ev transport.Event) {
 		outs = o.Ops
 	}
 	changed := false
+	watched := c.watchers.Active()
 	for _, x := range outs {
 		switch x.Kind {
 		case machine.KindRejected:
@@ -355,17 +272,17 @@ func (c *Client) apply(ev transport.Event) {
 				r.Data = bytes.Clone(ev.Data[:min(len(ev.Data), maxKeptRejectedPayload)])
 			}
 			if malformed {
-				qs.malformed.add(r, c.opts.KeepRejections)
+				qs.malformed.Add(r, c.opts.KeepRejections)
 				c.opts.Logger.Warn("malformed task operation rejected", "queue", name, "index", ev.Index, "seq", ev.Seq, "reason", x.Reason)
 			} else {
-				qs.refused.add(r, c.opts.KeepRejections)
+				qs.refused.Add(r, c.opts.KeepRejections)
 			}
 		case machine.KindDuplicate:
 		default:
 			changed = true
 		}
-		for _, w := range qs.watchers {
-			w.fn(x)
+		if watched {
+			c.watchers.Notify(name, x)
 		}
 	}
 	if changed && qs.taken.Swap(false) {
@@ -374,22 +291,7 @@ func (c *Client) apply(ev transport.Event) {
 	}
 	c.counts[ev.ESK] = ev.Index + 1
 	c.folded, c.last = ev.Seq, ev.ESK
-	c.foldErr = nil
-	c.mu.Unlock()
-	c.keepOutcome(ev.Seq, o)
-	c.wmu.Lock()
-	c.applied.Store(ev.Seq)
-	for len(c.waiters) > 0 && c.waiters[0].seq <= ev.Seq {
-		close(heap.Pop(&c.waiters).(*seqWaiter).ch)
-	}
-	c.wake()
-	c.wmu.Unlock()
-	if n := c.sinceSnap.Add(1); c.opts.SnapshotEvery > 0 && n >= int64(c.opts.SnapshotEvery) {
-		select {
-		case c.snapDue <- struct{}{}:
-		default:
-		}
-	}
+	return o
 }
 
 // queueLocked returns the state of queue name, made empty if the client
@@ -402,21 +304,6 @@ func (c *Client) queueLocked(name string) *queueState {
 		c.queues[name] = qs
 	}
 	return qs
-}
-
-// keepOutcome remembers the outcome of the event at seq, forgetting the
-// oldest beyond KeepOutcomes.
-func (c *Client) keepOutcome(seq uint64, o machine.Outcome) {
-	c.omu.Lock()
-	defer c.omu.Unlock()
-	if len(c.ring) < c.opts.KeepOutcomes {
-		c.ring = append(c.ring, seq)
-	} else {
-		delete(c.outcomes, c.ring[c.next])
-		c.ring[c.next] = seq
-		c.next = (c.next + 1) % len(c.ring)
-	}
-	c.outcomes[seq] = o
 }
 
 // queueChanges returns the queue's state summary at time now and a
@@ -444,16 +331,7 @@ func (c *Client) queueChanges(name string, now time.Time) (machine.Due, <-chan s
 // until the returned function is called. fn runs with the client's state
 // locked: it must be quick and must not call the client.
 func (c *Client) watchQueue(queue string, fn func(machine.Outcome)) func() {
-	w := &watcher{fn: fn}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	qs := c.queueLocked(queue)
-	qs.watchers = append(qs.watchers, w)
-	return func() {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		qs.watchers = slices.DeleteFunc(qs.watchers, func(x *watcher) bool { return x == w })
-	}
+	return c.watchers.Add(queue, fn)
 }
 
 // taskWith calls fn and returns the task's state with no event applied

@@ -155,6 +155,7 @@
 // # Concurrency
 //
 // A Client is safe for concurrent use; reads wait only while the fold
-// applies one event or a snapshot copies the state. A Worker runs once. Many clients
-// and workers, in any processes, share queues through the log only.
+// applies one batch of the events already read (at most 64) or a
+// snapshot copies the state. A Worker runs once. Many clients and
+// workers, in any processes, share queues through the log only.
 package tasks

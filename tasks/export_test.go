@@ -1,6 +1,10 @@
 package tasks
 
-import "time"
+import (
+	"time"
+
+	"github.com/detbus/detbus/internal/fold"
+)
 
 // Hooks for the external tests.
 
@@ -23,7 +27,7 @@ const (
 // SetStaleSnapshotAge sets the age after which other replicas' snapshots
 // are pruned, until the returned function is called.
 func SetStaleSnapshotAge(d time.Duration) (undo func()) {
-	old := staleSnapshotAge
-	staleSnapshotAge = d
-	return func() { staleSnapshotAge = old }
+	old := fold.StaleSnapshotAge
+	fold.StaleSnapshotAge = d
+	return func() { fold.StaleSnapshotAge = old }
 }

@@ -75,7 +75,7 @@ func (c *Client) Queue(name string) (QueueInfo, error) {
 
 func (c *Client) info(qs *queueState) QueueInfo {
 	in := QueueInfo{Name: qs.name, Events: c.counts[ESKPrefix+qs.name], Tasks: map[machine.State]int{},
-		Malformed: qs.malformed.count, Refused: qs.refused.count, Clamped: qs.clamped}
+		Malformed: qs.malformed.Count(), Refused: qs.refused.Count(), Clamped: qs.clamped}
 	in.Config, in.Created = qs.q.Config()
 	for _, t := range qs.q.Tasks() {
 		in.Tasks[t.State]++
@@ -166,7 +166,7 @@ func (c *Client) Rejections(queue string) (malformed, refused []Rejection, err e
 	if qs == nil || c.counts[ESKPrefix+queue] == 0 {
 		return nil, nil, fmt.Errorf("%w: %q", ErrNoQueue, queue)
 	}
-	return qs.malformed.list(), qs.refused.list(), nil
+	return qs.malformed.List(), qs.refused.List(), nil
 }
 
 // wallTimestamp is the HLC timestamp of a wall time.

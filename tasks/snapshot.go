@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/detbus/detbus/hlc"
+	"github.com/detbus/detbus/internal/fold"
 	"github.com/detbus/detbus/tasks/machine"
 	"github.com/detbus/detbus/transport"
 )
@@ -65,7 +66,19 @@ type frozenQueue struct {
 	name               string
 	events, clamped    uint64
 	q                  *machine.Frozen
-	malformed, refused rejections
+	malformed, refused frozenRejections
+}
+
+// frozenRejections is a copy of a queue's rejections: their count and
+// those kept, oldest first. The rejections' data is shared: nothing
+// changes it.
+type frozenRejections struct {
+	count uint64
+	kept  []Rejection
+}
+
+func freezeRejections(r *rejections) frozenRejections {
+	return frozenRejections{count: r.Count(), kept: r.List()}
 }
 
 // freeze copies the folded state: every queue that has events, with its
@@ -79,16 +92,10 @@ func (c *Client) freeze() *frozen {
 		qs := c.queues[strings.TrimPrefix(esk, ESKPrefix)]
 		f.queues = append(f.queues, frozenQueue{
 			name: qs.name, events: n, clamped: qs.clamped, q: qs.q.Freeze(),
-			malformed: qs.malformed.copy(), refused: qs.refused.copy(),
+			malformed: freezeRejections(&qs.malformed), refused: freezeRejections(&qs.refused),
 		})
 	}
 	return f
-}
-
-// copy returns r with its own list of kept rejections, oldest first.
-// The rejections' data is shared: nothing changes it.
-func (r *rejections) copy() rejections {
-	return rejections{count: r.count, kept: r.list()}
 }
 
 // encode writes the deterministic encoding of f.
@@ -123,7 +130,7 @@ func (f *frozen) encode() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-func toSnapRejections(r *rejections) snapRejections {
+func toSnapRejections(r *frozenRejections) snapRejections {
 	out := snapRejections{Count: r.count, Kept: make([]snapRejection, 0, len(r.kept))}
 	for _, x := range r.kept {
 		out.Kept = append(out.Kept, snapRejection{Index: x.Index, Seq: x.Seq, Time: x.Time, Op: x.Op, Reason: x.Reason, Data: x.Data})
@@ -199,7 +206,7 @@ func (d snapRejections) rejections(esk string, seq, events uint64, malformed boo
 	if uint64(len(d.Kept)) > d.Count {
 		return rejections{}, fmt.Errorf("%d kept of %d rejections", len(d.Kept), d.Count)
 	}
-	r := rejections{count: d.Count, kept: make([]Rejection, 0, min(len(d.Kept), keep))}
+	kept := make([]Rejection, 0, len(d.Kept))
 	for i, x := range d.Kept {
 		switch {
 		case x.Seq == 0 || x.Seq > seq || x.Index >= events:
@@ -209,13 +216,10 @@ func (d snapRejections) rejections(esk string, seq, events uint64, malformed boo
 		case x.Reason == "" || len(x.Data) > maxKeptRejectedPayload:
 			return rejections{}, fmt.Errorf("rejection at seq %d: no reason, or %d bytes kept", x.Seq, len(x.Data))
 		}
-		if i < len(d.Kept)-keep {
-			continue
-		}
-		r.kept = append(r.kept, Rejection{Position: transport.Position{ESK: esk, Index: x.Index, Seq: x.Seq},
+		kept = append(kept, Rejection{Position: transport.Position{ESK: esk, Index: x.Index, Seq: x.Seq},
 			Time: x.Time, Op: x.Op, Reason: x.Reason, Malformed: malformed, Data: x.Data})
 	}
-	return r, nil
+	return fold.NewRejections(d.Count, kept, keep)
 }
 
 // install makes st the client's state, before the fold starts.
@@ -224,7 +228,5 @@ func (c *Client) install(st *restoredState) {
 	c.queues, c.counts = st.queues, st.counts
 	c.folded, c.last = st.seq, st.last
 	c.mu.Unlock()
-	c.applied.Store(st.seq)
-	c.snapTaken.Store(st.seq)
 	c.restored = st.seq
 }
