@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +35,7 @@ type Cluster struct {
 	bin   string
 	name  string
 	args  []string // extra flags of every node
+	sites bool     // every node is a site of its own
 }
 
 // Node is one `detbus serve` process of a [Cluster], restarted on the same
@@ -100,6 +102,53 @@ func StartCluster(t testing.TB, bin, name string, n int, extra ...string) *Clust
 	return c
 }
 
+// StartSiteProcesses starts a site per name, each a node of the detbus
+// binary bin (`serve --site`), linked by gateways through the network's
+// proxies: each site knows the next as a peer and learns the others. Its
+// Route proxy is the gateway; its Client proxy is unused by site tests,
+// whose clients dial the site directly ([Node.DirectURL]) so that a
+// partition cuts the site off from the others, not from its clients.
+func StartSiteProcesses(t testing.TB, bin string, names ...string) *Cluster {
+	t.Helper()
+	c := &Cluster{Net: NewNetwork(), bin: bin, name: "sites", sites: true}
+	t.Cleanup(func() {
+		for _, node := range c.Nodes {
+			node.Kill()
+		}
+		c.Net.Close()
+		if t.Failed() {
+			c.dumpLogs(t)
+		}
+	})
+	ports := testnats.FreePorts(t, 2*len(names))
+	base := t.TempDir()
+	for i, name := range names {
+		var err error
+		node := &Node{Name: name, Dir: filepath.Join(base, name), ClientPort: ports[2*i], RoutePort: ports[2*i+1], c: c}
+		if node.Client, err = c.Net.ClientProxy(node.Name, loopback(node.ClientPort)); err != nil {
+			t.Fatal(err)
+		}
+		if node.Route, err = c.Net.RouteProxy(node.Name, loopback(node.RoutePort)); err != nil {
+			t.Fatal(err)
+		}
+		c.Nodes = append(c.Nodes, node)
+	}
+	for _, node := range c.Nodes {
+		if err := node.launch(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, node := range c.Nodes {
+		if err := node.WaitReady(2 * time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+// DirectURL is the node's own client listener, not through its proxy.
+func (n *Node) DirectURL() string { return "nats://" + loopback(n.ClientPort) }
+
 func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 
 // ClientURLs are the nodes' client proxies, comma-separated, for
@@ -140,6 +189,13 @@ func (c *Cluster) Node(name string) *Node {
 }
 
 func (n *Node) args() []string {
+	if n.c.sites {
+		i := slices.Index(n.c.Nodes, n)
+		next := n.c.Nodes[(i+1)%len(n.c.Nodes)]
+		return append([]string{"serve", "--site", n.Name, "--port", strconv.Itoa(n.ClientPort), "--http-port", "0", "--http", "",
+			"--data", n.Dir, "--gateway-port", strconv.Itoa(n.RoutePort), "--gateway-advertise", n.Route.Addr(),
+			"--peer", next.Name + "=nats://" + next.Route.Addr()}, n.c.args...)
+	}
 	routes := make([]string, len(n.c.Nodes))
 	for i, node := range n.c.Nodes {
 		routes[i] = "nats-route://" + node.Route.Addr()

@@ -1,0 +1,214 @@
+package faults
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/detbus/detbus/internal/testnats"
+	"github.com/detbus/detbus/transport"
+)
+
+// siteWriter writes numbered events to ESK "w" of its site's own log
+// until stopped, and keeps what was acknowledged.
+type siteWriter struct {
+	site string
+	l    *transport.Log
+
+	mu    sync.Mutex
+	acked map[string]uint64 // payload -> stream sequence
+	times []time.Time       // when each ack came
+}
+
+func (w *siteWriter) run(ctx context.Context) {
+	for k := 0; ctx.Err() == nil; k++ {
+		payload := fmt.Sprintf(`{"site":%q,"k":%d}`, w.site, k)
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		pos, err := w.l.Write(wctx, "w", []byte(payload))
+		cancel()
+		if err == nil {
+			w.mu.Lock()
+			w.acked[payload] = pos.Seq
+			w.times = append(w.times, time.Now())
+			w.mu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+func (w *siteWriter) ackedBetween(from, to time.Time) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, t := range w.times {
+		if !t.Before(from) && t.Before(to) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestSitesPartitionAndRestart runs three sites as processes, writing at
+// every one, cuts one off, kills it while it is cut off, heals and
+// restarts it: the cut-off site acknowledges writes throughout the
+// partition, and afterwards every origin's log holds every acknowledged
+// write once, and every copy equals its origin.
+func TestSitesPartitionAndRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sites take a minute to heal")
+	}
+	bin := detbusBinary(t)
+	c := StartSiteProcesses(t, bin, "a", "b", "c")
+	ctx := context.Background()
+	open := func(site string) *transport.Log {
+		var l *transport.Log
+		testnats.WaitFor(t, time.Minute, "the log of site "+site, func() (err error) {
+			l, err = transport.Connect(ctx, c.Node(site).DirectURL(), transport.Config{Site: site, NoProvision: true, Timeout: 5 * time.Second}, ClientOptions()...)
+			return err
+		})
+		t.Cleanup(func() { l.Close() })
+		return l
+	}
+	logs := map[string]*transport.Log{}
+	writers := map[string]*siteWriter{}
+	for _, n := range []string{"a", "b", "c"} {
+		logs[n] = open(n)
+		writers[n] = &siteWriter{site: n, l: logs[n], acked: map[string]uint64{}}
+	}
+	testnats.WaitFor(t, time.Minute, "every copy", func() error {
+		for n, l := range logs {
+			cs, err := l.Copies(ctx)
+			if err != nil {
+				return err
+			}
+			if len(cs) != 2 || cs[0].Error != "" || cs[1].Error != "" {
+				return fmt.Errorf("%s's copies: %+v", n, cs)
+			}
+		}
+		return nil
+	})
+	wctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, w := range writers {
+		wg.Add(1)
+		go func() { defer wg.Done(); w.run(wctx) }()
+	}
+	waitAcks := func(site string, from time.Time, n int) {
+		t.Helper()
+		testnats.WaitFor(t, time.Minute, fmt.Sprintf("%d writes acknowledged at %s", n, site), func() error {
+			if got := writers[site].ackedBetween(from, time.Now().Add(time.Hour)); got < n {
+				return fmt.Errorf("%d so far", got)
+			}
+			return nil
+		})
+	}
+	start := time.Now()
+	for n := range writers {
+		waitAcks(n, start, 50)
+	}
+	cut := time.Now()
+	c.Net.Partition("c")
+	waitAcks("c", cut, 100)
+	waitAcks("a", cut, 100)
+	// Killed while cut off, and restarted once healed (a site's server
+	// restores its streams with the metadata a majority of sites keeps),
+	// c takes writes again.
+	c.Node("c").Kill()
+	killed := time.Now()
+	c.Net.Heal()
+	healed := time.Now()
+	if err := c.Node("c").Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Node("c").WaitReady(2 * time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for n := range writers {
+		waitAcks(n, healed, 50)
+	}
+	stop()
+	wg.Wait()
+	t.Logf("acknowledged at c while cut off: %d", writers["c"].ackedBetween(cut, killed))
+
+	// Every copy catches up with its origin.
+	last := map[string]uint64{}
+	for n, l := range logs {
+		seq, err := l.LastSeq(ctx, ">")
+		if err != nil {
+			t.Fatal(err)
+		}
+		last[n] = seq
+	}
+	testnats.WaitFor(t, 3*time.Minute, "the copies after healing", func() error {
+		for n, l := range logs {
+			cs, err := l.Copies(ctx)
+			if err != nil {
+				return err
+			}
+			for _, cp := range cs {
+				if cp.LastSeq != last[cp.Origin] {
+					return fmt.Errorf("%s's copy of %s at %d of %d", n, cp.Origin, cp.LastSeq, last[cp.Origin])
+				}
+			}
+		}
+		return nil
+	})
+	t.Logf("copies complete %v after healing", time.Since(healed).Round(time.Millisecond))
+
+	// Each origin holds its acknowledged writes once; each copy equals it.
+	type stored struct {
+		seq     uint64
+		payload string
+	}
+	readAll := func(l *transport.Log) []stored {
+		t.Helper()
+		var out []stored
+		for ev, err := range l.Events(ctx, []string{"w"}, transport.ReadOptions{}) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, stored{ev.Seq, string(ev.Data)})
+		}
+		return out
+	}
+	for _, o := range []string{"a", "b", "c"} {
+		own := readAll(logs[o])
+		seen := map[string]bool{}
+		for _, e := range own {
+			if seen[e.payload] {
+				t.Fatalf("%s's log holds %s twice", o, e.payload)
+			}
+			seen[e.payload] = true
+		}
+		w := writers[o]
+		for p, seq := range w.acked {
+			if !seen[p] {
+				t.Fatalf("%s acknowledged %s at %d, and its log lacks it", o, p, seq)
+			}
+		}
+		for _, n := range []string{"a", "b", "c"} {
+			if n == o {
+				continue
+			}
+			cp, err := logs[n].Copy(ctx, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := readAll(cp); !slices.Equal(got, own) {
+				t.Fatalf("%s's copy of %s holds %d events, the origin %d, or they differ", n, o, len(got), len(own))
+			}
+			if _, err := cp.Write(ctx, "w", []byte(`{}`)); !errors.Is(err, transport.ErrNotOwner) {
+				t.Fatalf("write to %s's copy of %s: %v", n, o, err)
+			}
+			cp.Close()
+		}
+		t.Logf("site %s: %d events, %d acknowledged", o, len(own), len(w.acked))
+	}
+}
