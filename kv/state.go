@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/detbus/detbus/hlc"
 	"github.com/detbus/detbus/internal/fold"
@@ -100,7 +99,7 @@ const maxRejectedData = 1024
 // reaches the same state.
 func (st *state) apply(ev event) result {
 	st.applied = ev.pos.Seq
-	name := strings.TrimPrefix(ev.pos.ESK, ESKPrefix)
+	name := tableOf(ev.pos.ESK)
 	t := st.tables[name]
 	res := result{table: name}
 	reject := func(key string, err error) result {

@@ -123,6 +123,13 @@ type Store struct {
 	f        *fold.Fold[outcome]
 	watchers fold.Watchers[Change]
 	restored uint64 // seq of the snapshot Open restored
+
+	// At a site: the merge of the sites' logs, the results of the events
+	// it merged that the fold has not handed out yet (by source and
+	// sequence), and the copies to close.
+	site        *siteFold
+	siteResults []map[uint64]result
+	closers     []func() error
 }
 
 // Open opens a replica of the store on log: it restores the newest valid
@@ -146,6 +153,9 @@ func Open(ctx context.Context, log *transport.Log, opts Options) (*Store, error)
 		return nil, err
 	}
 	s := &Store{log: log, opts: opts, lg: opts.Logger, st: newState()}
+	if log.Site() != "" && log.CopyOf() == "" {
+		return openAtSite(ctx, s)
+	}
 	sn, err := openSnapshots(ctx, log, opts)
 	if err != nil {
 		return nil, err
@@ -177,6 +187,10 @@ func Open(ctx context.Context, log *transport.Log, opts Options) (*Store, error)
 func (s *Store) Close() error {
 	s.f.Close()
 	s.watchers.Close()
+	for _, c := range s.closers {
+		_ = c()
+	}
+	s.closers = nil
 	return nil
 }
 
@@ -190,9 +204,19 @@ func (s *Store) Applied() uint64 { return s.f.Applied(0) }
 
 // apply folds one event, with s.mu held for writing, and hands the
 // change to the watchers.
-func (s *Store) apply(_ int, tev *transport.Event) outcome {
+func (s *Store) apply(src int, tev *transport.Event) outcome {
 	ev := eventOf(tev)
-	r := s.st.apply(ev)
+	var r result
+	if s.site != nil {
+		r = s.siteResults[src][tev.Seq]
+		delete(s.siteResults[src], tev.Seq)
+		if tev.ESK == SiteTickESK {
+			return outcome{index: ev.pos.Index}
+		}
+		ev = qualify(s.site.sites[src], ev)
+	} else {
+		r = s.st.apply(ev)
+	}
 	o := outcome{index: ev.pos.Index}
 	if r.rejected != nil {
 		o.err = rejectionError(r.rejected)

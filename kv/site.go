@@ -1,0 +1,307 @@
+package kv
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/detbus/detbus/hlc"
+	"github.com/detbus/detbus/internal/fold"
+	"github.com/detbus/detbus/transport"
+)
+
+// A Store opened on a site's own log (transport.Config.Site) folds every
+// site's log: its own and the copies it holds of the others'. Their
+// events are merged in one order that every site computes alike, so two
+// sites that hold the same events hold byte-identical state whatever
+// order the events arrived in:
+//
+//   - An event's key is (M, site, seq): M is the greatest HLC time of its
+//     own site's log up to and including it, so each log keeps its own
+//     order; ties go to the site's name, then the sequence.
+//   - Positions, dots and counter writers name the site: the op at
+//     index 3 of ESK kv.users written at site a is "a:kv.users"@3, so a
+//     last-writer-wins tie goes to the greater HLC time, then the site.
+//   - Every rule that reads "at the op's log position" (a declaration
+//     stays if it is the first; an op needs a declared table; a remove
+//     without "observed" removes what is present) reads it at the op's
+//     place in the merged order. Two sites that declare the same table
+//     with different types concurrently both end with the declaration
+//     that comes first in that order: the other is rejected, visibly, in
+//     the _config table's rejections, as are the loser's ops that its
+//     type does not take.
+//
+// An event from another site usually arrives after later events of this
+// one. The Store keeps the state of the events that can no longer be
+// preceded (every site's log has an event past them: the stable state)
+// and, on top of it, the rest in order (the pending events). An event
+// that falls before pending events rebuilds the state from the stable one
+// and the pending events; the work is bounded by what is pending, which
+// grows while a site is cut off or idle. Sites' nodes write a tick to
+// their own log when idle (ESK kv._site, see [Store.Tick]), so that an
+// idle site does not hold the stable state back.
+//
+// A Store at a site folds every log from its start (snapshots cover one
+// log), and the sites whose copies exist when it opens.
+
+// SiteTickESK is the ESK of the ticks sites write to their own log: they
+// hold no op, and say that the site's log has nothing earlier to come.
+const SiteTickESK = ESKPrefix + "_site"
+
+// siteKey orders events of several sites' logs.
+type siteKey struct {
+	m    hlc.Timestamp
+	site string
+	seq  uint64
+}
+
+func (k siteKey) less(o siteKey) bool {
+	if c := k.m.Compare(o.m); c != 0 {
+		return c < 0
+	}
+	if k.site != o.site {
+		return k.site < o.site
+	}
+	return k.seq < o.seq
+}
+
+type pendingEvent struct {
+	key siteKey
+	ev  event
+	src int
+}
+
+// siteFold merges the sites' logs: stable is the state of every event
+// before the watermark, st (the Store's state) that of every event
+// received, in key order.
+type siteFold struct {
+	sites   []string        // by source
+	maxT    []hlc.Timestamp // the greatest time of each source so far
+	last    []siteKey       // the key of each source's last event
+	seen    []uint64        // the last sequence received of each source
+	stable  *state
+	pending []pendingEvent // sorted by key
+	rebuilt uint64         // rebuilds so far
+}
+
+func newSiteFold(sites []string) *siteFold {
+	n := len(sites)
+	return &siteFold{sites: sites, maxT: make([]hlc.Timestamp, n), last: make([]siteKey, n), seen: make([]uint64, n), stable: newState()}
+}
+
+// qualify names the event's site in its position.
+func qualify(site string, ev event) event {
+	ev.pos.ESK = site + ":" + ev.pos.ESK
+	return ev
+}
+
+// tableOf is the table an ESK names, "<site>:kv.<table>" or
+// "kv.<table>".
+func tableOf(esk string) string {
+	if !strings.HasPrefix(esk, ESKPrefix) {
+		if _, rest, ok := strings.Cut(esk, ":"); ok {
+			esk = rest
+		}
+	}
+	return strings.TrimPrefix(esk, ESKPrefix)
+}
+
+// receive merges a batch of source src's events into st (and returns st,
+// rebuilt when an event fell before pending ones), with the results of
+// the batch's events by sequence.
+func (sf *siteFold) receive(st *state, src int, evs []transport.Event) (*state, map[uint64]result) {
+	res := make(map[uint64]result, len(evs))
+	var added []pendingEvent
+	rebuild := false
+	for i := range evs {
+		tev := &evs[i]
+		if tev.Seq <= sf.seen[src] {
+			continue // delivered again after a read failed
+		}
+		sf.seen[src] = tev.Seq
+		if sf.maxT[src].Less(tev.Time) {
+			sf.maxT[src] = tev.Time
+		}
+		k := siteKey{m: sf.maxT[src], site: sf.sites[src], seq: tev.Seq}
+		sf.last[src] = k
+		if tev.ESK == SiteTickESK {
+			continue
+		}
+		p := pendingEvent{key: k, ev: qualify(sf.sites[src], eventOf(tev)), src: src}
+		at, _ := slices.BinarySearchFunc(sf.pending, p, func(a, b pendingEvent) int {
+			if a.key.less(b.key) {
+				return -1
+			}
+			if b.key.less(a.key) {
+				return 1
+			}
+			return 0
+		})
+		if at < len(sf.pending) {
+			rebuild = true
+		}
+		sf.pending = slices.Insert(sf.pending, at, p)
+		added = append(added, p)
+	}
+	if rebuild {
+		want := make(map[uint64]bool, len(added))
+		for _, p := range added {
+			want[p.ev.pos.Seq] = true
+		}
+		var err error
+		if st, res, err = sf.rebuild(src, want); err != nil {
+			panic(err) // the state's own encoding failed to load: a bug
+		}
+	} else {
+		for _, p := range added {
+			res[p.ev.pos.Seq] = st.apply(p.ev)
+		}
+	}
+	sf.advance()
+	return st, res
+}
+
+// rebuild returns the stable state with every pending event applied, and
+// the results of source src's events whose sequences want holds.
+func (sf *siteFold) rebuild(src int, want map[uint64]bool) (*state, map[uint64]result, error) {
+	sf.rebuilt++
+	var buf bytes.Buffer
+	if err := sf.stable.dump(&buf); err != nil {
+		return nil, nil, err
+	}
+	st, err := loadState(buf.Bytes())
+	if err != nil {
+		return nil, nil, err
+	}
+	res := make(map[uint64]result, len(want))
+	for _, p := range sf.pending {
+		r := st.apply(p.ev)
+		if p.src == src && want[p.ev.pos.Seq] {
+			res[p.ev.pos.Seq] = r
+		}
+	}
+	return st, res, nil
+}
+
+// advance moves the pending events that no event to come can precede
+// into the stable state: those up to the least of the sources' last keys.
+func (sf *siteFold) advance() {
+	w := sf.last[0]
+	for _, k := range sf.last {
+		if k.seq == 0 {
+			return // a source with nothing yet: anything may come first
+		}
+		if k.less(w) {
+			w = k
+		}
+	}
+	n := 0
+	for n < len(sf.pending) && !w.less(sf.pending[n].key) {
+		sf.stable.apply(sf.pending[n].ev)
+		n++
+	}
+	sf.pending = slices.Delete(sf.pending, 0, n)
+}
+
+// siteSource passes a source's batches to the site fold before the fold
+// applies them, so that a batch that falls before pending events costs
+// one rebuild; the fold's Apply then hands out the results.
+type siteSource struct {
+	fold.Source
+	s   *Store
+	src int
+}
+
+func (ss *siteSource) Read(ctx context.Context, after uint64, apply func([]transport.Event) error) error {
+	return ss.Source.Read(ctx, after, func(evs []transport.Event) error {
+		ss.s.mu.Lock()
+		st, res := ss.s.site.receive(ss.s.st, ss.src, evs)
+		ss.s.st = st
+		for seq, r := range res {
+			ss.s.siteResults[ss.src][seq] = r
+		}
+		ss.s.mu.Unlock()
+		return apply(evs)
+	})
+}
+
+// openSiteSources returns the sources of a Store at a site: its own log
+// and every copy the site holds, each with the site it comes from.
+func openSiteSources(ctx context.Context, log *transport.Log) (srcs []fold.Source, sites []string, closers []func() error, err error) {
+	srcs = []fold.Source{fold.LogSource(log, ESKPrefix+">")}
+	sites = []string{log.Site()}
+	origins, oerr := log.Origins(ctx)
+	if oerr != nil && len(origins) == 0 {
+		return nil, nil, nil, fmt.Errorf("kv: the sites whose logs to fold: %w", oerr)
+	}
+	for _, o := range origins {
+		c, err := log.Copy(ctx, o)
+		if errors.Is(err, transport.ErrNotFound) {
+			continue // no copy here yet
+		}
+		if err != nil {
+			for _, cl := range closers {
+				_ = cl()
+			}
+			return nil, nil, nil, err
+		}
+		srcs = append(srcs, fold.LogSource(c, ESKPrefix+">"))
+		sites = append(sites, o)
+		closers = append(closers, c.Close)
+	}
+	return srcs, sites, closers, nil
+}
+
+// Tick writes a tick to the site's own log: the kv Stores of every site
+// can then stabilize what the site wrote before it. A site's node ticks
+// when its log has been idle a while. Only for a Store at a site.
+func (s *Store) Tick(ctx context.Context) error {
+	if s.site == nil {
+		return fmt.Errorf("%w: not a site's store", transport.ErrInvalidOption)
+	}
+	_, err := s.log.Write(ctx, SiteTickESK, []byte(`{}`), transport.WithHLC())
+	return err
+}
+
+// SiteStats says how a Store at a site merges the sites' logs.
+type SiteStats struct {
+	Sites    []string // the sites folded, this one first
+	Pending  int      // events that an event still to come may precede
+	Rebuilds uint64   // times an event fell before pending ones
+}
+
+// SiteStats returns the merge's state (zero for a Store not at a site).
+func (s *Store) SiteStats() SiteStats {
+	if s.site == nil {
+		return SiteStats{}
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return SiteStats{Sites: slices.Clone(s.site.sites), Pending: len(s.site.pending), Rebuilds: s.site.rebuilt}
+}
+
+// openAtSite opens s, a Store on a site's own log, on every site's log.
+func openAtSite(ctx context.Context, s *Store) (*Store, error) {
+	srcs, sites, closers, err := openSiteSources(ctx, s.log)
+	if err != nil {
+		return nil, err
+	}
+	s.closers = closers
+	s.site = newSiteFold(sites)
+	for i := range srcs {
+		s.siteResults = append(s.siteResults, map[uint64]result{})
+		srcs[i] = &siteSource{Source: srcs[i], s: s, src: i}
+	}
+	cfg := fold.Config[outcome]{Name: "kv", Sources: srcs, Mu: &s.mu, Apply: s.apply, KeepOutcomes: recentSize, Logger: s.lg}
+	if s.f, err = fold.New(cfg); err != nil {
+		for _, c := range closers {
+			_ = c()
+		}
+		return nil, err
+	}
+	s.f.Start(nil)
+	return s, nil
+}
