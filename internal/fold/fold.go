@@ -110,6 +110,7 @@ func (c Config[O]) Validate() error {
 // see the package documentation for its contract.
 type Fold[O any] struct {
 	cfg  Config[O]
+	hold int // MaxHold, but for benchmarks of other holds
 	lg   *slog.Logger
 	curs []cursor
 	outs []outcomes[O] // by source, under cfg.Mu
@@ -140,7 +141,7 @@ func New[O any](cfg Config[O]) (*Fold[O], error) {
 	if cfg.SnapshotTimeout <= 0 {
 		cfg.SnapshotTimeout = time.Minute
 	}
-	f := &Fold[O]{cfg: cfg, lg: cfg.Logger, curs: make([]cursor, len(cfg.Sources)), snapDue: make(chan struct{}, 1)}
+	f := &Fold[O]{cfg: cfg, hold: MaxHold, lg: cfg.Logger, curs: make([]cursor, len(cfg.Sources)), snapDue: make(chan struct{}, 1)}
 	if f.lg == nil {
 		f.lg = slog.New(slog.DiscardHandler)
 	}
@@ -285,7 +286,7 @@ func (f *Fold[O]) apply(src int, evs []transport.Event) bool {
 	c, outs := &f.curs[src], &f.outs[src]
 	progress := false
 	for len(evs) > 0 {
-		hold := evs[:min(len(evs), MaxHold)]
+		hold := evs[:min(len(evs), f.hold)]
 		evs = evs[len(hold):]
 		n := 0
 		f.cfg.Mu.Lock()

@@ -46,60 +46,17 @@ func (s *logSource) Last(ctx context.Context) (uint64, error) {
 	return s.l.LastSeq(ctx, s.pattern)
 }
 
-// readBatch bounds the events handed to apply at once.
-const readBatch = 1024
-
 func (s *logSource) Read(ctx context.Context, after uint64, apply func([]transport.Event) error) error {
-	// The events come one at a time; a goroutine reads them while apply
-	// works, and apply takes, at once, all that arrived meanwhile.
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	evs := make(chan transport.Event, readBatch)
-	failed := make(chan error, 1)
-	go func() {
-		defer close(evs)
-		for ev, err := range s.l.Events(rctx, []string{s.pattern}, transport.ReadOptions{From: after + 1, Follow: true}) {
-			if err != nil {
-				failed <- err
-				return
-			}
-			select {
-			case evs <- ev:
-			case <-rctx.Done():
-				return
-			}
-		}
-		if rctx.Err() == nil {
-			failed <- fmt.Errorf("%w: the events of %s ended", transport.ErrUnavailable, s.pattern)
-		}
-	}()
-	batch := make([]transport.Event, 0, readBatch)
-	for ev := range evs {
-		batch = append(batch[:0], ev)
-	more:
-		for len(batch) < readBatch {
-			select {
-			case ev, ok := <-evs:
-				if !ok {
-					break more
-				}
-				batch = append(batch, ev)
-			default:
-				break more
-			}
-		}
-		if err := apply(batch); err != nil {
+	for evs, err := range s.l.Batches(ctx, []string{s.pattern}, transport.ReadOptions{From: after + 1, Follow: true}) {
+		if err != nil {
 			return err
 		}
-		clear(batch)
+		if err := apply(evs); err != nil {
+			return err
+		}
 	}
 	if ctx.Err() != nil {
 		return nil
 	}
-	select {
-	case err := <-failed:
-		return err
-	default:
-		return nil
-	}
+	return fmt.Errorf("%w: the events of %s ended", transport.ErrUnavailable, s.pattern)
 }
