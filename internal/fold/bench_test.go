@@ -35,16 +35,15 @@ func benchEvents(b *testing.B) int {
 // raw ordered consumer reading the same messages:
 //
 //   - raw: an ordered JetStream consumer, its Next and Metadata;
-//
 //   - events: Log.Events, one event at a time, handed to the folding
 //     goroutine through a channel (how kv and tasks read before);
-//
 //   - batches: Log.Batches;
-//
 //   - fold: a Fold over LogSource with an Apply that does nothing,
 //     until Wait for the last event returns.
 //
-//     go test -run '^$' -bench Read -benchtime 5x ./internal/fold/
+// Run it with:
+//
+//	go test -run '^$' -bench Read -benchtime 5x ./internal/fold/
 func BenchmarkRead(b *testing.B) {
 	n := benchEvents(b)
 	url := testnats.Node(b).ClientURL()
