@@ -305,3 +305,29 @@ func openAtSite(ctx context.Context, s *Store) (*Store, error) {
 	s.f.Start(nil)
 	return s, nil
 }
+
+// MissingSites returns the sites whose logs this site holds a copy of
+// and the Store does not fold (they appeared after it opened): a Store
+// opened again folds them too. Only for a Store at a site.
+func (s *Store) MissingSites(ctx context.Context) ([]string, error) {
+	if s.site == nil {
+		return nil, fmt.Errorf("%w: not a site's store", transport.ErrInvalidOption)
+	}
+	origins, err := s.log.Origins(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var missing []string
+	for _, o := range origins {
+		if slices.Contains(s.site.sites, o) {
+			continue
+		}
+		c, err := s.log.Copy(ctx, o)
+		if err != nil {
+			continue // no copy here yet
+		}
+		_ = c.Close()
+		missing = append(missing, o)
+	}
+	return missing, nil
+}
