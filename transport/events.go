@@ -179,6 +179,7 @@ func (l *Log) eventsDirect(ctx context.Context, filters []string, opts ReadOptio
 	tick := time.NewTicker(followPoll)
 	defer tick.Stop()
 	backoff := time.Millisecond
+	recheck := 0
 	for next := max(opts.From, 1); opts.Follow || next <= end; {
 		octx, cancel := l.withTimeout(ctx)
 		rep, err := l.gets.do(octx, directGetRequest{Seq: next, NextFor: filter, Batch: walkBatch, MaxBytes: walkMaxBytes})
@@ -216,7 +217,7 @@ func (l *Log) eventsDirect(ctx context.Context, filters []string, opts ReadOptio
 		}
 		if len(rep.msgs) > 0 {
 			next = rep.msgs[len(rep.msgs)-1].Seq + 1
-			backoff = time.Millisecond
+			backoff, recheck = time.Millisecond, 0
 			continue
 		}
 		// Nothing at or after next on the server that answered: a replica
@@ -228,8 +229,20 @@ func (l *Log) eventsDirect(ctx context.Context, filters []string, opts ReadOptio
 			backoff = min(2*backoff, 50*time.Millisecond)
 			continue
 		}
+		if recheck > 0 {
+			// A copy was woken by its origin's write, which the mirror
+			// stores a moment later: look again soon.
+			recheck--
+			if err := sleepCtx(ctx, copyRecheck); err != nil {
+				return nil
+			}
+			continue
+		}
 		select {
 		case <-wake:
+			if l.cfg.copyOf != "" {
+				recheck = copyRechecks
+			}
 		case <-tick.C:
 		case <-ctx.Done():
 			return nil
@@ -237,6 +250,13 @@ func (l *Log) eventsDirect(ctx context.Context, filters []string, opts ReadOptio
 	}
 	return nil
 }
+
+// A copy of another site's log woken by a write at the origin looks for
+// it copyRechecks times, copyRecheck apart, before it waits again.
+const (
+	copyRecheck  = 2 * time.Millisecond
+	copyRechecks = 25
+)
 
 // followPoll is how often a stream that follows without a consumer asks
 // for more when nothing woke it: a subscription can miss what a server
