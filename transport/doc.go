@@ -31,6 +31,10 @@
 //   - [Log.Get] reads an (ESK, index); [Log.Count] and [Log.Counts] count.
 //   - [Log.Events] streams events of literal or wildcard ESKs in total order
 //     from a stream position, optionally following new ones.
+//   - [Log.Range] reads consecutive events of an ESK from an index, and
+//     [Log.Seek] finds an ESK's first event at or after a stream
+//     position, with its index; a [Directory] lists the log's ESKs page by
+//     page, with counts and last events, among hundreds of thousands.
 //   - [Log.Bucket] and [Log.Objects] keep state beside the log (snapshots,
 //     status) in key/value and object store buckets; [Log.Serve] and
 //     [Log.Request] let a node answer questions about state it folded.
