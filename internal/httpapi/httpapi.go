@@ -1,8 +1,9 @@
-// Package httpapi holds what the JSON APIs of a detbus node (kv/kvhttp and
-// tasks/taskshttp) have in common: JSON answers and error bodies, errors
-// that carry their status, request bodies read within a limit and decoded
-// strictly, JSON answers to the paths and methods a mux does not serve, and
-// the refusal of cross-origin browser writes.
+// Package httpapi holds what the JSON APIs of a detbus node (kv/kvhttp,
+// tasks/taskshttp, internal/node/loghttp, ...) have in common: JSON
+// answers and error bodies, errors that carry their status, request
+// bodies read within a limit and decoded strictly, JSON answers to the
+// paths and methods a mux does not serve, Server-Sent Events, and the
+// refusal of cross-origin browser writes.
 package httpapi
 
 import (

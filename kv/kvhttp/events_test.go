@@ -1,78 +1,30 @@
 package kvhttp_test
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/detbus/detbus/internal/apitest"
 	"github.com/detbus/detbus/kv"
 	"github.com/detbus/detbus/kv/kvhttp"
 )
 
-type sseEvent struct {
-	name, id, data string
-}
+type sseEvent = apitest.SSE
 
 // subscribe opens the events stream at path and delivers its events until
 // the test ends.
 func subscribe(t *testing.T, e *env, path string) <-chan sseEvent {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	req, err := http.NewRequestWithContext(ctx, "GET", e.url+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
-		t.Fatalf("events: %s, Content-Type %q", resp.Status, resp.Header.Get("Content-Type"))
-	}
-	out := make(chan sseEvent, 100)
-	go func() {
-		defer resp.Body.Close()
-		defer close(out)
-		sc := bufio.NewScanner(resp.Body)
-		var ev sseEvent
-		for sc.Scan() {
-			line := sc.Text()
-			switch {
-			case line == "":
-				if ev.name != "" {
-					out <- ev
-				}
-				ev = sseEvent{}
-			case strings.HasPrefix(line, "event: "):
-				ev.name = strings.TrimPrefix(line, "event: ")
-			case strings.HasPrefix(line, "id: "):
-				ev.id = strings.TrimPrefix(line, "id: ")
-			case strings.HasPrefix(line, "data: "):
-				ev.data = strings.TrimPrefix(line, "data: ")
-			}
-		}
-	}()
-	return out
+	return apitest.Subscribe(t, e.url, path)
 }
 
 // next returns the next event other than a keep-alive.
 func next(t *testing.T, events <-chan sseEvent) sseEvent {
 	t.Helper()
-	select {
-	case ev, ok := <-events:
-		if !ok {
-			t.Fatal("the event stream ended")
-		}
-		return ev
-	case <-time.After(20 * time.Second):
-		t.Fatal("no event within 20s")
-	}
-	return sseEvent{}
+	return apitest.Next(t, events)
 }
 
 // TestEvents: the stream starts with "ready", then delivers an SDK write
@@ -83,7 +35,7 @@ func TestEvents(t *testing.T) {
 	e := newEnv(t, envConfig{opts: kvhttp.Options{Heartbeat: 50 * time.Millisecond}})
 	e.createTable("users", kv.TypeLWW)
 	events := subscribe(t, e, "/api/kv/events")
-	if ev := next(t, events); ev.name != "ready" || !strings.Contains(ev.data, `"applied":`) {
+	if ev := next(t, events); ev.Name != "ready" || !strings.Contains(ev.Data, `"applied":`) {
 		t.Fatalf("first event %+v, want ready", ev)
 	}
 	ctx := ctxT(t)
@@ -100,25 +52,25 @@ func TestEvents(t *testing.T) {
 			Value  json.RawMessage
 		}
 	}
-	if err := json.Unmarshal([]byte(ev.data), &c); err != nil {
-		t.Fatalf("change %q: %v", ev.data, err)
+	if err := json.Unmarshal([]byte(ev.Data), &c); err != nil {
+		t.Fatalf("change %q: %v", ev.Data, err)
 	}
-	if ev.name != "change" || c.Table != "users" || c.Key != "alice" || !c.Value.Exists || string(c.Value.Value) != `{"age":3}` ||
-		ev.id != jsonNum(pos.Seq) {
+	if ev.Name != "change" || c.Table != "users" || c.Key != "alice" || !c.Value.Exists || string(c.Value.Value) != `{"age":3}` ||
+		ev.ID != jsonNum(pos.Seq) {
 		t.Fatalf("event %+v, want the change of users/alice at seq %d", ev, pos.Seq)
 	}
-	if strings.Contains(ev.data, `"meta"`) {
-		t.Errorf("a change carries a meta field: %s", ev.data)
+	if strings.Contains(ev.Data, `"meta"`) {
+		t.Errorf("a change carries a meta field: %s", ev.Data)
 	}
 
 	if _, err := e.log.Write(ctx, "kv.users", []byte(`not json`)); err != nil {
 		t.Fatal(err)
 	}
-	if ev := next(t, events); ev.name != "rejection" || !strings.Contains(ev.data, `"data":"not json"`) || !strings.Contains(ev.data, `"reason":"`) {
+	if ev := next(t, events); ev.Name != "rejection" || !strings.Contains(ev.Data, `"data":"not json"`) || !strings.Contains(ev.Data, `"reason":"`) {
 		t.Fatalf("event %+v, want the rejection", ev)
 	}
 	e.do("POST", "/api/kv/tables/users/ops", `{"op":"delete","key":"alice"}`).Want(t, 200)
-	if ev := next(t, events); ev.name != "change" || !strings.Contains(ev.data, `"exists":false`) {
+	if ev := next(t, events); ev.Name != "change" || !strings.Contains(ev.Data, `"exists":false`) {
 		t.Fatalf("event %+v, want the delete", ev)
 	}
 }
@@ -129,7 +81,7 @@ func TestEventsOfOneTable(t *testing.T) {
 	e.createTable("users", kv.TypeLWW)
 	e.createTable("hits", kv.TypeCounter)
 	events := subscribe(t, e, "/api/kv/events?table=hits")
-	if ev := next(t, events); ev.name != "ready" {
+	if ev := next(t, events); ev.Name != "ready" {
 		t.Fatalf("first event %+v, want ready", ev)
 	}
 	ctx := ctxT(t)
@@ -139,7 +91,7 @@ func TestEventsOfOneTable(t *testing.T) {
 	if _, err := e.store.Incr(ctx, "hits", "home", 2); err != nil {
 		t.Fatal(err)
 	}
-	if ev := next(t, events); ev.name != "change" || !strings.Contains(ev.data, `"table":"hits"`) {
+	if ev := next(t, events); ev.Name != "change" || !strings.Contains(ev.Data, `"table":"hits"`) {
 		t.Fatalf("event %+v, want only the change of hits", ev)
 	}
 }
@@ -153,7 +105,7 @@ func jsonNum(n uint64) string {
 func TestEventsEndWithTheStore(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	events := subscribe(t, e, "/api/kv/events")
-	if ev := next(t, events); ev.name != "ready" {
+	if ev := next(t, events); ev.Name != "ready" {
 		t.Fatalf("first event %+v, want ready", ev)
 	}
 	if err := e.store.Close(); err != nil {

@@ -52,15 +52,8 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ui, err := web.New([]web.Page{kvhttp.Page(), taskshttp.Page()}, []web.API{{Prefix: kvhttp.APIPrefix, Handler: h}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	protected, err := web.Protect(ui, web.Access{Token: cfg.token, Users: cfg.users})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.url = apitest.Serve(t, protected)
+	e.url = apitest.ServeNode(t, []web.Page{kvhttp.Page(), taskshttp.Page()}, []web.API{{Prefix: kvhttp.APIPrefix, Handler: h}},
+		web.Access{Token: cfg.token, Users: cfg.users})
 	return e
 }
 

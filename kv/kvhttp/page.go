@@ -2,7 +2,6 @@ package kvhttp
 
 import (
 	"embed"
-	"io/fs"
 
 	"github.com/detbus/detbus/internal/node/web"
 )
@@ -17,11 +16,7 @@ var pageFiles embed.FS
 // of package web over this package's API, which the server mounts beside
 // it at [APIPrefix].
 func Page() web.Page {
-	files, err := fs.Sub(pageFiles, "ui")
-	if err != nil {
-		panic(err) // the embedded directory exists at build time
-	}
-	return web.Page{Path: "/", Title: "kv", Files: files, Body: "kv.html", Scripts: []string{"app.js"}}
+	return web.Page{Path: "/", Title: "kv", Files: web.Dir(pageFiles, "ui"), Body: "kv.html", Scripts: []string{"app.js"}}
 }
 
 // APIPrefix is where the server mounts a [Handler] ([web.API]).

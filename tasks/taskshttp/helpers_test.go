@@ -66,15 +66,7 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 		}
 		apis = append(apis, web.API{Prefix: kvhttp.APIPrefix, Handler: kh})
 	}
-	ui, err := web.New([]web.Page{kvhttp.Page(), taskshttp.Page()}, apis)
-	if err != nil {
-		t.Fatal(err)
-	}
-	protected, err := web.Protect(ui, web.Access{Token: cfg.token})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.url = apitest.Serve(t, protected)
+	e.url = apitest.ServeNode(t, []web.Page{kvhttp.Page(), taskshttp.Page()}, apis, web.Access{Token: cfg.token})
 	return e
 }
 

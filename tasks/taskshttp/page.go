@@ -2,7 +2,6 @@ package taskshttp
 
 import (
 	"embed"
-	"io/fs"
 
 	"github.com/detbus/detbus/internal/node/web"
 )
@@ -17,11 +16,7 @@ var pageFiles embed.FS
 // shell of package web over this package's API, which the server mounts
 // beside it at [APIPrefix].
 func Page() web.Page {
-	files, err := fs.Sub(pageFiles, "ui")
-	if err != nil {
-		panic(err) // the embedded directory exists at build time
-	}
-	return web.Page{Path: "/tasks", Title: "tasks", Files: files, Body: "tasks.html", Scripts: []string{"tasks.js"}}
+	return web.Page{Path: "/tasks", Title: "tasks", Files: web.Dir(pageFiles, "ui"), Body: "tasks.html", Scripts: []string{"tasks.js"}}
 }
 
 // APIPrefix is where the server mounts a [Handler] ([web.API]).

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
@@ -64,7 +65,8 @@ type Access struct {
 // "Authorization: Bearer <token>", "Authorization: Basic" with a user's
 // name and password, or the session cookie that POST /login (or ?token=
 // on a page) gives a browser; POST /logout ends the session on the server,
-// so a copied cookie stops working. Sessions last 30 days at most. With
+// so a copied cookie stops working, and ends the requests still open on
+// it (event streams). Sessions last 30 days at most. With
 // neither, only requests addressed to a loopback host are served. A
 // request carries its caller's write rights for the handlers
 // ([httpapi.MayWrite]). Cross-origin browser writes are rejected either
@@ -121,10 +123,31 @@ type guard struct {
 	sessions map[string]session // by session id
 }
 
-// session is a signed-in browser: who, until when.
+// session is a signed-in browser: who, until when. Its context ends
+// when the session does (log out, expiry, eviction), and with it every
+// request still open on the session, such as an event stream.
 type session struct {
 	who     principal
 	expires time.Time
+	ctx     context.Context
+	end     context.CancelFunc
+}
+
+// sessionRequest is the context of a request made on a session: it ends
+// when the request or the session does, and carries the request's values.
+type sessionRequest struct {
+	context.Context // ends with the session (a child of its context) or the request
+	request         context.Context
+}
+
+func (c sessionRequest) Value(key any) any { return c.request.Value(key) }
+
+// drop ends the session id, if any. g.mu must be held.
+func (g *guard) drop(id string) {
+	if s, ok := g.sessions[id]; ok {
+		s.end()
+		delete(g.sessions, id)
+	}
 }
 
 // principal is who made a request, and what it may write.
@@ -160,7 +183,7 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/logout" && r.Method == http.MethodPost:
 		if c, err := r.Cookie(SessionCookie); err == nil {
 			g.mu.Lock()
-			delete(g.sessions, c.Value)
+			g.drop(c.Value)
 			g.mu.Unlock()
 		}
 		http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
@@ -176,10 +199,19 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, withoutToken(r.URL), http.StatusSeeOther)
 		return
 	}
-	if who, ok := g.authorized(r); ok {
+	if who, sess, ok := g.authorized(r); ok {
 		// Tells the UI to offer a log-out.
 		w.Header().Set("X-Detbus-Token", "required")
-		g.next.ServeHTTP(w, r.WithContext(httpapi.WithWriteCheck(r.Context(), who.mayWrite)))
+		ctx := r.Context()
+		if sess != nil {
+			// The request ends with its session: by the time a log-out
+			// is answered, the session's requests are cancelled.
+			done, cancel := context.WithCancel(sess)
+			defer cancel()
+			defer context.AfterFunc(ctx, cancel)()
+			ctx = sessionRequest{done, ctx}
+		}
+		g.next.ServeHTTP(w, r.WithContext(httpapi.WithWriteCheck(ctx, who.mayWrite)))
 		return
 	}
 	g.deny(w, r, "")
@@ -213,31 +245,34 @@ func passwordMatches(stored, given string) bool {
 	return subtle.ConstantTimeCompare([]byte(stored), []byte(given)) == 1
 }
 
-func (g *guard) authorized(r *http.Request) (principal, bool) {
+// authorized returns who made r, and the context of the session it
+// came on (nil for credentials in the request).
+func (g *guard) authorized(r *http.Request) (principal, context.Context, bool) {
 	if auth := r.Header.Get("Authorization"); auth != "" {
 		scheme, t, ok := strings.Cut(auth, " ")
 		switch {
 		case ok && strings.EqualFold(scheme, "Bearer") && g.validToken(strings.TrimSpace(t)):
-			return principal{name: "token", admin: true}, true
+			return principal{name: "token", admin: true}, nil, true
 		case ok && strings.EqualFold(scheme, "Basic"):
 			if name, password, ok := r.BasicAuth(); ok {
-				return g.user(name, password)
+				who, ok := g.user(name, password)
+				return who, nil, ok
 			}
 		}
-		return principal{}, false
+		return principal{}, nil, false
 	}
 	c, err := r.Cookie(SessionCookie)
 	if err != nil {
-		return principal{}, false
+		return principal{}, nil, false
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	s, ok := g.sessions[c.Value]
 	if !ok || time.Now().After(s.expires) {
-		delete(g.sessions, c.Value)
-		return principal{}, false
+		g.drop(c.Value)
+		return principal{}, nil, false
 	}
-	return s.who, true
+	return s.who, s.ctx, true
 }
 
 // setSession starts a session for who: a random id, kept here and in the
@@ -258,9 +293,11 @@ func (g *guard) setSession(w http.ResponseWriter, r *http.Request, who principal
 				oldest = k
 			}
 		}
-		delete(g.sessions, oldest)
+		g.drop(oldest)
 	}
-	g.sessions[id] = session{who: who, expires: now.Add(sessionMaxAge)}
+	expires := now.Add(sessionMaxAge)
+	ctx, end := context.WithDeadline(context.Background(), expires)
+	g.sessions[id] = session{who: who, expires: expires, ctx: ctx, end: end}
 	g.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: id, Path: "/",
 		MaxAge: int(sessionMaxAge / time.Second), HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})

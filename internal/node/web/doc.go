@@ -12,8 +12,7 @@
 //	var files embed.FS // ui/things.html, ui/things.js
 //
 //	func Page() web.Page {
-//		sub, _ := fs.Sub(files, "ui")
-//		return web.Page{Path: "/things", Title: "things", Files: sub,
+//		return web.Page{Path: "/things", Title: "things", Files: web.Dir(files, "ui"),
 //			Body: "things.html", Scripts: []string{"things.js"}}
 //	}
 //
@@ -61,8 +60,9 @@
 //     keeps (at most 10,000, the oldest dropped first) and the browser
 //     holds in the cookie detbus_session (HttpOnly, SameSite=Strict, 30
 //     days at most). POST /logout ends the session on the node, so a
-//     copied cookie stops working; a restart of the node ends every
-//     session. The
+//     copied cookie stops working, and so do the requests still open on
+//     it (event streams; also when the session expires or is dropped);
+//     a restart of the node ends every session. The
 //     API takes no token in the URL. A request without valid credentials
 //     gets 401: the login form for a browser asking for a page, a JSON
 //     error otherwise.

@@ -46,6 +46,21 @@ type Page struct {
 	Styles  []string
 }
 
+// Dir returns the files under dir of fsys, for a [Page]'s Files: a page
+// embeds its folder (//go:embed ui) and hands Dir(files, "ui"). It panics
+// when dir is not a folder of fsys, which the embed makes sure of when
+// the program is built.
+func Dir(fsys fs.FS, dir string) fs.FS {
+	sub, err := fs.Sub(fsys, dir)
+	if err == nil {
+		_, err = fs.ReadDir(sub, ".")
+	}
+	if err != nil {
+		panic(fmt.Sprintf("web: the page files %s: %v", dir, err))
+	}
+	return sub
+}
+
 // API is a JSON API plugged into the shell by [New]: Handler answers
 // every request whose path starts with Prefix, whatever its method.
 type API struct {

@@ -1,7 +1,7 @@
-// Helpers shared by the pages of the detbus UI (the kv page, app.js, and
-// the tasks page, tasks.js): DOM building, JSON API calls, forms, the
-// feeds of changes and rejections, JSON rendering with readable HLC
-// timestamps, and the live status. Nothing here builds HTML from data:
+// Helpers shared by the pages of the detbus UI (every page plugged into
+// the shell of package web loads this file before its own scripts): DOM
+// building, JSON API calls, forms, the feeds of changes and rejections,
+// JSON rendering with readable HLC timestamps, and the live status. Nothing here builds HTML from data:
 // every value is set as text.
 "use strict";
 
