@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/detbus/detbus/internal/cli"
+	"github.com/detbus/detbus/internal/node/loghttp"
 	"github.com/detbus/detbus/internal/node/web"
 	"github.com/detbus/detbus/internal/telemetry"
 	"github.com/detbus/detbus/kv/kvhttp"
@@ -18,7 +19,8 @@ import (
 
 // nodeHTTP is a node's HTTP server: /healthz for anyone, and behind the
 // access rule of web.Protect, /metrics and the UI's pages with their
-// APIs (kv, tasks and transforms), which answer 503 until mounted.
+// APIs (kv, tasks, transforms and the log), which answer 503 until
+// mounted.
 type nodeHTTP struct {
 	addr  string // the address it listens on
 	token bool   // whether requests need the token
@@ -26,6 +28,7 @@ type nodeHTTP struct {
 	tasks mounted
 	sites mounted
 	dets  mounted // the transforms board
+	log   mounted
 }
 
 // serveNodeHTTP serves a node's HTTP endpoints on addr until ctx is done.
@@ -49,11 +52,13 @@ func serveNodeHTTP(ctx context.Context, addr, token string, users []transport.Us
 	n.kv.what, n.tasks.what = "the kv store", "the tasks client"
 	n.sites.what = "the site (this node runs without --site)"
 	n.dets.what = "the transforms board"
-	ui, err := web.New([]web.Page{kvhttp.Page(), taskshttp.Page(), board.Page()}, []web.API{
+	n.log.what = "the log"
+	ui, err := web.New([]web.Page{kvhttp.Page(), taskshttp.Page(), board.Page(), loghttp.Page()}, []web.API{
 		{Prefix: kvhttp.APIPrefix, Handler: &n.kv},
 		{Prefix: taskshttp.APIPrefix, Handler: &n.tasks},
 		{Prefix: "/api/sites/", Handler: &n.sites},
 		{Prefix: board.APIPrefix, Handler: &n.dets},
+		{Prefix: loghttp.APIPrefix, Handler: &n.log},
 	})
 	if err != nil {
 		ln.Close()
@@ -88,6 +93,9 @@ func (n *nodeHTTP) mountTasks(h http.Handler) { n.tasks.h.Store(&h) }
 // mountTransforms serves h (the transforms board's API) under
 // /api/transforms/ from now on.
 func (n *nodeHTTP) mountTransforms(h http.Handler) { n.dets.h.Store(&h) }
+
+// mountLog serves h (the log's API) under /api/log/ from now on.
+func (n *nodeHTTP) mountLog(h http.Handler) { n.log.h.Store(&h) }
 
 // mountSites serves h (the site's report) under /api/sites from now on.
 func (n *nodeHTTP) mountSites(h http.Handler) { n.sites.h.Store(&h) }

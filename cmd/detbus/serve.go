@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/detbus/detbus/internal/node/loghttp"
 	"github.com/detbus/detbus/internal/telemetry"
 	"github.com/detbus/detbus/kv"
 	"github.com/detbus/detbus/kv/kvhttp"
@@ -182,6 +183,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		stopBoard := tb.Start(ctx)
 		defer stopBoard()
 		web.mountTransforms(tb.Handler())
+		lh, err := loghttp.New(l, loghttp.Options{})
+		if err != nil {
+			return err
+		}
+		web.mountLog(lh)
 	}
 	for _, d := range dets {
 		stop, err := runInNode(ctx, l, d, cfg.Name)

@@ -37,7 +37,7 @@ func TestPureFloorsDoNotLinkNATS(t *testing.T) {
 // (publishing, reading, buckets) and import no NATS client package
 // themselves.
 func TestOnlyTransportSpeaksToNATS(t *testing.T) {
-	for _, pkg := range []string{"kv", "tasks", "transform", "transform/worker", "kv/kvhttp", "tasks/taskshttp", "internal/node/web", "transform/board", "internal/fold"} {
+	for _, pkg := range []string{"kv", "tasks", "transform", "transform/worker", "kv/kvhttp", "tasks/taskshttp", "internal/node/web", "transform/board", "internal/fold", "internal/node/loghttp"} {
 		for _, imp := range goList(t, "Imports", pkg) {
 			if strings.HasPrefix(imp, "github.com/nats-io/nats.go") || strings.HasPrefix(imp, "github.com/nats-io/nats-server") {
 				t.Errorf("%s imports %s", pkg, imp)
