@@ -20,6 +20,7 @@ type storedMsg struct {
 	Header  nats.Header
 	Data    []byte
 	Pending uint64 // messages of the request's subject after this one (batch requests)
+	Stream  string // the stream that answered: the one asked, or a mirror of it (Nats-Stream)
 }
 
 // Headers the server adds to direct get replies; they are not part of the
@@ -324,7 +325,7 @@ func parseStored(m *nats.Msg) (storedMsg, error) {
 	}
 	ts, _ := time.Parse(time.RFC3339Nano, m.Header.Get("Nats-Time-Stamp"))
 	np, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
-	sm := storedMsg{Subject: m.Header.Get("Nats-Subject"), Seq: seq, Time: ts, Data: m.Data, Pending: np}
+	sm := storedMsg{Subject: m.Header.Get("Nats-Subject"), Seq: seq, Time: ts, Data: m.Data, Pending: np, Stream: m.Header.Get("Nats-Stream")}
 	for _, h := range directHeaders {
 		m.Header.Del(h)
 	}

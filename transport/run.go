@@ -94,6 +94,12 @@ type RunResult struct {
 // with RunResult.Filled saying how far the run got; [ErrUnavailable] when
 // the run is not complete at the deadline.
 func (l *Log) AppendRun(ctx context.Context, esk string, index uint64, payloads [][]byte, opts ...WriteOption) (RunResult, error) {
+	return l.appendRun(ctx, esk, index, payloads, nil, opts)
+}
+
+// appendRun is AppendRun, with event i naming inputs[i] when inputs is
+// not nil.
+func (l *Log) appendRun(ctx context.Context, esk string, index uint64, payloads [][]byte, inputs []InputRef, opts []WriteOption) (RunResult, error) {
 	if len(payloads) == 0 || len(payloads) > MaxBatch {
 		return RunResult{}, fmt.Errorf("%w: a run holds 1 to %d events, not %d", ErrInvalidOption, MaxBatch, len(payloads))
 	}
@@ -111,6 +117,9 @@ func (l *Log) AppendRun(ctx context.Context, esk string, index uint64, payloads 
 		}
 		m.Header.Set(HeaderWriteID, res.WriteID)
 		m.Header.Set(headerMsgID, runMsgID(esk, index+uint64(i)))
+		if inputs != nil {
+			setInput(m.Header, inputs[i])
+		}
 		msgs[i] = m
 	}
 	e := l.esk(esk)
