@@ -242,3 +242,97 @@ func TestStoresAtSitesConverge(t *testing.T) {
 		t.Logf("%s: t2 is %s; %+v", n, info.Type, stores[n].SiteStats())
 	}
 }
+
+// A site whose clock runs ahead cannot make its writes win over later
+// writes elsewhere beyond the bound: a stamp further than
+// transport.MaxEventSkew from the time its site stored it is not
+// believed, and one within it is adopted by the other sites' clocks up to
+// transport.MaxClockLead, so a later write elsewhere wins once the lead
+// beyond that has passed (here at once for 20s ahead, never for 45s
+// ahead within the test).
+func TestSiteClockAheadCannotWinLater(t *testing.T) {
+	s := faults.StartSites(t, "a", "b")
+	ctx := context.Background()
+	open := func(site string, ahead time.Duration) *Store {
+		var l *transport.Log
+		clock := hlc.NewClock(func() time.Time { return time.Now().Add(ahead) }, transport.MaxClockLead)
+		testnats.WaitFor(t, time.Minute, "site "+site, func() (err error) {
+			l, err = transport.Connect(ctx, s.URL(site), transport.Config{Site: site, Clock: clock, Timeout: 5 * time.Second})
+			return err
+		})
+		t.Cleanup(func() { l.Close() })
+		testnats.WaitFor(t, time.Minute, "copies at "+site, func() error {
+			o, err := l.SyncCopies(ctx)
+			if err == nil && len(o) != 1 {
+				err = fmt.Errorf("origins %v", o)
+			}
+			return err
+		})
+		st, err := Open(ctx, l, Options{StampHLC: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	for _, n := range s.Names { // both logs exist before either copies
+		testnats.WaitFor(t, time.Minute, "site "+n, func() error {
+			l, err := transport.Connect(ctx, s.URL(n), transport.Config{Site: n, Timeout: 5 * time.Second})
+			if err == nil {
+				l.Close()
+			}
+			return err
+		})
+	}
+	b := open("b", 0)
+	for _, c := range []struct {
+		ahead    time.Duration
+		fastWins bool // over b's write made after it arrived
+	}{
+		{5 * time.Minute, false},  // not believed: its stored time counts
+		{20 * time.Second, false}, // adopted by b's clock
+		{45 * time.Second, true},  // b's clock moves 30s ahead at most
+	} {
+		a := open("a", c.ahead)
+		table := fmt.Sprintf("ahead%d", int(c.ahead.Seconds()))
+		// Declared at b: an op made at b after a declaration from a site
+		// further ahead than the lead would come before it in the merged
+		// order, and be rejected as on an undeclared table.
+		if _, err := b.CreateTable(ctx, table, TypeLWW); err != nil {
+			t.Fatal(err)
+		}
+		testnats.WaitFor(t, 30*time.Second, "the table at a", func() error {
+			if _, ok := a.Table(table); !ok {
+				return fmt.Errorf("not yet")
+			}
+			return nil
+		})
+		if _, err := a.Set(ctx, table, "k", "fast"); err != nil {
+			t.Fatal(err)
+		}
+		testnats.WaitFor(t, 30*time.Second, "a's write at b", func() error {
+			if v, err := b.Get(table, "k"); err != nil || string(v.Value) != `"fast"` {
+				return fmt.Errorf("%s %v", v.Value, err)
+			}
+			return nil
+		})
+		if _, err := b.Set(ctx, table, "k", "later"); err != nil {
+			t.Fatal(err)
+		}
+		want := `"later"`
+		if c.fastWins {
+			want = `"fast"`
+		}
+		testnats.WaitFor(t, 30*time.Second, "the winner at both sites", func() error {
+			for _, st := range []*Store{a, b} {
+				if err := st.Sync(ctx); err != nil {
+					return err
+				}
+				if v, err := st.Get(table, "k"); err != nil || string(v.Value) != want {
+					return fmt.Errorf("%s %v, want %s", v.Value, err, want)
+				}
+			}
+			return nil
+		})
+	}
+}
