@@ -14,7 +14,6 @@ import (
 	"github.com/detbus/detbus/internal/node/loghttp"
 	"github.com/detbus/detbus/internal/telemetry"
 	"github.com/detbus/detbus/kv"
-	"github.com/detbus/detbus/kv/kvhttp"
 	"github.com/detbus/detbus/tasks"
 	"github.com/detbus/detbus/tasks/taskshttp"
 	"github.com/detbus/detbus/transform"
@@ -48,6 +47,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	anonymous := fs.Bool("allow-anonymous", false, "with --host beyond loopback and no --auth, accept clients without credentials (any client on the network may then write any ESK)")
 	var site siteFlags
 	site.register(fs)
+	var chain chainFlags
+	chain.register(fs)
 	var dets multiFlag
 	fs.Var(&dets, "transform", "run an instance of this deterministic transform in the node (repeatable; "+transformNames()+")")
 	if _, err := parse(fs, args, 0, 0); err != nil {
@@ -146,21 +147,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		siteLine = fmt.Sprintf("%s  (other sites give --peer %s; own log %s, copies of the others beside it)", cfg.Site.Name, srv.GatewayURL(), l.Config().Stream)
 	}
 	if web != nil {
-		store, err := openKV(ctx, l, cfg.Name)
+		nkv, err := startNodeKV(ctx, l, cfg.Name, web)
 		if err != nil {
 			return err
 		}
-		defer store.Close()
-		stopKV, err := store.Serve()
-		if err != nil {
-			return err
-		}
-		defer stopKV()
-		h, err := kvhttp.New(store, kvhttp.Options{})
-		if err != nil {
-			return err
-		}
-		web.mount(h)
+		defer nkv.Close()
 		tc, err := openTasks(ctx, l)
 		if err != nil {
 			return err
@@ -189,6 +180,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		web.mountLog(lh)
 	}
+	defer chain.start(ctx, l, cfg.Name)()
 	for _, d := range dets {
 		stop, err := runInNode(ctx, l, d, cfg.Name)
 		if err != nil {
@@ -251,7 +243,9 @@ func provisionBuckets(ctx context.Context, l *transport.Log) error {
 func openKV(ctx context.Context, l *transport.Log, node string) (*kv.Store, error) {
 	var store *kv.Store
 	err := retry(ctx, "open the kv store", func(ctx context.Context) (err error) {
-		store, err = kv.Open(ctx, l, kv.Options{Replica: node})
+		// At a site, writes carry HLC time: the sites' clocks feed on
+		// each other's, which keeps causality across sites.
+		store, err = kv.Open(ctx, l, kv.Options{Replica: node, StampHLC: l.Site() != ""})
 		return err
 	})
 	return store, err
