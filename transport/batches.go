@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"iter"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -251,26 +250,35 @@ func (in *inbox) stop() { close(in.stopped) }
 // or with "<domain>.<account hash>." before the stream and a token after
 // the pending count.
 func ackSeqTime(reply string) (seq uint64, ts int64, ok bool) {
-	rest, found := strings.CutPrefix(reply, "$JS.ACK.")
-	if !found {
+	const prefix = "$JS.ACK."
+	if len(reply) <= len(prefix) || reply[:len(prefix)] != prefix {
 		return 0, 0, false
 	}
-	skip := 3 // stream, consumer, delivered
-	switch strings.Count(rest, ".") + 3 {
-	case 9:
-	case 11, 12:
-		skip = 5
+	// Split the tokens from the end: at most 12, so 11 dots.
+	var dots [12]int
+	n := 0
+	for i := len(reply) - 1; i >= len(prefix)-1 && n < len(dots); i-- {
+		if reply[i] == '.' {
+			dots[n] = i
+			n++
+		}
+	}
+	// dots[0] is the last dot. The dot after "$JS" is not counted, so
+	// the reply has n+2 tokens.
+	var sseqAt, tmAt int // which dot precedes the token, counted from the end
+	switch n + 2 {
+	case 9: // ... <sseq>.<cseq>.<tm>.<pending>
+		sseqAt, tmAt = 3, 1
+	case 11: // v2 without the trailing token
+		sseqAt, tmAt = 3, 1
+	case 12: // ... <sseq>.<cseq>.<tm>.<pending>.<token>
+		sseqAt, tmAt = 4, 2
 	default:
 		return 0, 0, false
 	}
-	for range skip {
-		_, rest, _ = strings.Cut(rest, ".")
-	}
-	sseq, rest, _ := strings.Cut(rest, ".")
-	_, rest, _ = strings.Cut(rest, ".") // the consumer sequence
-	tm, _, _ := strings.Cut(rest, ".")
-	seq, err1 := strconv.ParseUint(sseq, 10, 64)
-	ts, err2 := strconv.ParseInt(tm, 10, 64)
+	token := func(k int) string { return reply[dots[k]+1 : dots[k-1]] }
+	seq, err1 := strconv.ParseUint(token(sseqAt), 10, 64)
+	ts, err2 := strconv.ParseInt(token(tmAt), 10, 64)
 	return seq, ts, err1 == nil && err2 == nil && seq > 0
 }
 
@@ -282,36 +290,137 @@ type batcher struct {
 	fields []string // the propagator's, to tell an event with trace context
 	evs    []Event
 	spans  []trace.Span
+	runs   map[string]*eskRun // the ESKs of the batch being numbered
+	free   []*eskRun
+}
+
+// eskRun is what numbering a batch learned of one ESK: where it stood
+// before the batch, and its last event in the batch.
+type eskRun struct {
+	prev      lastSeen // the last event delivered before the batch, if had
+	had       bool
+	last      lastSeen // the last event of the batch so far
+	started   bool
+	firstSeen lastSeen // the first event of the batch
 }
 
 func (l *Log) newBatcher(opts ReadOptions) *batcher {
-	return &batcher{l: l, n: l.newNumberer(opts), fields: l.cfg.Propagator.Fields()}
+	return &batcher{l: l, n: l.newNumberer(opts), fields: l.cfg.Propagator.Fields(), runs: map[string]*eskRun{}}
 }
 
 // number returns the events of msgs, in order, numbered. The slice is
 // reused by the next call.
+//
+// It numbers as numberer.index does event by event, once per ESK of the
+// batch instead: each ESK's first event in the batch follows the last
+// one delivered (or is looked up, concurrently for the batch's ESKs,
+// before the loop), every later one follows the one before it, and what
+// the stream and the Log learned (the last event of each ESK, the facts)
+// is recorded once per ESK after the loop.
 func (b *batcher) number(ctx context.Context, msgs []storedMsg) ([]Event, error) {
 	if err := b.n.learn(ctx, b.l, msgs); err != nil {
 		return nil, err
 	}
 	clear(b.evs)
 	b.evs = b.evs[:0]
+	var run *eskRun
+	runESK := ""
 	for _, m := range msgs {
 		esk, ok := b.l.ESKOf(m.Subject)
 		if !ok {
 			continue
 		}
-		index, err := b.n.index(ctx, esk, m.Seq)
-		if err != nil {
-			return nil, err
+		if run == nil || esk != runESK {
+			var err error
+			if run, err = b.runOf(ctx, esk, m.Seq); err != nil {
+				return nil, err
+			}
+			runESK = esk
 		}
+		var index uint64
+		switch {
+		case !run.started:
+			index = run.firstSeen.index // set by runOf
+			run.started = true
+			run.firstSeen.seq = m.Seq
+		case m.Seq == run.last.seq:
+			index = run.last.index
+		default:
+			index = run.last.index + 1
+		}
+		run.last = lastSeen{index: index, seq: m.Seq}
 		ev := toEvent(esk, index, m.Seq, m.Time, m.Header, m.Data)
 		if len(ev.Header) == 0 {
 			ev.Header = nil
 		}
 		b.evs = append(b.evs, ev)
 	}
+	b.record()
 	return b.evs, nil
+}
+
+// runOf returns the run of esk in the batch, starting it at the event at
+// seq if it is the ESK's first in the batch.
+func (b *batcher) runOf(ctx context.Context, esk string, seq uint64) (*eskRun, error) {
+	if run := b.runs[esk]; run != nil {
+		return run, nil
+	}
+	var run *eskRun
+	if k := len(b.free); k > 0 {
+		run, b.free = b.free[k-1], b.free[:k-1]
+		*run = eskRun{}
+	} else {
+		run = &eskRun{}
+	}
+	n := b.n
+	n.mu.Lock()
+	run.prev, run.had = n.last.get(esk)
+	n.mu.Unlock()
+	// The first event's index as numberer.index gives it (learn has
+	// looked up those that need it; index looks up any it could not keep).
+	index, ok := n.known(esk, seq)
+	if !ok {
+		var err error
+		if index, err = b.l.indexOf(ctx, b.l.esk(esk), seq); err != nil {
+			return nil, err
+		}
+	}
+	run.firstSeen.index = index
+	b.runs[esk] = run
+	return run, nil
+}
+
+// record tells the stream's numberer and the Log's facts where each ESK
+// of the batch ended, as numberer.index does after each event.
+func (b *batcher) record() {
+	n := b.n
+	n.mu.Lock()
+	for esk, run := range b.runs {
+		if !run.started {
+			continue
+		}
+		n.last.put(esk, run.last)
+		if n.seen != nil {
+			n.seen.add(esk)
+		}
+	}
+	n.mu.Unlock()
+	for esk, run := range b.runs {
+		if run.started {
+			e := b.l.esk(esk)
+			first := fact{run.firstSeen.index, run.firstSeen.seq}
+			if run.had && run.prev.seq != first.seq {
+				e.advance(fact{run.prev.index, run.prev.seq}, first)
+			} else if !run.had {
+				e.add(first)
+			}
+			if last := (fact{run.last.index, run.last.seq}); last != first {
+				e.advance(first, last)
+			}
+		}
+		b.free = append(b.free, run)
+	}
+	clear(b.runs)
 }
 
 // yield hands evs on, within the receive spans of those that carry trace
