@@ -134,6 +134,9 @@ func invalidOp(typ string, format string, args ...any) error {
 // strings escaped. Storing values in this form makes encoding a state and
 // decoding it again return the same bytes. The result is a fresh slice.
 func canonicalValue(v []byte) (json.RawMessage, error) {
+	if out, ok := canonicalFast(v); ok {
+		return out, nil
+	}
 	if len(bytes.TrimSpace(v)) == 0 {
 		return nil, errors.New("value is empty")
 	}
