@@ -44,9 +44,10 @@ type pendingOutput struct {
 	k       uint64
 	payload []byte
 	in      Input
-	ctx     context.Context // the step's, for traces
-	ready   time.Time       // when it was stepped
-	flushed chan struct{}   // a flush marker: closed once everything before it settled
+	src     transport.InputRef // the input's identity and hash, in the output's headers
+	ctx     context.Context    // the step's, for traces
+	ready   time.Time          // when it was stepped
+	flushed chan struct{}      // a flush marker: closed once everything before it settled
 }
 
 // sentOutput is an output appended by a run, waiting to be compared with
@@ -286,12 +287,13 @@ func (c *committer) gather(p pendingOutput) []pendingOutput {
 func (c *committer) append(ctx context.Context, run []pendingOutput) error {
 	r := c.r
 	payloads := make([][]byte, len(run))
+	inputs := make([]transport.InputRef, len(run))
 	for i, p := range run {
-		payloads[i] = p.payload
+		payloads[i], inputs[i] = p.payload, p.src
 	}
 	first := run[0]
 	for backoff := 10 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
-		res, err := r.cfg.Log.AppendRun(first.ctx, first.esk, first.k, payloads)
+		res, err := r.cfg.Log.AppendRunFrom(first.ctx, first.esk, first.k, payloads, inputs)
 		switch {
 		case err == nil || res.Filled > 0:
 			now := time.Now()
@@ -306,7 +308,7 @@ func (c *committer) append(ctx context.Context, run []pendingOutput) error {
 			if err == nil {
 				return nil
 			}
-			run, payloads, first = run[res.Filled:], payloads[res.Filled:], run[res.Filled]
+			run, payloads, inputs, first = run[res.Filled:], payloads[res.Filled:], inputs[res.Filled:], run[res.Filled]
 			if errors.Is(err, transport.ErrUnavailable) {
 				continue
 			}

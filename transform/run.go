@@ -110,11 +110,17 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 			}
 			outs, stepErr := step(t, in)
 			now := time.Now()
+			// Outputs and rejections name their input and its hash: a
+			// function of the input only, the same on every instance.
+			var src transport.InputRef
+			if stepErr != nil || len(outs) > 0 {
+				src = l.InputRef(ev)
+			}
 			if stepErr != nil {
 				var rec Rejection
 				rec.Input.ESK, rec.Input.Index, rec.Input.Seq, rec.Error = in.ESK, in.Index, in.Seq, stepErr.Error()
 				r.pending.Add(1)
-				if err := c.add(ctx, pendingOutput{esk: rejectionsESK(spec), k: rejections, payload: JSON(rec), in: in, ctx: sctx, ready: now}); err != nil {
+				if err := c.add(ctx, pendingOutput{esk: rejectionsESK(spec), k: rejections, payload: JSON(rec), in: in, src: src, ctx: sctx, ready: now}); err != nil {
 					span.End()
 					return stop(err)
 				}
@@ -124,7 +130,7 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 			}
 			for _, out := range outs {
 				r.pending.Add(1)
-				if err := c.add(ctx, pendingOutput{esk: spec.Output, k: outputs, payload: out, in: in, ctx: sctx, ready: now}); err != nil {
+				if err := c.add(ctx, pendingOutput{esk: spec.Output, k: outputs, payload: out, in: in, src: src, ctx: sctx, ready: now}); err != nil {
 					span.End()
 					return stop(err)
 				}

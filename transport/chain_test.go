@@ -252,10 +252,18 @@ func TestRunCheckpoints(t *testing.T) {
 	writeMixed(t, l, 30)
 	st, _ = l.State(ctx, "")
 	covered(st.LastSeq - 9)
+	// A checkpoint that an admin forges at the next index: the
+	// checkpointers see it disagree and write theirs after it.
+	st, _ = l.State(ctx, "")
+	forgedAt := writeCheckpoint(t, l, transport.Checkpoint{Stream: "EVENTS", Seq: st.LastSeq, Hash: transport.Hash{1}, By: "mallory"})
+	writeMixed(t, l, 12)
+	st, _ = l.State(ctx, "")
+	covered(st.LastSeq - 9)
 	stop1()
 	stop2()
 	rep, err := l.VerifyChain(ctx, transport.VerifyOptions{})
-	if err != nil || rep.Confirmed == 0 || rep.Confirmed != rep.Checkpoints {
+	if !errors.Is(err, transport.ErrChainMismatch) || rep.Confirmed == 0 || rep.Confirmed != rep.Checkpoints-1 ||
+		len(rep.Problems) != 1 || rep.Problems[0].At != forgedAt || rep.Problems[0].Kind != transport.ProblemForged {
 		t.Fatalf("verify: %+v, %v", rep, err)
 	}
 	// Claims advance, and no checkpoint covers only checkpoints.
@@ -265,6 +273,9 @@ func TestRunCheckpoints(t *testing.T) {
 			t.Fatal(err)
 		}
 		cp, _ := transport.DecodeCheckpoint(ev.Data)
+		if cp.By == "mallory" {
+			continue
+		}
 		if cp.Seq < last {
 			t.Fatalf("checkpoint #%d claims %d after a claim of %d", ev.Index, cp.Seq, last)
 		}

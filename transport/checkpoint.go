@@ -234,23 +234,50 @@ func (c *checkpointer) round(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Another node, or anyone else, may have written the next index
+	// first: then check its checkpoint, and write this node's at the
+	// index after it unless it covers as much.
+	for range maxCheckpointTries {
+		done, err := c.publish(ctx, p)
+		if done || err != nil {
+			return err
+		}
+		if head, err = l.head(ctx); err != nil {
+			return err
+		}
+		if p, err = l.Chain(ctx, p, max(head, p.Seq)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maxCheckpointTries bounds the indices one round tries to write its
+// checkpoint at.
+const maxCheckpointTries = 8
+
+// publish writes a checkpoint of p at the next index. When another
+// checkpoint is there, it checks it against this node's chain and goes
+// on from it if it agrees and covers at least as much (done); otherwise
+// p is still to be written (not done).
+func (c *checkpointer) publish(ctx context.Context, p ChainPoint) (done bool, err error) {
+	l := c.l
 	cp := Checkpoint{Stream: c.origin, Seq: p.Seq, Hash: p.Hash, By: c.cfg.By}
 	data, _ := json.Marshal(cp)
 	res, err := l.ExistsOrWrite(ctx, ChainESK, c.next, data)
 	if err != nil {
-		return err
+		return false, err
 	}
 	c.next++
 	if res.Outcome == Written {
 		c.last, c.lastAt, c.since = p, res.Seq, time.Now()
-		return nil
+		return true, nil
 	}
-	// Another node wrote this index first: check its checkpoint against
-	// this node's chain and go on from the further of the two.
 	other, at, err := c.read(ctx, res.Index)
+	c.lastAt = max(c.lastAt, at)
 	if err != nil {
 		c.cfg.Logger.Error("chain checkpoints: another writer's checkpoint is not one", "stream", l.cfg.Stream, "index", res.Index, "err", err)
-		return nil
+		return false, nil
 	}
 	var mine ChainPoint
 	switch {
@@ -258,22 +285,24 @@ func (c *checkpointer) round(ctx context.Context) error {
 		mine = p
 	case other.Seq > p.Seq:
 		mine, err = l.Chain(ctx, p, other.Seq)
-	default:
+	case other.Seq >= c.last.Seq:
 		mine, err = l.Chain(ctx, c.last, other.Seq)
+	default:
+		err = fmt.Errorf("%w: checkpoint #%d by %q claims position %d, behind the chain's %d", ErrMalformed, res.Index, other.By, other.Seq, c.last.Seq)
+	}
+	if err == nil && mine.Hash != other.Hash {
+		err = fmt.Errorf("%w: checkpoint #%d by %q claims chain %s at position %d, this node computes %s", ErrChainMismatch, res.Index, other.By, other.Hash, other.Seq, mine.Hash)
 	}
 	if err != nil {
-		return err
+		if errors.Is(err, ErrUnavailable) {
+			return false, err
+		}
+		c.cfg.Logger.Error("chain checkpoints: another writer's checkpoint disagrees with this node's chain", "stream", l.cfg.Stream, "checkpoint_at", at, "err", err)
+		return false, nil
 	}
-	c.lastAt, c.since = at, time.Now()
-	if mine.Hash != other.Hash {
-		c.cfg.Logger.Error("chain checkpoints: another writer's checkpoint disagrees with this node's chain", "stream", l.cfg.Stream,
-			"checkpoint_at", at, "by", other.By, "claims_seq", other.Seq, "claims", other.Hash.String(), "computed", mine.Hash.String())
-		c.last = p
-		return nil
+	if other.Seq < p.Seq {
+		return false, nil
 	}
-	c.last = p
-	if other.Seq > p.Seq {
-		c.last = mine
-	}
-	return nil
+	c.last, c.since = mine, time.Now()
+	return true, nil
 }

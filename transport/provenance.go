@@ -28,11 +28,11 @@ var ErrBrokenLink = errors.New("transport: broken input link")
 // anywhere: a mirror keeps the origin's sequences), its ESK, index and
 // stream sequence, and its [HashEvent].
 type InputRef struct {
-	Stream string
-	ESK    string
-	Index  uint64
-	Seq    uint64
-	Hash   Hash
+	Stream string `json:"stream"`
+	ESK    string `json:"esk"`
+	Index  uint64 `json:"index"`
+	Seq    uint64 `json:"seq"`
+	Hash   Hash   `json:"hash"`
 }
 
 // String is the Detbus-Input header's value, "<stream>:<esk>:<index>@<seq>"
@@ -130,12 +130,12 @@ func (l *Log) AppendRunFrom(ctx context.Context, esk string, index uint64, paylo
 
 // TraceStep is one event on the way from an output back to its source.
 type TraceStep struct {
-	Stream string // the stream it was read from
-	ESK    string
-	Index  uint64
-	Seq    uint64
-	Hash   Hash      // its HashEvent, as read
-	Input  *InputRef // the input it names; nil for a source's event
+	Stream string    `json:"stream"` // the stream it was read from
+	ESK    string    `json:"esk"`
+	Index  uint64    `json:"index"`
+	Seq    uint64    `json:"seq"`
+	Hash   Hash      `json:"hash"`            // its HashEvent, as read
+	Input  *InputRef `json:"input,omitempty"` // the input it names; nil for a source's event
 }
 
 // BrokenLinkError says which link of a trace does not hold.

@@ -9,6 +9,8 @@
 //	detbus worker <transform>         run an instance of a deterministic transform
 //	detbus bench transform            measure DETs run as worker processes
 //	detbus tasks <command>            task queues: create, add, list, show, retry, cancel, dead, work
+//	detbus verify [--stream S]        check the log's hash chain against its checkpoints
+//	detbus trace <esk> <index>        walk back from an output to the source's event, checking hashes
 //
 // Client commands take --nats URL (default $DETBUS_NATS or
 // nats://127.0.0.1:4222). Usage errors exit with status 2, other failures
@@ -62,6 +64,8 @@ func commands() []command {
 		{"worker", "<transform> [--instance name]", "run an instance of a deterministic transform (" + transformNames() + ")", runWorker},
 		{"bench", "transform [--instances 1,2,3]", "measure DET latency, throughput and failover with worker processes", runBench},
 		{"tasks", "<command> [arguments]", "task queues on the log: create, add, list, show, retry, cancel, dead, work", runTasks},
+		{"verify", "[--stream S] [--copy SITE] [--against S]", "recompute the log's hash chain and check its checkpoints, from the last one confirmed", runVerify},
+		{"trace", "<esk> <index>", "walk back from an output through the DETs that made it to the source's event, checking every hash", runTrace},
 	}
 }
 
