@@ -70,4 +70,3 @@ func TestOutputsNameTheirInput(t *testing.T) {
 		t.Fatalf("trace: %+v", path)
 	}
 }
-
