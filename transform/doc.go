@@ -67,7 +67,19 @@
 //
 // Package worker (transform/worker) runs DETs as worker processes with
 // the flags of detbus worker, for a program that defines its own.
-
+//
+// # Provenance
+//
+// Every output and every rejection names the input it came from, in two
+// headers: Detbus-Input, "<stream>:<esk>:<index>@<seq>", where stream is
+// the input's origin stream ([transport.Log.ChainOrigin]: a copy of that
+// stream, which keeps its sequences, can be found at any site), and
+// Detbus-Input-Hash, the input's [transport.HashEvent]. Both depend on the
+// input alone, so every instance writes the same; instances still compare
+// outputs by their payloads. [transport.Log.Trace] and `detbus trace`
+// follow them from any output back to the source's event, through DETs
+// that read other DETs' outputs, checking each input against its hash.
+//
 // # Divergence
 //
 // An instance whose output differs from the one that landed has found a

@@ -225,22 +225,48 @@ func (l *Log) head(ctx context.Context) (uint64, error) {
 }
 
 // scan calls fn with every message of the log's stream from sequence
-// from to sequence to, in order, read with batched direct gets. A
-// server that answers with nothing before to is behind (a lagging
-// replica) unless the stream's leader holds nothing more up to to
-// either (the rest deleted, in a stream that allows it).
+// from to sequence to, in order, read with batched direct gets. The next
+// batch is asked for as soon as a batch arrives, so that fn works on one
+// while the next is on its way. A server that answers with nothing
+// before to is behind (a lagging replica) unless the stream's leader
+// holds nothing more up to to either (the rest deleted, in a stream that
+// allows it).
 func (l *Log) scan(ctx context.Context, from, to uint64, fn func(*storedMsg) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type batch struct {
+		rep directReply
+		err error
+	}
+	fetch := func(next uint64) chan batch {
+		ch := make(chan batch, 1)
+		go func() {
+			rctx, cancel := l.withTimeout(ctx)
+			defer cancel()
+			rep, err := l.directOwn(rctx, l.cfg.Stream, directGetRequest{Seq: next, Batch: walkBatch, MaxBytes: walkMaxBytes})
+			ch <- batch{rep, err}
+		}()
+		return ch
+	}
 	backoff := time.Millisecond
-	for next := max(from, 1); next <= to; {
-		rctx, cancel := l.withTimeout(ctx)
-		rep, err := l.directOwn(rctx, l.cfg.Stream, directGetRequest{Seq: next, Batch: walkBatch, MaxBytes: walkMaxBytes})
-		cancel()
-		if err != nil {
-			return fmt.Errorf("read %s from %d: %w", l.cfg.Stream, next, err)
+	next := max(from, 1)
+	if next > to {
+		return nil
+	}
+	pending := fetch(next)
+	for next <= to {
+		b := <-pending
+		pending = nil
+		if b.err != nil {
+			return fmt.Errorf("read %s from %d: %w", l.cfg.Stream, next, b.err)
+		}
+		msgs := b.rep.msgs
+		if n := len(msgs); n > 0 && msgs[n-1].Seq < to {
+			pending = fetch(msgs[n-1].Seq + 1)
 		}
 		got := false
-		for i := range rep.msgs {
-			m := &rep.msgs[i]
+		for i := range msgs {
+			m := &msgs[i]
 			if m.Seq < next {
 				continue
 			}
@@ -254,6 +280,9 @@ func (l *Log) scan(ctx context.Context, from, to uint64, fn func(*storedMsg) err
 		}
 		if got {
 			backoff = time.Millisecond
+			if pending == nil && next <= to {
+				pending = fetch(next)
+			}
 			continue
 		}
 		more, err := l.leaderHasFrom(ctx, l.cfg.Stream, next, to)
@@ -264,6 +293,9 @@ func (l *Log) scan(ctx context.Context, from, to uint64, fn func(*storedMsg) err
 			return fmt.Errorf("%w: read %s from %d: no replica serves it: %v", ErrUnavailable, l.cfg.Stream, next, err)
 		}
 		backoff = min(2*backoff, 50*time.Millisecond)
+		if pending == nil {
+			pending = fetch(next)
+		}
 	}
 	return nil
 }

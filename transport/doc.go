@@ -102,6 +102,43 @@
 // should [Log.WriteAsync]; an appender racing for indices uses
 // [Log.ExistsOrWrite].
 //
+// # The hash chain
+//
+// Each stream carries a hash chain: the chain after an event is
+// [ChainLink] of the chain before it and the event's [HashEvent] (its
+// subject, stream sequence, stored time, headers other than JetStream's
+// "Nats-" ones, and payload), over every message in sequence order from
+// the zero [Hash]. All of it is what a JetStream mirror keeps, so a
+// site's copy of a log ([Log.Copy], or any mirror) has the same chain as
+// its origin. [Log.Chain] extends the chain from any [ChainPoint] with
+// batched direct gets.
+//
+// A node appends checkpoints ([Checkpoint]: stream, position, chain hash)
+// on the reserved ESK [ChainESK], which only admins may write
+// ([Log.RunCheckpoints]; `detbus serve --chain-every N --chain-interval
+// T`). [Log.VerifyChain] recomputes the chain of a stream or a copy and
+// checks every checkpoint it meets: a checkpoint that disagrees while a
+// later one agrees is forged; a stream that disagrees with every
+// checkpoint from some position on differs from what its checkpoints
+// confirmed (VerifyOptions.Against, the origin, locates the first event
+// that differs). It resumes after the last checkpoint it confirmed, so a
+// verification costs the events since. Reads that verify take only the
+// stream's own answers: a mirror of a stream that allows direct gets
+// answers the stream's direct gets too (JetStream's mirror direct, which
+// a mirror inherits), and those replies are asked again. Checkpoints are
+// not signed: they are as trustworthy as the admins of the log, and a
+// copy's checkpoints as its origin's.
+//
+// # Where an output came from
+//
+// A DET's outputs name their input ([InputRef]: origin stream, ESK,
+// index, sequence, and the input's HashEvent) in the headers
+// [HeaderInput] and [HeaderInputHash] ([Log.AppendRunFrom], [WithInput]).
+// [Log.Trace] walks from any event back through the inputs named, from
+// stream to stream (the log's own, a stream of the name, or a mirror of
+// it), to a source's event, and reports the first link whose input is
+// missing or does not match its hash as a [*BrokenLinkError].
+//
 // # Input bounds
 //
 // ESKs are validated by [ValidateESK] (tokens of printable ASCII, no empty

@@ -109,10 +109,14 @@ func printChainReport(w io.Writer, rep transport.ChainReport, from *transport.Ve
 	if from != nil {
 		start = fmt.Sprintf("resumed after position %d, confirmed by the checkpoint at position %d", from.Seq, from.At)
 	}
-	fmt.Fprintf(w, "stream %s (%s): positions %d..%d, %d events hashed, %s\n", rep.Stream, whose, rep.From, rep.To, rep.Events, start)
+	fmt.Fprintf(w, "stream %s (%s): positions %d..%d, %s hashed, %s\n", rep.Stream, whose, rep.From, rep.To, plural(rep.Events, "event"), start)
 	fmt.Fprintf(w, "checkpoints: %d met, %d confirmed\n", rep.Checkpoints, rep.Confirmed)
 	if r := rep.Resume; r != nil {
-		fmt.Fprintf(w, "verified up to position %d (the checkpoint at position %d, by %s); later events wait for the next checkpoint\n", r.Seq, r.At, printable(r.By))
+		fmt.Fprintf(w, "verified up to position %d (the checkpoint at position %d, by %s)", r.Seq, r.At, printable(r.By))
+		if rep.To > r.At {
+			fmt.Fprintf(w, "; positions %d..%d wait for the next checkpoint", r.At+1, rep.To)
+		}
+		fmt.Fprintln(w)
 	} else {
 		fmt.Fprintf(w, "no checkpoint confirmed yet: nothing is verified\n")
 	}
@@ -123,6 +127,13 @@ func printChainReport(w io.Writer, rep transport.ChainReport, from *transport.Ve
 	if rep.OK() {
 		fmt.Fprintln(w, "ok")
 	}
+}
+
+func plural(n uint64, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func defaultVerifyState(stream string, created int64) (string, error) {
