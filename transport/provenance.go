@@ -251,7 +251,8 @@ func (t *tracer) follow(ctx context.Context, from TraceStep, in InputRef) (Trace
 }
 
 // holder returns the stream here that holds origin's events: the log's
-// own, a stream named origin, or a mirror of it; "" if none.
+// own, this site's copy of it (at a site: read here, whatever the link to
+// the origin), a stream named origin, or a mirror of it; "" if none.
 func (t *tracer) holder(ctx context.Context, origin string) (string, error) {
 	if s, ok := t.streams[origin]; ok {
 		return s, nil
@@ -262,6 +263,8 @@ func (t *tracer) holder(ctx context.Context, origin string) (string, error) {
 	found := ""
 	if origin == l.ChainOrigin() || origin == l.cfg.Stream {
 		found = l.cfg.Stream
+	} else if copy := l.siteCopyOf(ctx, origin); copy != "" {
+		found = copy
 	} else if _, err := l.js.Stream(ctx, origin); err == nil {
 		found = origin
 	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -279,4 +282,27 @@ func (t *tracer) holder(ctx context.Context, origin string) (string, error) {
 	}
 	t.streams[origin] = found
 	return found, nil
+}
+
+// siteCopyOf returns this site's copy of origin, when the log is a
+// site's (or a copy held at a site) and origin another site's log whose
+// copy exists here; "" otherwise.
+func (l *Log) siteCopyOf(ctx context.Context, origin string) string {
+	site := l.Site()
+	if site == "" {
+		return ""
+	}
+	base, _ := l.cfg.siteBase()
+	if l.cfg.copyOf != "" {
+		base = strings.TrimSuffix(l.cfg.Stream, "_"+l.cfg.copyOf+"_AT_"+site)
+	}
+	o, ok := strings.CutPrefix(origin, base+"_")
+	if !ok || o == site || ValidateSiteName(o) != nil {
+		return ""
+	}
+	name := CopyStream(base, o, site)
+	if _, err := l.js.Stream(ctx, name); err != nil {
+		return ""
+	}
+	return name
 }
