@@ -61,6 +61,10 @@ func TestReadme(t *testing.T) {
 	block := findBlock(t, blocks, `R=nats-route://`)
 	r.url = ""
 	r.run(block, freePortsFor(t, block))
+
+	// Sites by hand.
+	block = findBlock(t, blocks, `serve --site a`)
+	r.run(block, freePortsFor(t, block))
 }
 
 // readmeBlock is a ```sh block of the README.
@@ -117,7 +121,7 @@ func findBlock(t *testing.T, blocks []readmeBlock, marker string) readmeBlock {
 
 // portPattern finds the ports a block names: in host:port, and as the
 // value of a port flag.
-var portPattern = regexp.MustCompile(`(127\.0\.0\.1:|--(?:port|http-port|cluster-port)[ =])([0-9]+)`)
+var portPattern = regexp.MustCompile(`(127\.0\.0\.1:|--(?:port|http-port|cluster-port|gateway-port)[ =])([0-9]+)`)
 
 // freePortsFor returns a rewrite of the block's lines that replaces each
 // port it names with a free one, the same port for the same number.
@@ -275,7 +279,7 @@ func (r *readmeRunner) foreground(heading, line string, args []string, expect st
 // untilInterrupted reports whether a command runs until it is stopped.
 func untilInterrupted(args []string) bool {
 	switch {
-	case args[0] == "serve", args[0] == "worker", args[0] == "cluster":
+	case args[0] == "serve", args[0] == "worker", args[0] == "cluster", args[0] == "sites":
 		return true
 	case args[0] == "tasks" && len(args) > 1 && args[1] == "work":
 		return true

@@ -213,7 +213,7 @@ Try next, in another terminal:
   nats --server %s pub -J %s.orders.eu '{"side":"buy","qty":7}'
   nats --server %s req %s '{"esk":"orders.eu","index":3,"event":{"qty":1}}'
 Stop with Ctrl-C.
-`, url, lc.Stream, lc.Prefix, orNone(srv.MonitorURL()), httpURL, uiURL, tasksURL, orNone(strings.Join(dets, ", ")), siteLine, cfg.StoreDir, sync, describeAuth(cfg), url, lc.Prefix, url, transport.SubjectExistsOrWrite)
+`, url, l.Config().Stream, l.Config().Prefix, orNone(srv.MonitorURL()), httpURL, uiURL, tasksURL, orNone(strings.Join(dets, ", ")), siteLine, cfg.StoreDir, sync, describeAuth(cfg), url, l.Config().Prefix, url, transport.SubjectExistsOrWrite)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "detbus node stopping")
 	return nil
