@@ -221,27 +221,7 @@ func TestRunCheckpoints(t *testing.T) {
 			}
 		}
 	}
-	covered := func(seq uint64) {
-		t.Helper()
-		testnats.WaitFor(t, 30*time.Second, fmt.Sprintf("a checkpoint covering %d", seq), func() error {
-			n, err := l.Count(ctx, transport.ChainESK)
-			if err != nil || n == 0 {
-				return fmt.Errorf("%d checkpoints (%v)", n, err)
-			}
-			ev, err := l.Get(ctx, transport.ChainESK, n-1)
-			if err != nil {
-				return err
-			}
-			cp, err := transport.DecodeCheckpoint(ev.Data)
-			if err != nil {
-				return err
-			}
-			if cp.Seq < seq {
-				return fmt.Errorf("the newest covers %d", cp.Seq)
-			}
-			return nil
-		})
-	}
+	covered := func(seq uint64) { t.Helper(); testnats.WaitCovered(t, l, seq) }
 	stop := run("n1")
 	writeMixed(t, l, 25)
 	st, _ := l.State(ctx, "")

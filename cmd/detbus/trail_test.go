@@ -36,27 +36,6 @@ func detbusCmd(t *testing.T, args ...string) (string, int) {
 	return "", -1
 }
 
-// waitCovered waits until the newest checkpoint covers position seq.
-func waitCovered(t *testing.T, l *transport.Log, seq uint64) {
-	t.Helper()
-	testnats.WaitFor(t, 60*time.Second, fmt.Sprintf("a checkpoint covering position %d", seq), func() error {
-		ctx := context.Background()
-		n, err := l.Count(ctx, transport.ChainESK)
-		if err != nil || n == 0 {
-			return fmt.Errorf("%d checkpoints (%v)", n, err)
-		}
-		ev, err := l.Get(ctx, transport.ChainESK, n-1)
-		if err != nil {
-			return err
-		}
-		cp, err := transport.DecodeCheckpoint(ev.Data)
-		if err != nil || cp.Seq < seq {
-			return fmt.Errorf("the newest covers %d (%v)", cp.Seq, err)
-		}
-		return nil
-	})
-}
-
 // TestVerifyAndTraceCommands runs a node with the bank DET and chain
 // checkpoints as a process: `detbus verify` confirms the chain and then
 // resumes from where it stopped, reports a forged checkpoint, and checks
@@ -78,7 +57,7 @@ func TestVerifyAndTraceCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitCovered(t, l, st.LastSeq)
+	testnats.WaitCovered(t, l, st.LastSeq)
 	state := filepath.Join(t.TempDir(), "verify.json")
 	verify := func(extra ...string) (string, int) {
 		return detbusCmd(t, append([]string{"verify", "--nats", node.url, "--state", state}, extra...)...)
@@ -90,7 +69,7 @@ func TestVerifyAndTraceCommands(t *testing.T) {
 	}
 	writeBankCommands(t, l, rand.New(rand.NewPCG(8, 8)), 60, 10)
 	st, _ = l.State(ctx, "")
-	waitCovered(t, l, st.LastSeq)
+	testnats.WaitCovered(t, l, st.LastSeq)
 	out, code = verify()
 	if code != 0 || !strings.Contains(out, "resumed after position") || !strings.HasSuffix(out, "ok\n") {
 		t.Fatalf("verify again: exit %d\n%s", code, out)
@@ -155,7 +134,7 @@ func TestVerifyAndTraceCommands(t *testing.T) {
 	}
 	writeBankCommands(t, l, rand.New(rand.NewPCG(9, 9)), 70, 5)
 	st, _ = l.State(ctx, "")
-	waitCovered(t, l, st.LastSeq)
+	testnats.WaitCovered(t, l, st.LastSeq)
 	out, code = verify()
 	if code != 1 || !strings.Contains(out, fmt.Sprintf("PROBLEM: forged checkpoint at position %d", forgedAt.Seq)) {
 		t.Fatalf("verify with a forged checkpoint: exit %d\n%s", code, out)
