@@ -64,9 +64,9 @@ func TestStoreRestartFromSnapshot(t *testing.T) {
 	if err != nil || info.Size <= 1<<20 {
 		t.Fatalf("snapshot object: %+v, %v; want one over 1 MiB", info, err)
 	}
-	snapAt, err := strconv.ParseUint(info.Metadata[metaSeq], 10, 64)
+	snapAt, err := strconv.ParseUint(info.Metadata[fold.MetaSeq], 10, 64)
 	if err != nil || snapAt == 0 || snapAt != a.f.SnapshotTaken() {
-		t.Fatalf("the snapshot object covers %q, the store says %d", info.Metadata[metaSeq], a.f.SnapshotTaken())
+		t.Fatalf("the snapshot object covers %q, the store says %d", info.Metadata[fold.MetaSeq], a.f.SnapshotTaken())
 	}
 	if snapAt >= a.Applied() {
 		// Make sure there is something to fold after the snapshot.
@@ -97,7 +97,7 @@ func TestStoreRestartFromSnapshot(t *testing.T) {
 	for k, v := range info.Metadata {
 		meta.Metadata[k] = v
 	}
-	meta.Metadata[metaSeq] = fmt.Sprint(restored.Applied())
+	meta.Metadata[fold.MetaSeq] = fmt.Sprint(restored.Applied())
 	if _, err := obs.Put(ctx, meta, bytes.NewReader([]byte("{}"))); err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func TestForgedSnapshotNotRestored(t *testing.T) {
 		t.Fatalf("the snapshot holds no \"alice\": %s", data)
 	}
 	sum := sha256.Sum256(forged)
-	info.Metadata[metaHash] = hex.EncodeToString(sum[:])
+	info.Metadata[fold.MetaHash] = hex.EncodeToString(sum[:])
 	if err := obs.Put(ctx, "node", "forged", info.Metadata, forged); err != nil {
 		t.Fatal(err)
 	}
@@ -225,9 +225,9 @@ func TestForgedSnapshotNotRestored(t *testing.T) {
 		t.Fatalf("root = %s (%v), want the log's \"alice\"", v.Value, err)
 	}
 	// The real snapshot, once rewritten as it was, is restored again.
-	if err := obs.Put(ctx, "node", "restored", map[string]string{metaFormat: info.Metadata[metaFormat], metaStream: info.Metadata[metaStream],
-		metaPrefix: info.Metadata[metaPrefix], metaCreated: info.Metadata[metaCreated], metaSeq: info.Metadata[metaSeq],
-		metaHash: func() string { s := sha256.Sum256(data); return hex.EncodeToString(s[:]) }()}, data); err != nil {
+	if err := obs.Put(ctx, "node", "restored", map[string]string{fold.MetaFormat("kv"): info.Metadata[fold.MetaFormat("kv")], fold.MetaStream: info.Metadata[fold.MetaStream],
+		fold.MetaPrefix: info.Metadata[fold.MetaPrefix], fold.MetaCreated: info.Metadata[fold.MetaCreated], fold.MetaSeq: info.Metadata[fold.MetaSeq],
+		fold.MetaHash: func() string { s := sha256.Sum256(data); return hex.EncodeToString(s[:]) }()}, data); err != nil {
 		t.Fatal(err)
 	}
 	if c := open(t, l, Options{Replica: "node"}); c.Restored() != seq {

@@ -18,10 +18,10 @@ func SnapshotData(c *Client) ([]byte, uint64, error) {
 
 // Snapshot object metadata keys.
 const (
-	MetaStream  = metaStream
-	MetaCreated = metaCreated
-	MetaSeq     = metaSeq
-	MetaHash    = metaHash
+	MetaStream  = fold.MetaStream
+	MetaCreated = fold.MetaCreated
+	MetaSeq     = fold.MetaSeq
+	MetaHash    = fold.MetaHash
 )
 
 // SetStaleSnapshotAge sets the age after which other replicas' snapshots

@@ -9,16 +9,6 @@ import (
 	"github.com/detbus/detbus/transport"
 )
 
-// Snapshot object metadata keys.
-const (
-	metaFormat  = "detbus-tasks-format"
-	metaStream  = fold.MetaStream
-	metaPrefix  = fold.MetaPrefix
-	metaCreated = fold.MetaCreated
-	metaSeq     = fold.MetaSeq
-	metaHash    = fold.MetaHash
-)
-
 // openSnapshots returns the store of the snapshots of task clients of
 // log: one object per replica in a JetStream object store bucket,
 // holding the state's deterministic encoding, with the stream position it

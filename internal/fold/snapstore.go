@@ -101,7 +101,10 @@ func OpenSnapshots(ctx context.Context, l *transport.Log, cfg SnapshotConfig) (*
 // Replica returns the name of this client's object.
 func (s *SnapshotStore) Replica() string { return s.cfg.Replica }
 
-func (s *SnapshotStore) metaFormat() string { return "detbus-" + s.cfg.Kind + "-format" }
+// MetaFormat is the metadata key of the format of kind's snapshots.
+func MetaFormat(kind string) string { return "detbus-" + kind + "-format" }
+
+func (s *SnapshotStore) metaFormat() string { return MetaFormat(s.cfg.Kind) }
 
 // bind binds the bucket, creating it when create is set.
 func (s *SnapshotStore) bind(ctx context.Context, create bool) (*transport.Objects, error) {
