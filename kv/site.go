@@ -1,7 +1,6 @@
 package kv
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -35,14 +34,14 @@ import (
 //     type does not take.
 //
 // An event from another site usually arrives after later events of this
-// one. The Store keeps the state of the events that can no longer be
-// preceded (every site's log has an event past them: the stable state)
-// and, on top of it, the rest in order (the pending events). An event
-// that falls before pending events rebuilds the state from the stable one
-// and the pending events; the work is bounded by what is pending, which
-// grows while a site is cut off or idle. Sites' nodes write a tick to
-// their own log when idle (ESK kv._site, see [Store.Tick]), so that an
-// idle site does not hold the stable state back.
+// one. The Store keeps, for each event that an event still to come may
+// precede (every site's log has an event past the others), what undoes
+// it: an event that arrives late is applied at its place by undoing the
+// events after it and applying them again. The work is the events after
+// its place, not the size of the state; what is kept grows while a site
+// is cut off or idle. Sites' nodes write a tick to their own log every
+// second (ESK kv._site, see [Store.Tick]), so that an idle site does not
+// hold the others back.
 //
 // A Store at a site folds every log from its start (snapshots cover one
 // log), and the sites whose copies exist when it opens.
@@ -74,22 +73,25 @@ type pendingEvent struct {
 	src int
 }
 
-// siteFold merges the sites' logs: stable is the state of every event
-// before the watermark, st (the Store's state) that of every event
-// received, in key order.
+// siteFold merges the sites' logs into the Store's state, in key order.
+// The events that an event still to come may precede (pending) stay
+// applied with what undoes each, so that an event that arrives late is
+// applied at its place by undoing the pending events after it and
+// applying them again.
 type siteFold struct {
-	sites   []string        // by source
-	maxT    []hlc.Timestamp // the greatest time of each source so far
-	last    []siteKey       // the key of each source's last event
-	seen    []uint64        // the last sequence received of each source
-	stable  *state
-	pending []pendingEvent // sorted by key
-	rebuilt uint64         // rebuilds so far
+	sites    []string        // by source
+	maxT     []hlc.Timestamp // the greatest time of each source so far
+	last     []siteKey       // the key of each source's last event
+	seen     []uint64        // the last sequence received of each source
+	pending  []pendingEvent  // applied, sorted by key
+	undos    []undoRec       // what undoes each pending event
+	reorders uint64          // batches that fell before pending events
+	undone   uint64          // events undone and applied again
 }
 
 func newSiteFold(sites []string) *siteFold {
 	n := len(sites)
-	return &siteFold{sites: sites, maxT: make([]hlc.Timestamp, n), last: make([]siteKey, n), seen: make([]uint64, n), stable: newState()}
+	return &siteFold{sites: sites, maxT: make([]hlc.Timestamp, n), last: make([]siteKey, n), seen: make([]uint64, n)}
 }
 
 // qualify names the event's site in its position.
@@ -109,13 +111,22 @@ func tableOf(esk string) string {
 	return strings.TrimPrefix(esk, ESKPrefix)
 }
 
-// receive merges a batch of source src's events into st (and returns st,
-// rebuilt when an event fell before pending ones), with the results of
-// the batch's events by sequence.
-func (sf *siteFold) receive(st *state, src int, evs []transport.Event) (*state, map[uint64]result) {
+func comparePending(a, b pendingEvent) int {
+	switch {
+	case a.key.less(b.key):
+		return -1
+	case b.key.less(a.key):
+		return 1
+	}
+	return 0
+}
+
+// receive merges a batch of source src's events into st and returns the
+// results of the batch's events by sequence.
+func (sf *siteFold) receive(st *state, src int, evs []transport.Event) map[uint64]result {
 	res := make(map[uint64]result, len(evs))
 	var added []pendingEvent
-	rebuild := false
+	lo := len(sf.pending)
 	for i := range evs {
 		tev := &evs[i]
 		if tev.Seq <= sf.seen[src] {
@@ -131,63 +142,35 @@ func (sf *siteFold) receive(st *state, src int, evs []transport.Event) (*state, 
 			continue
 		}
 		p := pendingEvent{key: k, ev: qualify(sf.sites[src], eventOf(tev)), src: src}
-		at, _ := slices.BinarySearchFunc(sf.pending, p, func(a, b pendingEvent) int {
-			if a.key.less(b.key) {
-				return -1
-			}
-			if b.key.less(a.key) {
-				return 1
-			}
-			return 0
-		})
-		if at < len(sf.pending) {
-			rebuild = true
-		}
-		sf.pending = slices.Insert(sf.pending, at, p)
+		at, _ := slices.BinarySearchFunc(sf.pending, p, comparePending)
+		lo = min(lo, at)
 		added = append(added, p)
 	}
-	if rebuild {
-		want := make(map[uint64]bool, len(added))
-		for _, p := range added {
-			want[p.ev.pos.Seq] = true
+	if len(added) > 0 {
+		if lo < len(sf.pending) {
+			sf.reorders++
+			sf.undone += uint64(len(sf.pending) - lo)
+			for j := len(sf.undos) - 1; j >= lo; j-- {
+				st.undo(sf.undos[j])
+			}
+			sf.undos = sf.undos[:lo]
 		}
-		var err error
-		if st, res, err = sf.rebuild(src, want); err != nil {
-			panic(err) // the state's own encoding failed to load: a bug
-		}
-	} else {
-		for _, p := range added {
-			res[p.ev.pos.Seq] = st.apply(p.ev)
+		sf.pending = append(sf.pending, added...)
+		slices.SortFunc(sf.pending[lo:], comparePending)
+		for _, p := range sf.pending[lo:] {
+			r, u := st.applyUndoable(p.ev)
+			sf.undos = append(sf.undos, u)
+			if p.src == src {
+				res[p.ev.pos.Seq] = r
+			}
 		}
 	}
 	sf.advance()
-	return st, res
+	return res
 }
 
-// rebuild returns the stable state with every pending event applied, and
-// the results of source src's events whose sequences want holds.
-func (sf *siteFold) rebuild(src int, want map[uint64]bool) (*state, map[uint64]result, error) {
-	sf.rebuilt++
-	var buf bytes.Buffer
-	if err := sf.stable.dump(&buf); err != nil {
-		return nil, nil, err
-	}
-	st, err := loadState(buf.Bytes())
-	if err != nil {
-		return nil, nil, err
-	}
-	res := make(map[uint64]result, len(want))
-	for _, p := range sf.pending {
-		r := st.apply(p.ev)
-		if p.src == src && want[p.ev.pos.Seq] {
-			res[p.ev.pos.Seq] = r
-		}
-	}
-	return st, res, nil
-}
-
-// advance moves the pending events that no event to come can precede
-// into the stable state: those up to the least of the sources' last keys.
+// advance forgets how to undo the pending events that no event to come
+// can precede: those up to the least of the sources' last keys.
 func (sf *siteFold) advance() {
 	w := sf.last[0]
 	for _, k := range sf.last {
@@ -200,10 +183,12 @@ func (sf *siteFold) advance() {
 	}
 	n := 0
 	for n < len(sf.pending) && !w.less(sf.pending[n].key) {
-		sf.stable.apply(sf.pending[n].ev)
 		n++
 	}
-	sf.pending = slices.Delete(sf.pending, 0, n)
+	if n > 0 {
+		sf.pending = slices.Delete(sf.pending, 0, n)
+		sf.undos = slices.Delete(sf.undos, 0, n)
+	}
 }
 
 // siteSource passes a source's batches to the site fold before the fold
@@ -218,8 +203,7 @@ type siteSource struct {
 func (ss *siteSource) Read(ctx context.Context, after uint64, apply func([]transport.Event) error) error {
 	return ss.Source.Read(ctx, after, func(evs []transport.Event) error {
 		ss.s.mu.Lock()
-		st, res := ss.s.site.receive(ss.s.st, ss.src, evs)
-		ss.s.st = st
+		res := ss.s.site.receive(ss.s.st, ss.src, evs)
 		for seq, r := range res {
 			ss.s.siteResults[ss.src][seq] = r
 		}
@@ -270,7 +254,8 @@ func (s *Store) Tick(ctx context.Context) error {
 type SiteStats struct {
 	Sites    []string // the sites folded, this one first
 	Pending  int      // events that an event still to come may precede
-	Rebuilds uint64   // times an event fell before pending ones
+	Reorders uint64   // batches that fell before pending events
+	Undone   uint64   // events undone and applied again for them
 }
 
 // SiteStats returns the merge's state (zero for a Store not at a site).
@@ -280,7 +265,7 @@ func (s *Store) SiteStats() SiteStats {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return SiteStats{Sites: slices.Clone(s.site.sites), Pending: len(s.site.pending), Rebuilds: s.site.rebuilt}
+	return SiteStats{Sites: slices.Clone(s.site.sites), Pending: len(s.site.pending), Reorders: s.site.reorders, Undone: s.site.undone}
 }
 
 // openAtSite opens s, a Store on a site's own log, on every site's log.

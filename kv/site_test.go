@@ -26,24 +26,34 @@ func siteLogs(rng *rand.Rand, sites []string, n int) [][]transport.Event {
 		for k := range n {
 			wall += int64(rng.IntN(3)) * int64(time.Millisecond) // equal times happen
 			esk, op := "", ""
-			switch r := rng.IntN(10); {
+			tbl := fmt.Sprintf("kv.t%d", rng.IntN(4))
+			key, el := rng.IntN(4), rng.IntN(3)
+			switch r := rng.IntN(20); {
 			case k == 0 || r == 0:
-				typ := []string{"lww", "counter", "orset"}[rng.IntN(3)]
-				esk, op = "kv._config", fmt.Sprintf(`{"op":"set","key":"t%d","value":{"crdt":%q}}`, rng.IntN(3), typ)
-			case r < 4:
-				esk, op = fmt.Sprintf("kv.t%d", rng.IntN(3)), fmt.Sprintf(`{"op":"set","key":"k%d","value":"%s%d"}`, rng.IntN(4), site, k)
+				typ := []string{"lww", "counter", "orset", "map", "mvreg"}[rng.IntN(5)]
+				esk, op = "kv._config", fmt.Sprintf(`{"op":"set","key":"t%d","value":{"crdt":%q}}`, rng.IntN(4), typ)
+			case r < 5:
+				esk, op = tbl, fmt.Sprintf(`{"op":"set","key":"k%d","value":"%s%d"}`, key, site, k)
 			case r < 6:
-				esk, op = fmt.Sprintf("kv.t%d", rng.IntN(3)), fmt.Sprintf(`{"op":"incr","key":"k%d","delta":%d}`, rng.IntN(4), rng.IntN(5))
-			case r < 8:
-				esk, op = fmt.Sprintf("kv.t%d", rng.IntN(3)), fmt.Sprintf(`{"op":"add","key":"k%d","element":"e%d"}`, rng.IntN(4), rng.IntN(3))
+				esk, op = tbl, fmt.Sprintf(`{"op":"delete","key":"k%d"}`, key)
 			case r < 9:
-				esk, op = fmt.Sprintf("kv.t%d", rng.IntN(3)), fmt.Sprintf(`{"op":"remove","key":"k%d","element":"e%d"}`, rng.IntN(4), rng.IntN(3))
+				esk, op = tbl, fmt.Sprintf(`{"op":"incr","key":"k%d","delta":%d}`, key, rng.IntN(5))
+			case r < 12:
+				esk, op = tbl, fmt.Sprintf(`{"op":"add","key":"k%d","element":"e%d"}`, key, el)
+			case r < 14:
+				esk, op = tbl, fmt.Sprintf(`{"op":"remove","key":"k%d","element":"e%d"}`, key, el)
+			case r < 16:
+				esk, op = tbl, fmt.Sprintf(`{"op":"set","key":"k%d","field":"f%d","value":%d}`, key, el, k)
+			case r < 17:
+				esk, op = tbl, fmt.Sprintf(`{"op":"remove","key":"k%d","field":"f%d"}`, key, el)
+			case r < 18:
+				esk, op = tbl, `{"op":"set","key":`
 			default:
 				esk, op = SiteTickESK, `{}`
 			}
 			ts := hlc.Timestamp{WallTime: wall}
 			logs[i] = append(logs[i], transport.Event{ESK: esk, Index: index[esk], Seq: uint64(k + 1), Time: ts,
-				Stored: time.Unix(0, wall), Data: []byte(op)})
+				Stored: time.Unix(0, wall), Data: []byte(op), Clamped: rng.IntN(30) == 0})
 			index[esk]++
 		}
 	}
@@ -74,7 +84,7 @@ func mergeInOrder(t *testing.T, rng *rand.Rand, sites []string, logs [][]transpo
 		if rng.IntN(5) == 0 && next[src] > 0 { // delivered again after a failed read
 			batch = logs[src][next[src]-1 : end]
 		}
-		st, _ = sf.receive(st, src, batch)
+		sf.receive(st, src, batch)
 		next[src] = end
 	}
 	var buf bytes.Buffer
@@ -89,7 +99,7 @@ func TestSiteFoldConverges(t *testing.T) {
 	sites := []string{"a", "b", "c"}
 	for seed := range uint64(40) {
 		rng := rand.New(rand.NewPCG(seed, 7))
-		logs := siteLogs(rng, sites, 60)
+		logs := siteLogs(rng, sites, 80)
 		want := mergeInOrder(t, rng, sites, logs)
 		for range 5 {
 			// The site's own log first at each site.

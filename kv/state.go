@@ -35,6 +35,7 @@ type state struct {
 	applied uint64 // stream sequence of the last event folded
 	tables  map[string]*table
 	other   rejections // ops on tables that are not declared
+	rec     *undoRec   // while applyUndoable applies an event
 }
 
 // table is one declared table.
@@ -134,6 +135,7 @@ func (st *state) apply(ev event) result {
 	if t.name == ConfigTable {
 		err = st.declare(t, op, ev)
 	} else {
+		st.recordUpdate(t, op.Key)
 		err = t.update(op, ev)
 	}
 	if err != nil {
@@ -314,10 +316,12 @@ func (st *state) declare(cfg *table, op Op, ev event) error {
 		cfg.ops++ // an equal declaration: accepted, changes nothing
 		return nil
 	}
+	st.recordUpdate(cfg, op.Key)
 	if err := cfg.update(op, ev); err != nil {
 		return err
 	}
 	st.tables[op.Key] = newTable(op.Key, typ, ev.pos)
+	st.recordDeclare(op.Key)
 	return nil
 }
 
