@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -71,8 +73,19 @@ type siteReport struct {
 	Events  uint64                 `json:"events"`
 	Links   []transport.SiteLink   `json:"links"`
 	Copies  []transport.CopyStatus `json:"copies"`
-	Error   string                 `json:"error,omitempty"`
-	Time    time.Time              `json:"time"`
+	// Chains is, by origin, how far this site's copy of its log is
+	// verified against the origin's checkpoints, and what disagrees.
+	Chains map[string]copyChain `json:"chains"`
+	Error  string               `json:"error,omitempty"`
+	Time   time.Time            `json:"time"`
+}
+
+// copyChain is the verification of a copy's hash chain.
+type copyChain struct {
+	Verified uint64   `json:"verified"` // the position its checkpoints confirm
+	Read     uint64   `json:"read"`     // the last position hashed
+	Problems []string `json:"problems,omitempty"`
+	Error    string   `json:"error,omitempty"`
 }
 
 // siteNode keeps a site's copies made and reports on them.
@@ -80,8 +93,10 @@ type siteNode struct {
 	l   *transport.Log
 	srv *transport.Server
 
-	mu   sync.Mutex
-	last siteReport
+	mu     sync.Mutex
+	last   siteReport
+	chains map[string]copyChain                      // by origin
+	resume map[string]*transport.VerifiedCheckpoint // where each copy's verification goes on
 }
 
 // startSite makes the site's copies of the other sites' logs, now and
@@ -89,7 +104,7 @@ type siteNode struct {
 // sites answers), answers on siteStatusSubject, and reports copy lag and
 // link state as metrics. It runs until ctx is done.
 func startSite(ctx context.Context, l *transport.Log, srv *transport.Server) (*siteNode, func(), error) {
-	n := &siteNode{l: l, srv: srv}
+	n := &siteNode{l: l, srv: srv, chains: map[string]copyChain{}, resume: map[string]*transport.VerifiedCheckpoint{}}
 	stopSvc, err := l.Serve("detbus-sites", "1.0.0", "the site's links and copies", []transport.Endpoint{{
 		Name: "status", Subject: siteStatusSubject(l.Site()),
 		Handle: func(ctx context.Context, _ []byte) (any, error) { return n.report(ctx), nil },
@@ -132,6 +147,7 @@ func startSite(ctx context.Context, l *transport.Log, srv *transport.Server) (*s
 				}
 				lastErr = msg
 			}
+			n.verifyCopies(ctx)
 			n.report(ctx)
 			select {
 			case <-ctx.Done():
@@ -176,9 +192,48 @@ func (n *siteNode) report(ctx context.Context) siteReport {
 		r.Copies = []transport.CopyStatus{}
 	}
 	n.mu.Lock()
+	r.Chains = maps.Clone(n.chains)
 	n.last = r
 	n.mu.Unlock()
 	return r
+}
+
+// verifyCopies goes on verifying each copy's hash chain from where it
+// stopped: the events copied since, against the origin's checkpoints.
+// A problem stays reported.
+func (n *siteNode) verifyCopies(ctx context.Context) {
+	origins, _ := n.l.Origins(ctx)
+	for _, o := range origins {
+		c, err := n.l.Copy(ctx, o)
+		if err != nil {
+			continue // no copy here yet
+		}
+		n.mu.Lock()
+		from, st := n.resume[o], n.chains[o]
+		n.mu.Unlock()
+		rep, err := c.VerifyChain(ctx, transport.VerifyOptions{From: from})
+		_ = c.Close()
+		st.Error = ""
+		if err != nil && !errors.Is(err, transport.ErrChainMismatch) {
+			st.Error = err.Error()
+		}
+		for _, p := range rep.Problems {
+			if msg := p.String(); !slices.Contains(st.Problems, msg) {
+				st.Problems = append(st.Problems, msg)
+				slog.Error("site: the copy of another site's log disagrees with its checkpoints", "origin", o, "problem", msg)
+			}
+		}
+		if rep.To > st.Read {
+			st.Read = rep.To
+		}
+		n.mu.Lock()
+		if rep.Resume != nil && len(rep.Problems) == 0 {
+			n.resume[o] = rep.Resume
+			st.Verified = rep.Resume.Seq
+		}
+		n.chains[o] = st
+		n.mu.Unlock()
+	}
 }
 
 // ServeHTTP answers GET /api/sites with the site's report.
@@ -237,8 +292,15 @@ func printSite(ctx context.Context, w io.Writer, l *transport.Log) error {
 		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "COPY OF\tEVENTS\tLAG\tBEHIND\tLAST CONTACT\tORIGIN\tERROR\n")
+	fmt.Fprintf(tw, "COPY OF\tEVENTS\tLAG\tBEHIND\tLAST CONTACT\tORIGIN\tVERIFIED\tERROR\n")
 	for _, c := range r.Copies {
+		verified := "-"
+		if ch, ok := r.Chains[c.Origin]; ok {
+			verified = fmt.Sprint("to ", ch.Verified)
+			if len(ch.Problems) > 0 {
+				verified = "DISAGREES: " + printable(ch.Problems[0])
+			}
+		}
 		contact, origin := "never", "unreachable"
 		if c.Contact >= 0 {
 			contact = c.Contact.Round(time.Millisecond).String() + " ago"
@@ -246,7 +308,7 @@ func printSite(ctx context.Context, w io.Writer, l *transport.Log) error {
 		if c.OriginReachable {
 			origin = fmt.Sprintf("reachable, seq %d", c.OriginSeq)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\n", c.Origin, c.Events, c.Lag, c.Behind.Round(time.Millisecond), contact, origin, orDash(printable(c.Error)))
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", c.Origin, c.Events, c.Lag, c.Behind.Round(time.Millisecond), contact, origin, verified, orDash(printable(c.Error)))
 	}
 	if r.Error != "" {
 		fmt.Fprintf(tw, "(%s)\n", printable(r.Error))

@@ -62,6 +62,25 @@ func TestSitesCommand(t *testing.T) {
 		}
 		return nil
 	})
+	testnats.WaitFor(t, time.Minute, "b's copy of a verified by a's checkpoints", func() error {
+		got, err := runCLI(t, "status", "--nats", nats["b"], "--site", "b")
+		if err != nil || !regexp.MustCompile(`(?m)^a\s.*\sto [1-9]\d*\s`).MatchString(got) {
+			return fmt.Errorf("%v: %s", err, got)
+		}
+		return nil
+	})
+	// A checkpoint that does not hold, written to a's log, shows at b.
+	forged := `{"stream":"EVENTS_a","seq":2,"hash":"` + strings.Repeat("0", 64) + `"}`
+	if got, err := runCLI(t, "write", "--nats", nats["a"], "--site", "a", "detbus.chain", forged); err != nil {
+		t.Fatalf("write a forged checkpoint: %v\n%s", err, got)
+	}
+	testnats.WaitFor(t, time.Minute, "the forged checkpoint reported at b", func() error {
+		got, err := runCLI(t, "status", "--nats", nats["b"], "--site", "b")
+		if err != nil || !regexp.MustCompile(`(?m)^a\s.*DISAGREES: `).MatchString(got) {
+			return fmt.Errorf("%v: %s", err, got)
+		}
+		return nil
+	})
 	res, err := http.Get(ui["b"] + "api/sites/")
 	if err != nil {
 		t.Fatal(err)
