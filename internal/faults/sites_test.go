@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -177,6 +178,13 @@ func TestSitesPartitionAndRestart(t *testing.T) {
 	}
 	cut := time.Now()
 	c.Net.Partition("c")
+	// Two sites declare one table differently while apart.
+	if _, err := stores["c"].CreateTable(ctx, "split", kv.TypeCounter); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stores["a"].CreateTable(ctx, "split", kv.TypeLWW); err != nil {
+		t.Fatal(err)
+	}
 	waitAcks("c", cut, 100)
 	waitAcks("a", cut, 100)
 	// Killed while cut off, and restarted once healed (a site's server
@@ -308,6 +316,21 @@ func TestSitesPartitionAndRestart(t *testing.T) {
 		}
 		return nil
 	})
+	var winner kv.Type
+	for _, n := range []string{"a", "b", "c"} {
+		info, ok := stores[n].Table("split")
+		if !ok || (winner != "" && info.Type != winner) {
+			t.Fatalf("table split at %s: %+v %v, want %s", n, info, ok, winner)
+		}
+		winner = info.Type
+		lost := false
+		for _, r := range stores[n].Rejections(kv.ConfigTable) {
+			lost = lost || strings.Contains(string(r.Data), `"split"`)
+		}
+		if !lost {
+			t.Fatalf("the losing declaration of split is not visible at %s", n)
+		}
+	}
 	for n, w := range siteKVWriters {
 		t.Logf("kv at %s: %d ops acknowledged; %+v", n, w.acked, stores[n].SiteStats())
 	}
