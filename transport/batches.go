@@ -81,9 +81,10 @@ func (l *Log) batches(ctx context.Context, patterns []string, opts ReadOptions, 
 		consuming.Stop()
 	}()
 	b := l.newBatcher(opts)
+	closed := consuming.Closed() // a goroutine each call: once
 	var msgs []storedMsg
 	for {
-		msgs, err = in.take(ctx, consuming.Closed(), msgs)
+		msgs, err = in.take(ctx, closed, msgs)
 		if err != nil || ctx.Err() != nil {
 			if ctx.Err() != nil {
 				return nil

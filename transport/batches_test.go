@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -156,4 +157,31 @@ func TestBatchesFailWhenTheConnectionCloses(t *testing.T) {
 		}
 	}
 	t.Fatal("the batches ended without an error")
+}
+
+// TestBatchesCostNoGoroutineEach: following costs the same goroutines
+// after many small batches as after a few.
+func TestBatchesCostNoGoroutineEach(t *testing.T) {
+	t.Parallel()
+	l := testnats.Log(t, testnats.Node(t).ClientURL(), transport.Config{})
+	const n = 300
+	go func() {
+		for i := range n {
+			if _, err := l.Publish(context.Background(), "g.a", []byte(strconv.Itoa(i))); err != nil {
+				return
+			}
+		}
+	}()
+	batches, early := 0, 0
+	collect(t, l, []string{"g.>"}, transport.ReadOptions{Follow: true}, n, func([]transport.Event) {
+		if batches++; batches == 10 {
+			early = runtime.NumGoroutine()
+		}
+	})
+	if batches < 50 {
+		t.Skipf("only %d batches: the reader kept up too rarely to tell", batches)
+	}
+	if late := runtime.NumGoroutine(); late > early+batches/2 {
+		t.Fatalf("%d goroutines after %d batches, %d after 10", late, batches, early)
+	}
 }
