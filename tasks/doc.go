@@ -105,8 +105,8 @@
 //     and one index lookup; then the task events after the snapshot,
 //     which are all it reads of the log. Measured on one node with a
 //     million task events (333,333 tasks) before a snapshot of 39 MB:
-//     folding them all takes about 7 s, opening from the snapshot about
-//     2 s, of which reading the object takes 0.8 s.
+//     folding them all takes about 4.5 s, opening from the snapshot
+//     and folding the 3,000 events after it about 1.2 s.
 //
 // # Workers
 //
