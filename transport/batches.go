@@ -25,9 +25,11 @@ import (
 // kept, the slice may not. An event that carries trace context gets a
 // receive span (detbus.receive) covering its batch.
 //
-// Following from a consumer, the events are read ahead of the caller by
-// at most [MaxReadBatch]; an ESK's first event is looked up once per ESK
-// (concurrently for the ESKs of a batch), never one event at a time.
+// Following from a consumer, the events read ahead of the caller are at
+// most [MaxReadBatch] waiting for it, and what the consumer has pulled
+// (500 messages at most, as an ordered consumer pulls by default); an
+// ESK's first event is looked up once (concurrently for the ESKs of a
+// batch), never one event at a time.
 // Reading without Follow, or as a user who may not create consumers, it
 // reads as Events does and hands on the events in batches.
 //
