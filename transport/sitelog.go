@@ -29,9 +29,12 @@ var ErrNotOwner = errors.New("transport: the log is a copy of another site's")
 // same calls as the own log, from this site, whatever the link to the
 // origin; it is behind the origin by what the link has not carried yet
 // ([Log.Copies] says how far), and refuses writes with [ErrNotOwner].
-// [Log.Owner] opens the origin's own log through the gateways: its reads
-// are the origin's up-to-date answers and its writes land at the origin,
-// and both fail with [ErrUnavailable] while the origin is out of reach.
+// [Log.Owner] opens the origin's own log through the gateways: its writes
+// land at the origin, and conditional appends are exact (the origin's
+// stream checks their expectation), and fail with [ErrUnavailable] while
+// the origin is out of reach. Its reads by direct get may be answered by
+// this site's copy, as far as it has come: JetStream lets a mirror answer
+// its origin's direct gets, and prefers the local one.
 
 // siteState is what a site's Log remembers of the other sites.
 type siteState struct {
@@ -295,9 +298,10 @@ func (l *Log) Copy(ctx context.Context, origin string) (*Log, error) {
 
 // Owner opens origin's own log through the gateways, on the same
 // connection: for the calls that need the owner (conditional appends,
-// task claims) and for the origin's up-to-date reads. They fail with
-// [ErrUnavailable] while the origin is out of reach. Closing it leaves
-// the connection open.
+// task claims), which fail with [ErrUnavailable] while the origin is out
+// of reach. Reads by direct get may be answered by this site's copy (see
+// the package documentation on sites). Closing it leaves the connection
+// open.
 func (l *Log) Owner(ctx context.Context, origin string) (*Log, error) {
 	if err := l.requireSite(); err != nil {
 		return nil, err
