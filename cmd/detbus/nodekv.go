@@ -46,8 +46,9 @@ func (n *nodeKV) open(ctx context.Context) error {
 		return err
 	}
 	if n.l.Site() != "" {
-		// A store that replaces another serves once it has caught up.
-		if err := store.Sync(ctx); err != nil {
+		// A store that replaces another serves once it has caught up
+		// (while the sites start, their copies may not answer yet).
+		if err := retry(ctx, "catch up the kv store", store.Sync); err != nil {
 			store.Close()
 			return err
 		}
