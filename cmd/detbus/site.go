@@ -95,7 +95,7 @@ type siteNode struct {
 
 	mu     sync.Mutex
 	last   siteReport
-	chains map[string]copyChain                      // by origin
+	chains map[string]copyChain                     // by origin
 	resume map[string]*transport.VerifiedCheckpoint // where each copy's verification goes on
 }
 
