@@ -125,34 +125,13 @@ func TestStoresAtSitesConverge(t *testing.T) {
 	}
 	s := faults.StartSites(t, "a", "b", "c")
 	ctx := context.Background()
+	stores := siteStores(t, s)
 	logs := map[string]*transport.Log{}
-	for _, n := range s.Names {
-		testnats.WaitFor(t, time.Minute, "site "+n, func() (err error) {
-			logs[n], err = transport.Connect(ctx, s.URL(n), transport.Config{Site: n, Timeout: 5 * time.Second})
-			return err
-		})
-		t.Cleanup(func() { logs[n].Close() })
-	}
-	for _, n := range s.Names {
-		testnats.WaitFor(t, time.Minute, "copies at "+n, func() error {
-			o, err := logs[n].SyncCopies(ctx)
-			if err == nil && len(o) != 2 {
-				err = fmt.Errorf("origins %v", o)
-			}
-			return err
-		})
-	}
-	stores := map[string]*Store{}
-	for _, n := range s.Names {
-		st, err := Open(ctx, logs[n], Options{StampHLC: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
+	for n, st := range stores {
 		if got := st.SiteStats().Sites; len(got) != 3 || got[0] != n {
 			t.Fatalf("store at %s folds %v", n, got)
 		}
-		stores[n] = st
+		logs[n] = st.log
 	}
 	must := func(_ transport.Position, err error) {
 		t.Helper()

@@ -65,41 +65,11 @@ type Node struct {
 // full under the system's temporary directory.
 func StartCluster(t testing.TB, bin, name string, n int, extra ...string) *Cluster {
 	t.Helper()
-	c := &Cluster{Net: NewNetwork(), bin: bin, name: name, args: extra}
-	t.Cleanup(func() {
-		for _, node := range c.Nodes {
-			node.Kill()
-		}
-		c.Net.Close()
-		if t.Failed() {
-			c.dumpLogs(t)
-		}
-	})
-	ports := testnats.FreePorts(t, 2*n)
-	base := t.TempDir()
-	for i := range n {
-		var err error
-		node := &Node{Name: fmt.Sprintf("n%d", i+1), Dir: filepath.Join(base, fmt.Sprintf("n%d", i+1)),
-			ClientPort: ports[2*i], RoutePort: ports[2*i+1], c: c}
-		if node.Client, err = c.Net.ClientProxy(node.Name, loopback(node.ClientPort)); err != nil {
-			t.Fatal(err)
-		}
-		if node.Route, err = c.Net.RouteProxy(node.Name, loopback(node.RoutePort)); err != nil {
-			t.Fatal(err)
-		}
-		c.Nodes = append(c.Nodes, node)
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("n%d", i+1)
 	}
-	for _, node := range c.Nodes {
-		if err := node.launch(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, node := range c.Nodes {
-		if err := node.WaitReady(2 * time.Minute); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return c
+	return startNodes(t, &Cluster{Net: NewNetwork(), bin: bin, name: name, args: extra}, names)
 }
 
 // StartSiteProcesses starts a site per name, each a node of the detbus
@@ -110,7 +80,16 @@ func StartCluster(t testing.TB, bin, name string, n int, extra ...string) *Clust
 // partition cuts the site off from the others, not from its clients.
 func StartSiteProcesses(t testing.TB, bin string, names ...string) *Cluster {
 	t.Helper()
-	c := &Cluster{Net: NewNetwork(), bin: bin, name: "sites", sites: true}
+	return startNodes(t, &Cluster{Net: NewNetwork(), bin: bin, name: "sites", sites: true}, names)
+}
+
+// startNodes gives c a node per name behind its proxies, starts them and
+// waits until every one is ready. Every process is killed, and the
+// proxies closed, at cleanup; if the test failed, the nodes' output is
+// logged then (its tail) and kept in full under the system's temporary
+// directory.
+func startNodes(t testing.TB, c *Cluster, names []string) *Cluster {
+	t.Helper()
 	t.Cleanup(func() {
 		for _, node := range c.Nodes {
 			node.Kill()
