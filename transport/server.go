@@ -134,6 +134,9 @@ type Server struct {
 	// node is the admin identity of the node's own clients when Auth has
 	// users: a random password made at start.
 	node *User
+	// keeper holds a leafnode connection to a site's server (see
+	// startKeeper).
+	keeper *server.Server
 }
 
 // StartServer starts an embedded NATS server with JetStream and waits until
@@ -215,7 +218,14 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 	if err := runServer(ns, cfg.Name, cfg.Logs); err != nil {
 		return nil, err
 	}
-	return &Server{ns: ns, cfg: cfg, node: node}, nil
+	srv := &Server{ns: ns, cfg: cfg, node: node}
+	if cfg.Site.Name != "" {
+		if srv.keeper, err = startKeeper(ns, cfg.Name, opts.LeafNode.Port); err != nil {
+			ns.Shutdown()
+			return nil, err
+		}
+	}
+	return srv, nil
 }
 
 // runServer starts ns and waits until it accepts connections. An error
@@ -398,6 +408,9 @@ func (s *Server) Config() ServerConfig { return s.cfg }
 
 // Shutdown stops the server gracefully and waits until it has stopped.
 func (s *Server) Shutdown() {
+	if s.keeper != nil {
+		s.keeper.Shutdown()
+	}
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
 }

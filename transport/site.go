@@ -128,6 +128,15 @@ func applySite(opts *server.Options, cfg *ServerConfig) error {
 		return err
 	}
 	opts.Gateway.Gateways = remotes
+	// A leafnode listener on loopback, for the keeper (see startKeeper);
+	// leafnodes beside gateways need the system account named.
+	leafPort, err := freePort("127.0.0.1")
+	if err != nil {
+		return err
+	}
+	opts.LeafNode = server.LeafNodeOpts{Host: "127.0.0.1", Port: leafPort}
+	opts.SystemAccount = server.DEFAULT_SYSTEM_ACCOUNT
+	opts.Accounts = append(opts.Accounts, server.NewAccount(server.DEFAULT_SYSTEM_ACCOUNT))
 	if cfg.Cluster.Name == "" {
 		// JetStream across gateways runs clustered: a site of one server
 		// is a cluster that routes to itself.
@@ -289,4 +298,32 @@ func (s *Server) GatewayURL() string {
 		addr = net.JoinHostPort(s.cfg.Site.Host, fmt.Sprint(s.cfg.Site.Port))
 	}
 	return s.cfg.Site.Name + "=nats://" + addr
+}
+
+// startKeeper starts the keeper of a site's server ns: a server of no
+// cluster, in this process, listening for nothing, that holds a leafnode
+// connection to ns. NATS replays JetStream's metadata, and so restores a
+// server's streams, only once the server has a route, a gateway or a
+// leafnode connection; a site of one server that restarts while cut off
+// from the other sites has none but the keeper's, which lets it take
+// writes again at once.
+func startKeeper(ns *server.Server, name string, leafPort int) (*server.Server, error) {
+	o := &server.Options{ServerName: name + "-keeper", DontListen: true, NoSigs: true, NoLog: true,
+		LeafNode: server.LeafNodeOpts{Remotes: []*server.RemoteLeafOpts{{
+			URLs: []*url.URL{{Scheme: "nats-leaf", Host: net.JoinHostPort("127.0.0.1", fmt.Sprint(leafPort))}},
+		}}}}
+	k, err := server.NewServer(o)
+	if err != nil {
+		return nil, fmt.Errorf("transport: the site's keeper: %w", err)
+	}
+	k.Start()
+	deadline := time.Now().Add(10 * time.Second)
+	for ns.NumLeafNodes() == 0 {
+		if time.Now().After(deadline) {
+			k.Shutdown()
+			return nil, fmt.Errorf("transport: the site's keeper did not connect to %s's leafnode port %d", name, leafPort)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return k, nil
 }
