@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/detbus/detbus/hlc"
 	"github.com/detbus/detbus/internal/fold"
@@ -43,8 +44,9 @@ import (
 // second (ESK kv._site, see [Store.Tick]), so that an idle site does not
 // hold the others back.
 //
-// A Store at a site folds every log from its start (snapshots cover one
-// log), and the sites whose copies exist when it opens.
+// A Store at a site restores the newest valid snapshot of the site's kv
+// (see encodeSite) and folds what follows in every log; it folds the
+// sites whose copies exist when it opens.
 
 // SiteTickESK is the ESK of the ticks sites write to their own log: they
 // hold no op, and say that the site's log has nothing earlier to come.
@@ -68,9 +70,11 @@ func (k siteKey) less(o siteKey) bool {
 }
 
 type pendingEvent struct {
-	key siteKey
-	ev  event
-	src int
+	key   siteKey
+	ev    event
+	src   int
+	tick  bool          // a tick: it orders, and changes nothing
+	prevM hlc.Timestamp // its source's greatest time before it
 }
 
 // siteFold merges the sites' logs into the Store's state, in key order.
@@ -85,6 +89,7 @@ type siteFold struct {
 	seen     []uint64        // the last sequence received of each source
 	pending  []pendingEvent  // applied, sorted by key
 	undos    []undoRec       // what undoes each pending event
+	point    siteKey         // the state's snapshot point: its own log's last event that nothing can precede
 	reorders uint64          // batches that fell before pending events
 	undone   uint64          // events undone and applied again
 }
@@ -133,15 +138,16 @@ func (sf *siteFold) receive(st *state, src int, evs []transport.Event) map[uint6
 			continue // delivered again after a read failed
 		}
 		sf.seen[src] = tev.Seq
+		prevM := sf.maxT[src]
 		if sf.maxT[src].Less(tev.Time) {
 			sf.maxT[src] = tev.Time
 		}
 		k := siteKey{m: sf.maxT[src], site: sf.sites[src], seq: tev.Seq}
 		sf.last[src] = k
-		if tev.ESK == SiteTickESK {
-			continue
+		p := pendingEvent{key: k, src: src, tick: tev.ESK == SiteTickESK, prevM: prevM}
+		if !p.tick {
+			p.ev = qualify(sf.sites[src], eventOf(tev))
 		}
-		p := pendingEvent{key: k, ev: qualify(sf.sites[src], eventOf(tev)), src: src}
 		at, _ := slices.BinarySearchFunc(sf.pending, p, comparePending)
 		lo = min(lo, at)
 		added = append(added, p)
@@ -158,6 +164,10 @@ func (sf *siteFold) receive(st *state, src int, evs []transport.Event) map[uint6
 		sf.pending = append(sf.pending, added...)
 		slices.SortFunc(sf.pending[lo:], comparePending)
 		for _, p := range sf.pending[lo:] {
+			if p.tick {
+				sf.undos = append(sf.undos, undoRec{noop: true})
+				continue
+			}
 			r, u := st.applyUndoable(p.ev)
 			sf.undos = append(sf.undos, u)
 			if p.src == src {
@@ -169,8 +179,10 @@ func (sf *siteFold) receive(st *state, src int, evs []transport.Event) map[uint6
 	return res
 }
 
-// advance forgets how to undo the pending events that no event to come
-// can precede: those up to the least of the sources' last keys.
+// advance moves the snapshot point to the last event of the site's own
+// log (source 0) that no event to come can precede (none is before the
+// least of the sources' last keys), and forgets how to undo the events
+// up to it.
 func (sf *siteFold) advance() {
 	w := sf.last[0]
 	for _, k := range sf.last {
@@ -182,8 +194,10 @@ func (sf *siteFold) advance() {
 		}
 	}
 	n := 0
-	for n < len(sf.pending) && !w.less(sf.pending[n].key) {
-		n++
+	for i := 0; i < len(sf.pending) && !w.less(sf.pending[i].key); i++ {
+		if sf.pending[i].src == 0 {
+			sf.point, n = sf.pending[i].key, i+1
+		}
 	}
 	if n > 0 {
 		sf.pending = slices.Delete(sf.pending, 0, n)
@@ -280,14 +294,28 @@ func openAtSite(ctx context.Context, s *Store) (*Store, error) {
 		s.siteResults = append(s.siteResults, map[uint64]result{})
 		srcs[i] = &siteSource{Source: srcs[i], s: s, src: i}
 	}
-	cfg := fold.Config[outcome]{Name: "kv", Sources: srcs, Mu: &s.mu, Apply: s.apply, KeepOutcomes: recentSize, Logger: s.lg}
-	if s.f, err = fold.New(cfg); err != nil {
+	closeAll := func() {
 		for _, c := range closers {
 			_ = c()
 		}
+	}
+	sn, err := openSiteSnapshots(ctx, s.log, s.opts)
+	if err != nil {
+		closeAll()
 		return nil, err
 	}
-	s.f.Start(nil)
+	var at []uint64
+	if !s.opts.NoRestore {
+		at = s.restoreSite(ctx, sn)
+	}
+	cfg := fold.Config[outcome]{Name: "kv", Sources: srcs, Mu: &s.mu, Apply: s.apply, KeepOutcomes: recentSize, Logger: s.lg,
+		Snapshots: sn, Encode: s.encodeSite, SnapshotEvery: s.opts.SnapshotEvery, SnapshotInterval: s.opts.SnapshotInterval,
+		SnapshotTimeout: max(s.log.Config().Timeout, time.Minute)}
+	if s.f, err = fold.New(cfg); err != nil {
+		closeAll()
+		return nil, err
+	}
+	s.f.Start(at)
 	return s, nil
 }
 

@@ -12,6 +12,7 @@ import (
 // merge of several logs applies an event that arrives late by undoing
 // the events after its place and applying them again.
 type undoRec struct {
+	noop    bool // a tick's: nothing to undo
 	applied uint64
 	table   *table // the table the event named, if declared then
 	ops     uint64
@@ -71,6 +72,9 @@ func (st *state) recordDeclare(name string) {
 // undo takes back the event rec was recorded for, which must be the last
 // one applied and not taken back.
 func (st *state) undo(rec undoRec) {
+	if rec.noop {
+		return
+	}
 	st.applied = rec.applied
 	st.other.Reset(rec.other)
 	if rec.declared != "" {

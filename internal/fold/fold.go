@@ -52,9 +52,9 @@ type Config[O any] struct {
 	Logger *slog.Logger
 
 	// Snapshots, when set, is where snapshots of the state go; Encode
-	// then returns the state's encoding and the sequence it covers,
-	// holding Mu for reading as long as it needs. A fold with snapshots
-	// has exactly one source.
+	// then returns the state's encoding and the sequence of the first
+	// source it covers, holding Mu as long as it needs. With several
+	// sources, the encoding says where it leaves each of them.
 	Snapshots *SnapshotStore
 	Encode    func() ([]byte, uint64, error)
 	// SnapshotEvery is the number of events applied between snapshots
@@ -99,9 +99,6 @@ func (c Config[O]) Validate() error {
 	}
 	if (c.Snapshots == nil) != (c.Encode == nil) {
 		bad("Snapshots and Encode go together")
-	}
-	if c.Snapshots != nil && len(c.Sources) != 1 {
-		bad("snapshots cover one source, not %d", len(c.Sources))
 	}
 	return errors.Join(errs...)
 }
