@@ -141,7 +141,8 @@ func BenchmarkSites(b *testing.B) {
 
 // TestSiteConvergenceFigure measures how long sites take to hold the same
 // kv state after a partition of DETBUS_SITE_PARTITION (e.g. 30s) heals,
-// with writes at every site during it. It runs only when that is set.
+// with writes at every site during it (paced by DETBUS_SITE_WRITE_EVERY).
+// It runs only when DETBUS_SITE_PARTITION is set.
 func TestSiteConvergenceFigure(t *testing.T) {
 	d, err := time.ParseDuration(os.Getenv("DETBUS_SITE_PARTITION"))
 	if err != nil || d <= 0 {
@@ -161,16 +162,21 @@ func TestSiteConvergenceFigure(t *testing.T) {
 		}
 		return nil
 	})
+	// DETBUS_SITE_WRITE_EVERY paces the rounds of writes (one at each
+	// site); unset, they go as fast as they are acknowledged.
+	every, _ := time.ParseDuration(os.Getenv("DETBUS_SITE_WRITE_EVERY"))
 	sites.Net.Partition("c")
 	end := time.Now().Add(d)
 	written := 0
 	for time.Now().Before(end) {
+		next := time.Now().Add(every)
 		for _, n := range sites.Names {
 			if _, err := stores[n].Incr(ctx, "c", "k", 1); err != nil {
 				t.Fatal(err)
 			}
 			written++
 		}
+		time.Sleep(time.Until(next))
 	}
 	sites.Net.Heal()
 	healed := time.Now()
