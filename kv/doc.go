@@ -125,6 +125,17 @@
 // the log and were not replaced for a day, so that replicas named after
 // their process (the default) do not pile up.
 //
+// # Sites
+//
+// A Store opened on a site's own log (transport.Config.Site) folds every
+// site's log, its own and its copies of the others', in one order every
+// site computes alike, so sites that hold the same events hold the same
+// bytes; positions, dots and writers name their site ("a:kv.users"). An
+// event that arrives late is applied at its place by undoing the events
+// after it and applying them again. Snapshots are taken at the last event
+// of the site's own log that nothing to come can precede. See site.go
+// and sitesnap.go for the rules, and the README's section on sites.
+//
 // # Concurrency
 //
 // A Store is safe for concurrent use. One goroutine folds; reads share a

@@ -139,6 +139,20 @@
 // it), to a source's event, and reports the first link whose input is
 // missing or does not match its hash as a [*BrokenLinkError].
 //
+// # Sites
+//
+// A site ([SiteConfig], [Config].Site) is a node or cluster with a log of
+// its own, "<Stream>_<site>", linked to other sites by NATS gateways; it
+// holds a copy of every other site's log, a JetStream mirror that keeps
+// the origin's sequences and stored times and resumes after a partition
+// ([Log.SyncCopies], [Log.Copies], [Log.Copy]). A write needs only its own
+// site, which keeps taking writes while cut off, and after a restart
+// while cut off (its server keeps a leafnode connection from an
+// in-process keeper, without which NATS would not restore its streams
+// until a link came back). Conditional appends on another site's ESKs go
+// through [Log.Owner] and need that site. Reading a copy feeds the site's
+// HLC clock, at most [MaxClockLead] ahead of its wall clock.
+//
 // # Input bounds
 //
 // ESKs are validated by [ValidateESK] (tokens of printable ASCII, no empty
