@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -152,13 +154,21 @@ func applySite(opts *server.Options, cfg *ServerConfig) error {
 	return nil
 }
 
+// freePort finds a port free on host for a listener the server opens
+// later. It looks below the usual range of ephemeral ports (32768 and
+// up), so that the port is not one that another program took from that
+// range, checked free and closed to open it later, as tests do.
 func freePort(host string) (int, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return 0, fmt.Errorf("transport: find a free port on %s: %w", host, err)
+	var err error
+	for range 100 {
+		port := 20000 + rand.IntN(12000)
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port))); err == nil {
+			ln.Close()
+			return port, nil
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return 0, fmt.Errorf("transport: find a free port on %s: %w", host, err)
 }
 
 // resolvePeers groups the peers by site name, asking a peer given without
