@@ -201,9 +201,9 @@ func TestStoresAtSitesConverge(t *testing.T) {
 	})
 	var want []byte
 	for _, n := range s.Names {
-		if err := stores[n].Sync(ctx); err != nil {
-			t.Fatal(err)
-		}
+		// Right after healing, JetStream may answer "temporarily
+		// unavailable" while a site's metadata catches up.
+		testnats.WaitFor(t, time.Minute, "the store at "+n+" synced", func() error { return stores[n].Sync(ctx) })
 		got, _, err := stores[n].Dump()
 		if err != nil {
 			t.Fatal(err)
@@ -246,9 +246,7 @@ func TestStoresAtSitesConverge(t *testing.T) {
 		if again.Restored() != seq {
 			t.Fatalf("the store opened again at %s restored %d, the snapshot covers %d", n, again.Restored(), seq)
 		}
-		if err := again.Sync(ctx); err != nil {
-			t.Fatal(err)
-		}
+		testnats.WaitFor(t, time.Minute, "the store opened again at "+n+" synced", func() error { return again.Sync(ctx) })
 		if got, _, err := again.Dump(); err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("the store restored at %s differs: %v\n%s\n%s", n, err, got, want)
 		}

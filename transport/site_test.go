@@ -160,17 +160,20 @@ func TestSitesWriteThroughPartition(t *testing.T) {
 
 	s.Net.Heal()
 	waitCopies(t, s, logs, 3*time.Minute, want)
-	for _, n := range s.Names {
-		cs, err := logs[n].Copies(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range cs {
-			if !c.OriginReachable || c.Lag != 0 || c.Behind != 0 {
-				t.Fatalf("%s's copy of %s after healing: %+v", n, c.Origin, c)
+	testnats.WaitFor(t, time.Minute, "every copy complete, its origin reachable", func() error {
+		for _, n := range s.Names {
+			cs, err := logs[n].Copies(ctx)
+			if err != nil {
+				return err
+			}
+			for _, c := range cs {
+				if !c.OriginReachable || c.Lag != 0 || c.Behind != 0 {
+					return fmt.Errorf("%s's copy of %s after healing: %+v", n, c.Origin, c)
+				}
 			}
 		}
-	}
+		return nil
+	})
 	// Every copy holds exactly its origin's events, in order.
 	for _, n := range s.Names {
 		for _, o := range s.Names {
@@ -181,19 +184,24 @@ func TestSitesWriteThroughPartition(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var k int
-			for ev, err := range c.Events(ctx, []string{"orders"}, transport.ReadOptions{}) {
-				if err != nil {
-					t.Fatal(err)
+			// Right after healing, JetStream may answer "temporarily
+			// unavailable" while a site's metadata catches up: read again.
+			testnats.WaitFor(t, time.Minute, fmt.Sprintf("%s's copy of %s", n, o), func() error {
+				var k int
+				for ev, err := range c.Events(ctx, []string{"orders"}, transport.ReadOptions{}) {
+					if err != nil {
+						return err
+					}
+					if w := fmt.Sprintf(`{"site":%q,"k":%d}`, o, k); string(ev.Data) != w || ev.Index != uint64(k) {
+						t.Fatalf("%s's copy of %s at %d: %q index %d", n, o, k, ev.Data, ev.Index)
+					}
+					k++
 				}
-				if w := fmt.Sprintf(`{"site":%q,"k":%d}`, o, k); string(ev.Data) != w || ev.Index != uint64(k) {
-					t.Fatalf("%s's copy of %s at %d: %q index %d", n, o, k, ev.Data, ev.Index)
+				if k != 10 {
+					t.Fatalf("%s's copy of %s holds %d events", n, o, k)
 				}
-				k++
-			}
-			if k != 10 {
-				t.Fatalf("%s's copy of %s holds %d events", n, o, k)
-			}
+				return nil
+			})
 			c.Close()
 		}
 	}

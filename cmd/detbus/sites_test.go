@@ -33,6 +33,10 @@ func TestSitesCommand(t *testing.T) {
 		}
 		nats[site], ui[site] = m[1], m[2]
 	}
+	// Without --site, a client is told where the log is.
+	if got, err := runCLI(t, "status", "--nats", nats["a"]); err == nil || !strings.Contains(got+err.Error(), "name the site with --site") {
+		t.Fatalf("status at a site without --site: %v\n%s", err, got)
+	}
 	if got, err := runCLI(t, "write", "--nats", nats["a"], "--site", "a", "orders", `{"qty":1}`); err != nil || !strings.Contains(got, `"outcome":"written"`) {
 		t.Fatalf("write at a: %v\n%s", err, got)
 	}

@@ -125,7 +125,11 @@ func (c *ClientFlags) Open(ctx context.Context) (*transport.Log, error) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
-	return transport.Connect(cctx, c.URL, transport.Config{Stream: c.Stream, Prefix: c.Prefix, Site: c.Site, Timeout: c.Timeout, NoProvision: true}, opts...)
+	l, err := transport.Connect(cctx, c.URL, transport.Config{Stream: c.Stream, Prefix: c.Prefix, Site: c.Site, Timeout: c.Timeout, NoProvision: true}, opts...)
+	if err != nil && c.Site == "" && strings.Contains(err.Error(), "stream not found") {
+		return nil, fmt.Errorf("%w (a node that runs as a site keeps its log as %s_<site>: name the site with --site or $DETBUS_SITE)", err, c.Stream)
+	}
+	return l, err
 }
 
 // Parse parses args, allowing flags after positional arguments, and
