@@ -69,11 +69,13 @@ func TestForgedSnapshotsAreNotRestored(t *testing.T) {
 	spec := bank.Spec()
 	first := startWith(t, transform.Config{Spec: spec, Log: worker, Instance: "w1", Snapshots: store, SnapshotEvery: 7})
 	waitOutputs(t, admin, "bank.decisions", 21)
+	first.halt(t)
+	// The newest confirmed snapshot once the worker has stopped: it may
+	// have saved one after its last output.
 	real, ok, err := store.Latest(ctx, spec)
 	if err != nil || !ok {
 		t.Fatalf("no confirmed snapshot: %v %v", ok, err)
 	}
-	first.halt(t)
 
 	// The forger writes two snapshots with matching hashes.
 	fstore, err := transform.OpenSnapshotStore(ctx, as("forger", "f-pw"), "")
