@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -211,15 +212,30 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		opts.TLSVerify = cfg.TLS.VerifyClients
 		opts.TLSTimeout = 5
 	}
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		return nil, fmt.Errorf("transport: start NATS server: %w", err)
-	}
-	if err := runServer(ns, cfg.Name, cfg.Logs); err != nil {
-		return nil, err
+	var ns *server.Server
+	for attempt := 1; ; attempt++ {
+		var err error
+		if ns, err = server.NewServer(opts); err != nil {
+			return nil, fmt.Errorf("transport: start NATS server: %w", err)
+		}
+		err = runServer(ns, cfg.Name, cfg.Logs)
+		if err == nil {
+			break
+		}
+		// A site's internal ports (its route to itself, its keeper's
+		// leafnode listener) are picked free but opened later, and
+		// another server starting at once may have taken one: pick again.
+		if cfg.Site.Name == "" || attempt == 5 || !strings.Contains(err.Error(), "address already in use") ||
+			!(strings.Contains(err.Error(), "leafnode port") || strings.Contains(err.Error(), "router port")) {
+			return nil, err
+		}
+		if err := repickSitePorts(opts); err != nil {
+			return nil, err
+		}
 	}
 	srv := &Server{ns: ns, cfg: cfg, node: node}
 	if cfg.Site.Name != "" {
+		var err error
 		if srv.keeper, err = startKeeper(ns, cfg.Name, opts.LeafNode.Port); err != nil {
 			ns.Shutdown()
 			return nil, err

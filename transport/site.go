@@ -337,3 +337,22 @@ func startKeeper(ns *server.Server, name string, leafPort int) (*server.Server, 
 	}
 	return k, nil
 }
+
+// repickSitePorts picks the site's internal ports again, after one was
+// taken before the server opened it.
+func repickSitePorts(opts *server.Options) error {
+	leaf, err := freePort("127.0.0.1")
+	if err != nil {
+		return err
+	}
+	opts.LeafNode.Port = leaf
+	if len(opts.Routes) == 1 && opts.Routes[0].Host == net.JoinHostPort(opts.Cluster.Host, strconv.Itoa(opts.Cluster.Port)) {
+		p, err := freePort(opts.Cluster.Host)
+		if err != nil {
+			return err
+		}
+		opts.Cluster.Port = p
+		opts.Routes = []*url.URL{{Scheme: "nats-route", Host: net.JoinHostPort(opts.Cluster.Host, strconv.Itoa(p))}}
+	}
+	return nil
+}
