@@ -241,9 +241,7 @@ func openSiteSources(ctx context.Context, log *transport.Log) (srcs []fold.Sourc
 			continue // no copy here yet
 		}
 		if err != nil {
-			for _, cl := range closers {
-				_ = cl()
-			}
+			closeAll(closers)
 			return nil, nil, nil, err
 		}
 		srcs = append(srcs, fold.LogSource(c, ESKPrefix+">"))
@@ -294,14 +292,9 @@ func openAtSite(ctx context.Context, s *Store) (*Store, error) {
 		s.siteResults = append(s.siteResults, map[uint64]result{})
 		srcs[i] = &siteSource{Source: srcs[i], s: s, src: i}
 	}
-	closeAll := func() {
-		for _, c := range closers {
-			_ = c()
-		}
-	}
 	sn, err := openSiteSnapshots(ctx, s.log, s.opts)
 	if err != nil {
-		closeAll()
+		closeAll(closers)
 		return nil, err
 	}
 	var at []uint64
@@ -312,7 +305,7 @@ func openAtSite(ctx context.Context, s *Store) (*Store, error) {
 		Snapshots: sn, Encode: s.encodeSite, SnapshotEvery: s.opts.SnapshotEvery, SnapshotInterval: s.opts.SnapshotInterval,
 		SnapshotTimeout: max(s.log.Config().Timeout, time.Minute)}
 	if s.f, err = fold.New(cfg); err != nil {
-		closeAll()
+		closeAll(closers)
 		return nil, err
 	}
 	s.f.Start(at)
@@ -343,4 +336,11 @@ func (s *Store) MissingSites(ctx context.Context) ([]string, error) {
 		missing = append(missing, o)
 	}
 	return missing, nil
+}
+
+// closeAll closes the copies a Store at a site opened.
+func closeAll(closers []func() error) {
+	for _, c := range closers {
+		_ = c()
+	}
 }

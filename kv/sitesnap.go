@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/detbus/detbus/hlc"
 	"github.com/detbus/detbus/internal/fold"
@@ -78,19 +79,9 @@ func (s *Store) encodeSite() ([]byte, uint64, error) {
 		}
 		snap.Logs = append(snap.Logs, c)
 	}
-	slices.SortFunc(snap.Logs, func(a, b siteLogCursor) int { return compareStrings(a.Site, b.Site) })
+	slices.SortFunc(snap.Logs, func(a, b siteLogCursor) int { return strings.Compare(a.Site, b.Site) })
 	data, err := json.Marshal(snap)
 	return data, snap.Own, err
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // decodeSiteSnapshot decodes a site snapshot and the sequence of the

@@ -187,9 +187,7 @@ func Open(ctx context.Context, log *transport.Log, opts Options) (*Store, error)
 func (s *Store) Close() error {
 	s.f.Close()
 	s.watchers.Close()
-	for _, c := range s.closers {
-		_ = c()
-	}
+	closeAll(s.closers)
 	s.closers = nil
 	return nil
 }
